@@ -1,0 +1,10 @@
+//! The reconcilers, one per kind (`alicloud-rollouts run`).
+
+/// Command-line options of `alicloud-rollouts run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {}
+
+/// Run the operator until interrupted.
+pub async fn run(_args: RunArgs) -> anyhow::Result<()> {
+    anyhow::bail!("the controller is not implemented yet")
+}

@@ -1,0 +1,90 @@
+//! Types shared by the three kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Reference to a Secret in the resource's namespace holding Alibaba Cloud credentials
+/// (keys `accessKeyId`, `accessKeySecret`, optional `securityToken`). Without it the
+/// operator uses its own credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    pub name: String,
+}
+
+/// What happens to the cloud object when the Kubernetes resource is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the cloud object untouched.
+    #[default]
+    Retain,
+    /// Delete the cloud object.
+    Delete,
+}
+
+/// ESA endpoint region.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EsaRegion {
+    #[default]
+    #[serde(rename = "cn-hangzhou")]
+    CnHangzhou,
+    #[serde(rename = "ap-southeast-1")]
+    ApSoutheast1,
+}
+
+impl EsaRegion {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EsaRegion::CnHangzhou => "cn-hangzhou",
+            EsaRegion::ApSoutheast1 => "ap-southeast-1",
+        }
+    }
+}
+
+/// ESA environment.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EsaEnv {
+    Staging,
+    Production,
+}
+
+impl EsaEnv {
+    /// Spelling used by the routine APIs.
+    pub fn routine_wire(&self) -> &'static str {
+        match self {
+            EsaEnv::Staging => "staging",
+            EsaEnv::Production => "production",
+        }
+    }
+    /// Spelling used by the edge container app APIs.
+    pub fn app_wire(&self) -> &'static str {
+        match self {
+            EsaEnv::Staging => "staging",
+            EsaEnv::Production => "prod",
+        }
+    }
+}
+
+/// One step of an operator-driven percentage progression.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Share of traffic on the new version at this step, 1-100.
+    pub percentage: i32,
+    /// How long to hold this step before moving on ("30s", "5m", "1h"). Without it the
+    /// step is a manual gate: it holds until `promotedStep` reaches its index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+}
+
+/// Standard condition types.
+pub const CONDITION_READY: &str = "Ready";
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+pub const CONDITION_PAUSED: &str = "Paused";
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// The condition list type used in every status (list map keyed by `type`).
+pub type Conditions = Vec<Condition>;
