@@ -1,0 +1,4 @@
+//! Shared pieces of the integration tests. Each test file says `mod support;`.
+#![allow(dead_code)]
+
+pub mod apiserver;
