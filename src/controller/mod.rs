@@ -1,5 +1,7 @@
 //! The reconcilers, one per kind (`alicloud-rollouts run`).
 
+pub mod conditions;
+
 /// Command-line options of `alicloud-rollouts run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {}

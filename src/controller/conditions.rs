@@ -1,0 +1,116 @@
+//! Standard conditions, computed as plain values.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// A condition as a decision function wants it; `lastTransitionTime` is filled in by
+/// [`merge`], which keeps the old time when the status did not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Desired {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Desired {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Merge `desired` into `previous`: one entry per type, in the order of `desired`,
+/// preserving `lastTransitionTime` when the status of a type did not change.
+/// Types present in `previous` but not in `desired` are kept as they were.
+pub fn merge(
+    previous: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = desired
+        .iter()
+        .map(|d| {
+            let status = if d.status { "True" } else { "False" }.to_string();
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition {
+                type_: d.type_.to_string(),
+                status,
+                reason: d.reason.clone(),
+                message: d.message.clone(),
+                last_transition_time,
+                observed_generation: generation,
+            }
+        })
+        .collect();
+    for c in previous {
+        if !out.iter().any(|o| o.type_ == c.type_) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// Is condition `type_` True?
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(s).expect("valid test timestamp")
+    }
+
+    #[test]
+    fn keeps_transition_time_when_status_unchanged() {
+        let first = merge(
+            &[],
+            &[Desired::new("Ready", false, "Progressing", "1/4")],
+            Some(1),
+            ts(100),
+        );
+        let second = merge(
+            &first,
+            &[Desired::new("Ready", false, "Progressing", "2/4")],
+            Some(2),
+            ts(200),
+        );
+        assert_eq!(second[0].last_transition_time, Time(ts(100)));
+        assert_eq!(second[0].message, "2/4");
+        assert_eq!(second[0].observed_generation, Some(2));
+        let third = merge(
+            &second,
+            &[Desired::new("Ready", true, "Completed", "done")],
+            Some(2),
+            ts(300),
+        );
+        assert_eq!(third[0].last_transition_time, Time(ts(300)));
+        assert!(is_true(&third, "Ready"));
+    }
+
+    #[test]
+    fn keeps_unrelated_types() {
+        let prev = merge(&[], &[Desired::new("Custom", true, "X", "y")], None, ts(1));
+        let next = merge(&prev, &[Desired::new("Ready", true, "R", "m")], None, ts(2));
+        assert_eq!(next.len(), 2);
+        assert_eq!(next[1].type_, "Custom");
+    }
+}
