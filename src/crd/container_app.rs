@@ -140,7 +140,7 @@ pub struct EsaContainerAppRolloutSpec {
     pub full_release: Option<bool>,
     /// Start publishing at this time (RFC 3339, UTC, e.g. 2026-06-05T16:00:00Z).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 20), extend("x-kubernetes-validations" = [
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [
         rule(
             &format!("self.matches('{UTC_TIMESTAMP_PATTERN}')"),
             "startTime must be a UTC time in RFC 3339 form ending in Z, e.g. 2026-06-05T16:00:00Z",
