@@ -986,3 +986,582 @@ impl CloudApi for CloudClient {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn form(req: &ApiRequest) -> Vec<(String, String)> {
+        match &req.body {
+            Body::Form(b) => serde_urlencoded::from_bytes(b).unwrap(),
+            other => panic!("expected a form body, got {other:?}"),
+        }
+    }
+
+    fn json(req: &ApiRequest) -> serde_json::Value {
+        match &req.body {
+            Body::Json(b) => serde_json::from_slice(b).unwrap(),
+            other => panic!("expected a JSON body, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn eas_rollout_requests() {
+        let batch = ServiceRolloutRequest {
+            batch: Some(BatchConfig {
+                batch_size: Some("25%".into()),
+                interval: Some("5m".into()),
+            }),
+            paused: Some(false),
+            ..Default::default()
+        };
+        let r = requests::create_service_rollout("cn-shanghai", "llm chat/v2", &batch).unwrap();
+        assert_eq!(
+            (r.product, r.action, &r.method),
+            (Product::Eas, "CreateServiceRollout", &Method::POST)
+        );
+        assert_eq!(
+            r.path,
+            "/api/v2/services/cn-shanghai/llm%20chat%2Fv2/rollout"
+        );
+        assert!(r.query.is_empty());
+        assert_eq!(
+            json(&r),
+            serde_json::json!({"Batch": {"BatchSize": "25%", "Interval": "5m"}, "Paused": false})
+        );
+
+        let partition = ServiceRolloutRequest {
+            partition: Some(PartitionConfig {
+                partition: "3".into(),
+            }),
+            ..Default::default()
+        };
+        let r = requests::update_service_rollout("cn-shanghai", "svc", &partition).unwrap();
+        assert_eq!(
+            (r.action, &r.method),
+            ("UpdateServiceRollout", &Method::PUT)
+        );
+        assert_eq!(r.path, "/api/v2/services/cn-shanghai/svc/rollout");
+        assert_eq!(
+            json(&r),
+            serde_json::json!({"Partition": {"Partition": "3"}})
+        );
+
+        let pause = ServiceRolloutRequest {
+            paused: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            json(&requests::update_service_rollout("cn-shanghai", "svc", &pause).unwrap()),
+            serde_json::json!({"Paused": true})
+        );
+        // Invalid combinations never reach the wire.
+        assert!(
+            requests::update_service_rollout(
+                "cn-shanghai",
+                "svc",
+                &ServiceRolloutRequest::default()
+            )
+            .is_err()
+        );
+        let both = ServiceRolloutRequest {
+            batch: batch.batch.clone(),
+            ..partition.clone()
+        };
+        assert!(requests::create_service_rollout("cn-shanghai", "svc", &both).is_err());
+
+        for (r, action, method) in [
+            (
+                requests::describe_service_rollout("cn-shanghai", "svc").unwrap(),
+                "DescribeServiceRollout",
+                Method::GET,
+            ),
+            (
+                requests::delete_service_rollout("cn-shanghai", "svc").unwrap(),
+                "DeleteServiceRollout",
+                Method::DELETE,
+            ),
+        ] {
+            assert_eq!((r.action, r.method), (action, method));
+            assert_eq!(r.path, "/api/v2/services/cn-shanghai/svc/rollout");
+            assert_eq!(r.body, Body::Empty);
+            assert!(r.query.is_empty());
+        }
+    }
+
+    #[test]
+    fn eas_service_requests() {
+        let r = requests::describe_service("cn-beijing", "svc").unwrap();
+        assert_eq!(
+            (r.action, &r.method, r.path.as_str()),
+            (
+                "DescribeService",
+                &Method::GET,
+                "/api/v2/services/cn-beijing/svc"
+            )
+        );
+        assert_eq!(r.body, Body::Empty);
+
+        let cfg = serde_json::json!({"containers": [{"image": "repo/x:v2"}]});
+        let r = requests::update_service("cn-beijing", "svc", &cfg, UpdateType::Replace).unwrap();
+        assert_eq!(
+            (r.action, &r.method, r.path.as_str()),
+            (
+                "UpdateService",
+                &Method::PUT,
+                "/api/v2/services/cn-beijing/svc"
+            )
+        );
+        assert_eq!(r.query, pairs(&[("UpdateType", "replace")]));
+        assert_eq!(json(&r), cfg);
+        let r = requests::update_service("cn-beijing", "svc", &cfg, UpdateType::Merge).unwrap();
+        assert_eq!(r.query, pairs(&[("UpdateType", "merge")]));
+        assert!(
+            requests::update_service(
+                "cn-beijing",
+                "svc",
+                &serde_json::json!([1]),
+                UpdateType::Merge
+            )
+            .is_err()
+        );
+
+        let r = requests::list_service_versions("cn-beijing", "svc", Some(2), Some(50)).unwrap();
+        assert_eq!(
+            (r.action, &r.method, r.path.as_str()),
+            (
+                "ListServiceVersions",
+                &Method::GET,
+                "/api/v2/services/cn-beijing/svc/versions"
+            )
+        );
+        assert_eq!(r.query, pairs(&[("PageNumber", "2"), ("PageSize", "50")]));
+        assert!(
+            requests::list_service_versions("cn-beijing", "svc", None, None)
+                .unwrap()
+                .query
+                .is_empty()
+        );
+
+        let r = requests::update_service_version("cn-beijing", "svc", 3).unwrap();
+        assert_eq!(
+            (r.action, &r.method, r.path.as_str()),
+            (
+                "UpdateServiceVersion",
+                &Method::PUT,
+                "/api/v2/services/cn-beijing/svc/version"
+            )
+        );
+        assert_eq!(json(&r), serde_json::json!({"Version": 3}));
+        assert!(requests::update_service_version("cn-beijing", "svc", 0).is_err());
+        assert!(requests::describe_service("cn-beijing", "").is_err());
+        assert!(requests::describe_service("cn-beijing/../x", "svc").is_err());
+    }
+
+    #[test]
+    fn esa_routine_requests() {
+        let r = requests::create_routine_code_deployment(&CreateRoutineCodeDeploymentRequest {
+            name: "edge-auth".into(),
+            env: "production".into(),
+            strategy: "percentage".into(),
+            code_versions: vec![
+                CodeVersionSplit {
+                    code_version: "1710000000000000002".into(),
+                    percentage: 10,
+                },
+                CodeVersionSplit {
+                    code_version: "1710000000000000001".into(),
+                    percentage: 90,
+                },
+            ],
+        })
+        .unwrap();
+        assert_eq!(
+            (r.product, r.action, &r.method, r.path.as_str()),
+            (
+                Product::Esa,
+                "CreateRoutineCodeDeployment",
+                &Method::POST,
+                "/"
+            )
+        );
+        assert!(r.query.is_empty());
+        assert_eq!(
+            form(&r),
+            pairs(&[
+                ("Name", "edge-auth"),
+                ("Env", "production"),
+                ("Strategy", "percentage"),
+                (
+                    "CodeVersions",
+                    r#"[{"CodeVersion":"1710000000000000002","Percentage":10},{"CodeVersion":"1710000000000000001","Percentage":90}]"#
+                ),
+            ])
+        );
+
+        let r = requests::get_routine("edge-auth").unwrap();
+        assert_eq!((r.action, &r.method), ("GetRoutine", &Method::POST));
+        assert_eq!(form(&r), pairs(&[("Name", "edge-auth")]));
+        assert!(requests::get_routine("").is_err());
+
+        let r = requests::list_routine_code_versions(&ListRoutineCodeVersionsRequest {
+            name: "edge-auth".into(),
+            page_number: Some(1),
+            page_size: Some(20),
+            search_key_word: Some("a b".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            (r.action, &r.method),
+            ("ListRoutineCodeVersions", &Method::POST)
+        );
+        assert!(r.query.is_empty());
+        assert_eq!(
+            form(&r),
+            pairs(&[
+                ("Name", "edge-auth"),
+                ("PageNumber", "1"),
+                ("PageSize", "20"),
+                ("SearchKeyWord", "a b")
+            ])
+        );
+    }
+
+    #[test]
+    fn esa_container_app_requests() {
+        let r =
+            requests::publish_edge_container_app_version(&PublishEdgeContainerAppVersionRequest {
+                app_id: "app-88068867578379".into(),
+                version_id: "ver-87962637161651".into(),
+                publish_env: "prod".into(),
+                publish_type: Some("region".into()),
+                percentage: Some(50),
+                regions: Some(vec!["jiangsu".into(), "beijing".into()]),
+                full_release: Some(true),
+                start_time: Some("2026-05-08T16:10:56Z".into()),
+                remarks: Some("canary".into()),
+            })
+            .unwrap();
+        assert_eq!(
+            (r.action, &r.method, r.path.as_str()),
+            ("PublishEdgeContainerAppVersion", &Method::POST, "/")
+        );
+        assert_eq!(
+            r.query,
+            pairs(&[
+                ("VersionId", "ver-87962637161651"),
+                ("PublishType", "region"),
+                ("Regions", r#"["jiangsu","beijing"]"#),
+                ("FullRelease", "True"),
+            ])
+        );
+        assert_eq!(
+            form(&r),
+            pairs(&[
+                ("AppId", "app-88068867578379"),
+                ("PublishEnv", "prod"),
+                ("Percentage", "50"),
+                ("StartTime", "2026-05-08T16:10:56Z"),
+                ("Remarks", "canary"),
+            ])
+        );
+        let minimal =
+            requests::publish_edge_container_app_version(&PublishEdgeContainerAppVersionRequest {
+                app_id: "app-1".into(),
+                version_id: "ver-1".into(),
+                publish_env: "staging".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(minimal.query, pairs(&[("VersionId", "ver-1")]));
+        assert_eq!(
+            form(&minimal),
+            pairs(&[("AppId", "app-1"), ("PublishEnv", "staging")])
+        );
+
+        let r = requests::get_edge_container_app_status("app-1", "prod").unwrap();
+        assert_eq!(
+            (r.action, &r.method),
+            ("GetEdgeContainerAppStatus", &Method::POST)
+        );
+        assert_eq!(
+            r.query,
+            pairs(&[("AppId", "app-1"), ("PublishEnv", "prod")])
+        );
+        assert_eq!(r.body, Body::Empty);
+
+        let r = requests::rollback_edge_container_app_version(
+            &RollbackEdgeContainerAppVersionRequest {
+                app_id: "app-1".into(),
+                version_id: "ver-1".into(),
+                percentage: Some(100),
+                used_percent: Some(false),
+                remarks: Some("bad canary".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (r.action, &r.method),
+            ("RollbackEdgeContainerAppVersion", &Method::POST)
+        );
+        assert_eq!(
+            r.query,
+            pairs(&[
+                ("VersionId", "ver-1"),
+                ("Percentage", "100"),
+                ("UsedPercent", "False")
+            ])
+        );
+        assert_eq!(
+            form(&r),
+            pairs(&[("AppId", "app-1"), ("Remarks", "bad canary")])
+        );
+
+        let r = requests::list_edge_container_app_versions(&ListEdgeContainerAppVersionsRequest {
+            app_id: "app-1".into(),
+            page_number: Some(1),
+            page_size: Some(10),
+            order_key: Some("CreateTime".into()),
+            order_type: Some("DESC".into()),
+            search_key: None,
+            search_type: None,
+        })
+        .unwrap();
+        assert_eq!(
+            (r.action, &r.method),
+            ("ListEdgeContainerAppVersions", &Method::GET)
+        );
+        assert_eq!(
+            r.query,
+            pairs(&[
+                ("AppId", "app-1"),
+                ("PageNumber", "1"),
+                ("PageSize", "10"),
+                ("OrderKey", "CreateTime"),
+                ("OrderType", "DESC")
+            ])
+        );
+        assert_eq!(r.body, Body::Empty);
+    }
+
+    #[test]
+    fn signed_headers_and_signature() {
+        let req = requests::update_service_version("cn-shanghai", "svc", 2).unwrap();
+        let endpoint = Endpoint::parse("127.0.0.1:18080").unwrap();
+        let creds = Credentials::new("ak", "sk").with_security_token("sts-tok");
+        let s = sign_request(&req, &endpoint, &creds, "2026-05-08T16:10:56Z", "nonce-1");
+        assert_eq!(
+            s.url,
+            "http://127.0.0.1:18080/api/v2/services/cn-shanghai/svc/version"
+        );
+        assert_eq!(s.body, br#"{"Version":2}"#);
+        let h = |name: &str| {
+            s.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no header {name}"))
+        };
+        assert_eq!(h("host"), "127.0.0.1:18080");
+        assert_eq!(h("x-acs-action"), "UpdateServiceVersion");
+        assert_eq!(h("x-acs-version"), "2021-07-01");
+        assert_eq!(h("x-acs-date"), "2026-05-08T16:10:56Z");
+        assert_eq!(h("x-acs-signature-nonce"), "nonce-1");
+        assert_eq!(
+            h("x-acs-content-sha256"),
+            sign::sha256_hex(br#"{"Version":2}"#)
+        );
+        assert_eq!(h("content-type"), CONTENT_TYPE_JSON);
+        assert_eq!(h("x-acs-security-token"), "sts-tok");
+        let auth = sign::parse_authorization(&h("authorization")).unwrap();
+        assert_eq!(auth.access_key_id, "ak");
+        assert_eq!(
+            auth.signed_headers,
+            [
+                "content-type",
+                "host",
+                "x-acs-action",
+                "x-acs-content-sha256",
+                "x-acs-date",
+                "x-acs-security-token",
+                "x-acs-signature-nonce",
+                "x-acs-version"
+            ]
+        );
+        // Recompute as a server would.
+        let sent: Vec<(String, String)> = s.headers.clone();
+        let expected = sign::authorization(
+            "ak",
+            "sk",
+            &sign::CanonicalInput {
+                method: "PUT",
+                canonical_uri: "/api/v2/services/cn-shanghai/svc/version",
+                query: &[],
+                headers: &sent,
+                signed_headers: &auth.signed_headers,
+                hashed_payload: &h("x-acs-content-sha256"),
+            },
+        );
+        assert_eq!(h("authorization"), expected);
+
+        // Without a body: no content-type, empty-body hash; without a token: no token header.
+        let req = requests::get_edge_container_app_status("app-1", "prod").unwrap();
+        let s = sign_request(
+            &req,
+            &Endpoint::https("esa.cn-hangzhou.aliyuncs.com"),
+            &Credentials::new("ak", "sk"),
+            "2026-05-08T16:10:56Z",
+            "n2",
+        );
+        assert_eq!(
+            s.url,
+            "https://esa.cn-hangzhou.aliyuncs.com/?AppId=app-1&PublishEnv=prod"
+        );
+        assert!(
+            s.headers
+                .iter()
+                .all(|(n, _)| n != "content-type" && n != "x-acs-security-token")
+        );
+        assert!(
+            s.headers
+                .contains(&("x-acs-content-sha256".into(), sign::EMPTY_SHA256.into()))
+        );
+        assert!(
+            s.headers
+                .contains(&("x-acs-version".into(), "2024-09-10".into()))
+        );
+        assert!(
+            s.headers
+                .contains(&("host".into(), "esa.cn-hangzhou.aliyuncs.com".into()))
+        );
+    }
+
+    #[test]
+    fn nonces_are_unique_and_dates_formatted() {
+        let a: std::collections::HashSet<String> = (0..1000).map(|_| new_nonce()).collect();
+        assert_eq!(a.len(), 1000);
+        let t: jiff::Timestamp = "2026-05-08T16:10:56.789Z".parse().unwrap();
+        assert_eq!(acs_date(t), "2026-05-08T16:10:56Z");
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = parse_error_response(
+            400,
+            &HeaderMap::new(),
+            br#"{"RequestId":"5F1A-1","HostId":"esa.cn-hangzhou.aliyuncs.com","Code":"InvalidParameter.Percentage","Message":"The Percentage is invalid."}"#,
+        );
+        match &e {
+            CloudError::Api {
+                status,
+                code,
+                message,
+                request_id,
+                retry_after,
+            } => {
+                assert_eq!(*status, 400);
+                assert_eq!(code, "InvalidParameter.Percentage");
+                assert_eq!(message, "The Percentage is invalid.");
+                assert_eq!(request_id.as_deref(), Some("5F1A-1"));
+                assert_eq!(*retry_after, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.kind(), super::super::ErrorKind::Terminal);
+
+        let e = parse_error_response(
+            400,
+            &headers(&[("x-acs-retry-after", "1500")]),
+            br#"{"RequestId":"r","Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#,
+        );
+        assert_eq!(e.kind(), super::super::ErrorKind::Throttled);
+        assert!(
+            matches!(e, CloudError::Api { retry_after: Some(d), .. } if d == Duration::from_millis(1500))
+        );
+
+        let e = parse_error_response(
+            404,
+            &headers(&[("x-acs-request-id", "hdr-id")]),
+            br#"{"Code":"InvalidService.NotFound","Message":"no"}"#,
+        );
+        assert!(e.is_not_found());
+        assert_eq!(e.request_id(), Some("hdr-id"));
+
+        // Lower-case keys (some ROA gateways) still parse.
+        let e = parse_error_response(
+            403,
+            &HeaderMap::new(),
+            br#"{"code":"Forbidden.RAM","message":"denied","requestId":"x"}"#,
+        );
+        assert_eq!((e.code(), e.request_id()), ("Forbidden.RAM", Some("x")));
+
+        // An HTML page from a proxy.
+        let e = parse_error_response(
+            502,
+            &HeaderMap::new(),
+            b"<html><body>Bad Gateway</body></html>",
+        );
+        assert_eq!(e.code(), "ServiceUnavailable");
+        assert!(e.to_string().contains("Bad Gateway"), "{e}");
+        assert_eq!(e.kind(), super::super::ErrorKind::Transient);
+        let e = parse_error_response(429, &HeaderMap::new(), b"");
+        assert_eq!(e.kind(), super::super::ErrorKind::Throttled);
+        let e = parse_error_response(400, &HeaderMap::new(), b"nope");
+        assert_eq!(
+            (e.code(), e.kind()),
+            ("HTTP400", super::super::ErrorKind::Terminal)
+        );
+        // Garbage retry-after is ignored.
+        let e = parse_error_response(500, &headers(&[("x-acs-retry-after", "soon")]), b"{}");
+        assert!(matches!(
+            e,
+            CloudError::Api {
+                retry_after: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn answers_decode_with_cloud_field_names() {
+        let r: DescribeServiceRolloutResponse = decode(
+            br#"{"RequestId":"r1","Rollout":{"Strategy":{"Batch":{"BatchSize":"2","Interval":"60s"}},
+                "Status":{"Phase":"Running","TotalReplicas":8,"UpdatedReplicas":2,"CurrentRevision":"svc-v1",
+                "UpdateRevision":"svc-v2","NextBatchStartTime":"2026/05/08 16:10:56"}}}"#,
+        )
+        .unwrap();
+        let status = r.rollout.unwrap().status.unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.updated_replicas, Some(2));
+        let r: GetEdgeContainerAppStatusResponse = decode(
+            br#"{"RequestId":"r","AppStatus":{"PublishStatus":"publishing","PublishPercentage":50,"FullRelease":false,"Regions":{"Region":["jiangsu"]},"Unknown":1}}"#,
+        )
+        .unwrap();
+        let s = r.app_status.unwrap();
+        assert_eq!(s.publish_percentage, Some(50));
+        assert_eq!(s.regions.unwrap().region, vec!["jiangsu".to_string()]);
+        let a: Ack = decode(b"").unwrap();
+        assert_eq!(a, Ack::default());
+        assert!(matches!(
+            decode::<Ack>(b"<html>"),
+            Err(CloudError::Decode(_))
+        ));
+    }
+}

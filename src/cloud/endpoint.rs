@@ -50,7 +50,7 @@ impl Endpoint {
     /// A bare authority whose host is an IP literal or `localhost` means plain `http` (a
     /// local simulator); any other bare host means `https`.
     pub fn parse(value: &str) -> Result<Self, CloudError> {
-        let value = value.trim().trim_end_matches('/');
+        let value = value.trim();
         let invalid = |why: &str| CloudError::InvalidRequest(format!("endpoint {value:?}: {why}"));
         let (scheme, authority) = match value.split_once("://") {
             Some((scheme, rest)) => {
@@ -62,6 +62,7 @@ impl Endpoint {
             }
             None => (None, value),
         };
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
         if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
             return Err(invalid("expected host or host:port"));
         }
