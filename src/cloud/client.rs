@@ -595,6 +595,18 @@ impl CloudClient {
         Self::with_metrics(config, credentials, Metrics::new())
     }
 
+    /// The operator's client: credentials from the environment (read once, here: static
+    /// keys, else RRSA, else none so that every call needs `with_credentials`).
+    pub fn from_environment(config: ClientConfig, metrics: Metrics) -> CloudResult<Self> {
+        let env = super::provider::CredentialsEnv::from_env()?;
+        let provider = env.provider(
+            http_client()?,
+            config.sts_endpoint.as_deref(),
+            config.call_timeout,
+        )?;
+        Self::with_metrics(config, provider, metrics)
+    }
+
     /// A client counting into `metrics`.
     pub fn with_metrics(
         config: ClientConfig,
