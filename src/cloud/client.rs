@@ -800,7 +800,11 @@ impl CloudClient {
             let timeout = config.call_timeout.min(left);
             let err = match self.attempt(req, &endpoint, timeout).await {
                 Ok(answer) if answer.status < 300 => {
-                    let request_id = header_request_id(&answer.headers);
+                    let request_id = header_request_id(&answer.headers).or_else(|| {
+                        serde_json::from_slice::<WireError>(&answer.body)
+                            .ok()
+                            .and_then(|w| w.request_id)
+                    });
                     if let Some(id) = &request_id {
                         tracing::Span::current().record("request_id", id.as_str());
                     }
