@@ -89,12 +89,22 @@ impl Env {
         max_secs: u64,
         done: impl Fn(&RolloutStatus) -> bool,
     ) -> RolloutStatus {
-        for _ in 0..max_secs {
+        self.advance_by_until(1, max_secs, done).await
+    }
+
+    /// Advance `step` seconds at a time, at most `max_secs` in all, until `done` holds.
+    async fn advance_by_until(
+        &self,
+        step: u64,
+        max_secs: u64,
+        done: impl Fn(&RolloutStatus) -> bool,
+    ) -> RolloutStatus {
+        for _ in 0..max_secs / step {
             let s = self.rollout_status().await;
             if done(&s) {
                 return s;
             }
-            self.advance(1);
+            self.advance(step);
         }
         let s = self.rollout_status().await;
         assert!(done(&s), "not reached after {max_secs}s: {s:?}");
@@ -193,7 +203,7 @@ async fn eas_batch_rollout_with_pause_and_resume() {
     .unwrap();
     let prev = std::cell::Cell::new(2);
     let s = env
-        .advance_until(400, |s| {
+        .advance_by_until(10, 400, |s| {
             let u = s.updated_replicas.unwrap_or(0);
             assert!(u >= prev.get() && u <= 8, "never backwards: {s:?}");
             assert!(
