@@ -734,3 +734,69 @@ async fn esa_container_app_rollback_to_the_baseline() {
     assert!(e.is_not_found(), "{e:?}");
     env.sim.shutdown().await;
 }
+
+/// The same flow on the simulator's real clock, sped up 20 times: a 20 s batch interval
+/// passes in about one second.
+#[tokio::test]
+async fn eas_batch_rollout_on_a_time_scaled_clock() {
+    let sim = simulator::start(SimConfig {
+        demo: true,
+        time_scale: 20.0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = CloudClient::new(
+        ClientConfig {
+            eas_endpoint: Some(sim.base_url()),
+            ..ClientConfig::default()
+        },
+        Arc::new(StaticProvider(Credentials::new(
+            DEFAULT_ACCESS_KEY_ID,
+            DEFAULT_ACCESS_KEY_SECRET,
+        ))),
+    )
+    .unwrap();
+    c.create_service_rollout(
+        REGION,
+        SVC,
+        &ServiceRolloutRequest {
+            batch: Some(BatchConfig {
+                batch_size: Some("50%".into()),
+                interval: Some("20s".into()),
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    c.update_service(REGION, SVC, &image_config("v3"), UpdateType::Replace)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let done = loop {
+        let s = c
+            .describe_service_rollout(REGION, SVC)
+            .await
+            .unwrap()
+            .rollout
+            .and_then(|r| r.status)
+            .unwrap();
+        let u = s.updated_replicas.unwrap_or(0);
+        if seen.last() != Some(&u) {
+            seen.push(u);
+        }
+        if phase(&s) == "Completed" && u == 8 {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not completed in time: {s:?} after {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done.current_revision, done.update_revision);
+    assert!(seen.contains(&4), "went through the 50% batch: {seen:?}");
+    sim.shutdown().await;
+}
