@@ -591,10 +591,6 @@ async fn faults_retries_credentials_and_rrsa() {
         ..fault("DescribeServiceRollout", FaultKind::Latency, 10)
     })
     .unwrap();
-    let slow = c.with_static_credentials(Credentials::new(
-        DEFAULT_ACCESS_KEY_ID,
-        DEFAULT_ACCESS_KEY_SECRET,
-    ));
     let quick = CloudClient::new(
         ClientConfig {
             eas_endpoint: Some(env.sim.endpoint()),
@@ -615,7 +611,6 @@ async fn faults_retries_credentials_and_rrsa() {
         .unwrap_err();
     assert!(matches!(e, CloudError::Timeout(_)), "{e:?}");
     sim.clear_faults();
-    drop(slow);
 
     // Wrong secret / unknown key: terminal, never retried.
     let wrong = c.with_credentials(Credentials::new(DEFAULT_ACCESS_KEY_ID, "not-the-secret"));
