@@ -24,6 +24,8 @@ struct Tamper {
     body_sent: Option<Vec<u8>>,
     unsigned: bool,
     token: Option<String>,
+    /// Send spaces in the URL query as `+` (as the Python SDK does; it signs `%20`).
+    plus_for_space: bool,
 }
 
 struct Answer {
@@ -153,6 +155,11 @@ impl Client {
             .map(|(k, v)| format!("{}={}", sign::percent_encode(k), sign::percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
+        let qs = if t.plus_for_space {
+            qs.replace("%20", "+")
+        } else {
+            qs
+        };
         let url = if qs.is_empty() {
             format!("http://{host}{path}")
         } else {
@@ -1009,13 +1016,18 @@ async fn app_publish_and_rollback_move_through_their_statuses() {
     assert_eq!(s["BaseLineVersion"], V0);
     assert_eq!(app_status(&c, "staging").await["DeployedVersion"], V0);
 
+    // VersionId names the version to return to; staging already serves it.
     c.rpc(
         "RollbackEdgeContainerAppVersion",
-        &[("AppId", APP), ("VersionId", V1)],
+        &[("AppId", APP), ("VersionId", V0)],
     )
     .await
     .assert_ok();
     assert_eq!(app_status(&c, "prod").await["PublishStatus"], "rollbacking");
+    assert_eq!(
+        app_status(&c, "staging").await["PublishStatus"],
+        "published"
+    );
     c.advance(5);
     let s = app_status(&c, "prod").await;
     assert_eq!(s["PublishStatus"], "rollbacked");
@@ -1084,6 +1096,25 @@ async fn app_publish_and_rollback_move_through_their_statuses() {
     l.assert_ok();
     assert_eq!(l.body["Versions"].as_array().unwrap().len(), 2);
     assert_eq!(l.body["TotalCount"], 2);
+
+    // A space sent as `+` in the URL (signed as %20) verifies and decodes to a space.
+    let l = c
+        .send(
+            "GET",
+            "/",
+            &[("AppId", APP), ("SearchKey", "no such*version")],
+            "ListEdgeContainerAppVersions",
+            ESA,
+            Vec::new(),
+            None,
+            Tamper {
+                plus_for_space: true,
+                ..Tamper::default()
+            },
+        )
+        .await;
+    l.assert_ok();
+    assert_eq!(l.body["TotalCount"], 0);
     c.sim.shutdown().await;
 }
 
@@ -1107,7 +1138,7 @@ async fn faults_are_injected_and_calls_counted() {
     c.admin(
         "POST",
         "/_sim/faults",
-        Some(json!({"kind":"throttle","retryAfterSeconds":2,"count":1})),
+        Some(json!({"kind":"throttle","retryAfterMs":1500,"count":1})),
     )
     .await;
     let a = c.rpc("GetRoutine", &p).await;
@@ -1116,7 +1147,7 @@ async fn faults_are_injected_and_calls_counted() {
         a.headers
             .get("x-acs-retry-after")
             .and_then(|v| v.to_str().ok()),
-        Some("2")
+        Some("1500")
     );
 
     c.admin(

@@ -134,6 +134,10 @@ pub struct FaultSpec {
     pub code: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
+    /// `x-acs-retry-after` value in milliseconds (what the official SDKs read).
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+    /// Same, in seconds (converted to milliseconds).
     #[serde(default)]
     pub retry_after_seconds: Option<u64>,
     #[serde(default)]
@@ -147,6 +151,11 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    fn retry_after(&self) -> Option<u64> {
+        self.retry_after_ms
+            .or_else(|| self.retry_after_seconds.map(|s| s.saturating_mul(1000)))
+    }
+
     fn validate(&self) -> ApiResult<()> {
         if let Some(r) = self.rate
             && !(0.0..=1.0).contains(&r)
@@ -321,14 +330,16 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// Split a raw query into decoded pairs (`+` is a literal plus, as RFC 3986 encoders send).
+/// Split a raw query into decoded pairs. `+` means a space: the official SDKs build the URL
+/// with form encoding (space as `+`) while signing `%20`; a literal plus arrives as `%2B`.
 fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    let form = |s: &str| decode(&s.replace('+', " "));
     raw.unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
+            Some((k, v)) => (form(k), form(v)),
+            None => (form(p), String::new()),
         })
         .collect()
 }
@@ -395,8 +406,8 @@ fn json_response(
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-acs-request-id", v);
     }
-    if let Some(secs) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    if let Some(ms) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&ms.to_string())
     {
         h.insert("x-acs-retry-after", v);
     }
@@ -499,7 +510,7 @@ impl Sim {
                     if let Some(s) = f.spec.status {
                         e = ApiError::new(s, &e.code, e.message);
                     }
-                    e.retry_after = f.spec.retry_after_seconds;
+                    e.retry_after = f.spec.retry_after();
                     out.error = Some(e);
                 }
                 FaultKind::Error => {
@@ -514,7 +525,7 @@ impl Sim {
                         "The request processing has failed due to some unknown error, exception or failure.".into()
                     });
                     let mut e = ApiError::new(status, code, message);
-                    e.retry_after = f.spec.retry_after_seconds;
+                    e.retry_after = f.spec.retry_after();
                     out.error = Some(e);
                 }
             }
@@ -1150,9 +1161,10 @@ fn esa_dispatch(
         "RollbackEdgeContainerAppVersion" => {
             let id = app_id(p)?;
             let version = version_id(p)?;
-            percentage(p)?;
-            p.boolean("UsedPercent")?;
-            app_mut(world, &id)?.rollback(&version, now, scale)?;
+            let pct = percentage(p)?;
+            let used_percent = p.boolean("UsedPercent")?.unwrap_or(pct.is_some());
+            let pct = if used_percent { pct } else { None };
+            app_mut(world, &id)?.rollback(&version, pct, now, scale)?;
             ack(None)
         }
         "ListEdgeContainerAppVersions" => {
@@ -1222,12 +1234,12 @@ mod tests {
     }
 
     #[test]
-    fn query_parsing_keeps_plus_and_decodes_percent() {
+    fn query_parsing_reads_plus_as_space_and_decodes_percent() {
         assert_eq!(
             parse_query(Some("a=1%2B1&b=x+y&c&=v&%ZZ=1")),
             vec![
                 ("a".into(), "1+1".into()),
-                ("b".into(), "x+y".into()),
+                ("b".into(), "x y".into()),
                 ("c".into(), "".into()),
                 ("".into(), "v".into()),
                 ("%ZZ".into(), "1".into()),
