@@ -967,6 +967,8 @@ async fn routine_deployment_replaces_the_split() {
         l.body["CodeVersions"][0]["CodeVersion"],
         "1710000000000000001"
     );
+    assert_eq!(l.body["CodeVersions"][0]["DeployEnv"], "staging");
+    assert_eq!(g.body["HasAssets"], false);
     c.sim.shutdown().await;
 }
 
@@ -1327,5 +1329,27 @@ async fn time_scale_speeds_up_a_real_clock_rollout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(seen_half, "went through the half-way batch");
+    c.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_http_garbage_on_the_socket_does_not_stop_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = demo_manual().await;
+    let garbage: [&[u8]; 4] = [
+        b"\x00\x01\x02\xff\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST /_sim/seed HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{{{{{",
+    ];
+    for g in garbage {
+        let mut s = tokio::net::TcpStream::connect(c.sim.addr()).await.unwrap();
+        s.write_all(g).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut buf)).await;
+    }
+    c.rpc("GetRoutine", &[("Name", "edge-auth")])
+        .await
+        .assert_ok();
     c.sim.shutdown().await;
 }

@@ -939,7 +939,10 @@ fn eas_action(
         }
         "ListServiceVersions" => {
             let (page, size) = query.page(100, 100)?;
-            to_json(&svc.list_versions(page, size))
+            let v = to_json(&svc.list_versions(page, size))?;
+            Ok(extend_items(v, "Versions", |_| {
+                vec![("ServiceRunnable", json!("true"))]
+            }))
         }
         "UpdateServiceVersion" => {
             let body = parse_json_body(req.body)?;
@@ -1052,6 +1055,28 @@ fn routine_mut<'a>(world: &'a mut World, name: &str) -> ApiResult<&'a mut Routin
     })
 }
 
+/// Add, to each object of the array `list`, fields the official SDKs parse but the shared
+/// wire model does not carry.
+fn extend_items(
+    mut v: Value,
+    list: &str,
+    extra: impl Fn(&Value) -> Vec<(&'static str, Value)>,
+) -> Value {
+    if let Some(Value::Array(items)) = v.get_mut(list) {
+        for item in items.iter_mut() {
+            let fields = extra(item);
+            if let Value::Object(m) = item {
+                for (k, val) in fields {
+                    if !val.is_null() {
+                        m.insert(k.to_string(), val);
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
 fn esa_dispatch(
     world: &mut World,
     action: &str,
@@ -1077,13 +1102,40 @@ fn esa_dispatch(
         }
         "GetRoutine" => {
             let name = p.req("Name")?;
-            to_json(&routine_mut(world, name)?.get())
+            let mut v = to_json(&routine_mut(world, name)?.get())?;
+            if let Value::Object(m) = &mut v {
+                m.insert("HasAssets".into(), Value::Bool(false));
+            }
+            Ok(v)
         }
         "ListRoutineCodeVersions" => {
             let name = p.req("Name")?;
             let (page, size) = p.page(20, 20)?;
             let search = p.opt("SearchKeyWord");
-            to_json(&routine_mut(world, name)?.list_versions(page, size, search))
+            let routine = routine_mut(world, name)?;
+            let deployed_in = |cv: &str| -> &'static str {
+                let in_env = |env: &str| {
+                    routine
+                        .envs
+                        .get(env)
+                        .is_some_and(|d| d.splits.iter().any(|s| s.code_version == cv))
+                };
+                match (in_env("staging"), in_env("production")) {
+                    (true, true) => "all",
+                    (false, true) => "production",
+                    (true, false) => "staging",
+                    (false, false) => "none",
+                }
+            };
+            let v = to_json(&routine.list_versions(page, size, search))?;
+            Ok(extend_items(v, "CodeVersions", |item| {
+                let cv = item["CodeVersion"].as_str().unwrap_or_default();
+                vec![
+                    ("DeployEnv", json!(deployed_in(cv))),
+                    ("BuildId", json!(0)),
+                    ("HasEnvVars", json!(false)),
+                ]
+            }))
         }
         "PublishRoutineCodeVersion" => {
             let name = p.req("Name")?.to_string();
@@ -1171,7 +1223,14 @@ fn esa_dispatch(
             let id = app_id(p)?;
             let (page, size) = p.page(20, 100)?;
             let search = p.opt("SearchKey");
-            to_json(&app_mut(world, &id)?.list_versions(page, size, search))
+            let v = to_json(&app_mut(world, &id)?.list_versions(page, size, search))?;
+            Ok(extend_items(v, "Versions", |item| {
+                vec![
+                    ("AppId", json!(id)),
+                    ("UpdateTime", item["CreateTime"].clone()),
+                    ("LastPublishTime", item["PublishTime"].clone()),
+                ]
+            }))
         }
         "GetEdgeContainerAppVersion" => {
             let id = app_id(p)?;
