@@ -1140,7 +1140,7 @@ async fn faults_are_injected_and_calls_counted() {
     c.admin(
         "POST",
         "/_sim/faults",
-        Some(json!({"kind":"throttle","retryAfterMs":1500,"count":1})),
+        Some(json!({"kind":"throttle","retryAfterSeconds":2,"count":1})),
     )
     .await;
     let a = c.rpc("GetRoutine", &p).await;
@@ -1149,7 +1149,8 @@ async fn faults_are_injected_and_calls_counted() {
         a.headers
             .get("x-acs-retry-after")
             .and_then(|v| v.to_str().ok()),
-        Some("1500")
+        Some("2000"),
+        "milliseconds, as the SDK reads it"
     );
 
     c.admin(

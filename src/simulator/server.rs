@@ -111,17 +111,18 @@ impl World {
 
 // ---------------------------------------------------------------- faults
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultKind {
+    #[default]
     Error,
     Throttle,
     Latency,
     Drop,
 }
 
-/// One injected fault (see /work/notes/sim-api.md).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One injected fault (see docs/simulator.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultSpec {
     /// Action name, or "*"/absent for every action.
@@ -134,10 +135,8 @@ pub struct FaultSpec {
     pub code: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
-    /// `x-acs-retry-after` value in milliseconds (what the official SDKs read).
-    #[serde(default)]
-    pub retry_after_ms: Option<u64>,
-    /// Same, in seconds (converted to milliseconds).
+    /// Adds `x-acs-retry-after`, sent in MILLISECONDS (seconds x 1000), the unit the
+    /// official SDKs read.
     #[serde(default)]
     pub retry_after_seconds: Option<u64>,
     #[serde(default)]
@@ -152,8 +151,7 @@ pub struct FaultSpec {
 
 impl FaultSpec {
     fn retry_after(&self) -> Option<u64> {
-        self.retry_after_ms
-            .or_else(|| self.retry_after_seconds.map(|s| s.saturating_mul(1000)))
+        self.retry_after_seconds.map(|s| s.saturating_mul(1000))
     }
 
     fn validate(&self) -> ApiResult<()> {
