@@ -566,7 +566,7 @@ impl EasService {
         })
     }
 
-    pub fn describe_rollout(&self, scale: f64) -> ApiResult<Rollout> {
+    pub fn describe_rollout(&self) -> ApiResult<Rollout> {
         let r = self.rollout_or_404()?;
         let phase = if r.paused {
             "Paused"
@@ -579,7 +579,6 @@ impl EasService {
         } else {
             "Running"
         };
-        let _ = scale;
         let strategy = match &r.strategy {
             Strategy::Partition(p) => RolloutStrategy {
                 partition: Some(PartitionConfig {
@@ -776,7 +775,7 @@ mod tests {
     }
 
     fn status(s: &EasService) -> RolloutStatus {
-        s.describe_rollout(1.0).unwrap().status.unwrap()
+        s.describe_rollout().unwrap().status.unwrap()
     }
 
     #[test]
@@ -906,7 +905,7 @@ mod tests {
         let st = status(&s);
         assert_eq!(st.updated_replicas, Some(1));
         assert_eq!(st.phase.as_deref(), Some("Paused"));
-        let r = s.describe_rollout(1.0).unwrap();
+        let r = s.describe_rollout().unwrap();
         assert!(r.strategy.unwrap().batch.is_some(), "strategy kept");
         s.update_rollout(&req(r#"{"Paused":false}"#), at(500), 1.0)
             .unwrap();
@@ -920,7 +919,7 @@ mod tests {
     fn no_rollout_replaces_all_at_once_and_rollback_by_version() {
         let mut s = svc(4);
         assert_eq!(
-            s.describe_rollout(1.0).unwrap_err().code,
+            s.describe_rollout().unwrap_err().code,
             "InvalidRollout.NotFound"
         );
         s.update(&image("v2"), false, t0(), 1.0).unwrap();

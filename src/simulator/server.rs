@@ -964,7 +964,7 @@ fn eas_action(
             ack(Some(svc.update_rollout(&r, now, scale)?))
         }
         "DescribeServiceRollout" => {
-            let rollout = svc.describe_rollout(scale)?;
+            let rollout = svc.describe_rollout()?;
             to_json(&crate::cloud::model::DescribeServiceRolloutResponse {
                 request_id: String::new(),
                 rollout: Some(rollout),
