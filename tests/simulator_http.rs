@@ -1362,3 +1362,138 @@ async fn non_http_garbage_on_the_socket_does_not_stop_the_server() {
         .assert_ok();
     c.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_api_resets_seeds_and_moves_a_manual_clock() {
+    let c = demo_manual().await;
+    let ok = c.admin("POST", "/_sim/reset", None).await;
+    assert_eq!(ok["ok"], true);
+    c.rpc("GetRoutine", &[("Name", "edge-auth")])
+        .await
+        .assert_error(400, "RoutineNotExist");
+
+    let url = format!("{}/_sim/seed", c.sim.base_url());
+    let yaml = "routines:\n  - name: r1\n    codeVersions: ['11', '12']\n    deployed: '12'\n\
+                services:\n  - name: s1\n    region: cn-beijing\n    replicas: 3\n";
+    let resp = c.http.post(&url).body(yaml).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let g = c.rpc("GetRoutine", &[("Name", "r1")]).await;
+    g.assert_ok();
+    assert_eq!(
+        g.body["Envs"][0]["CodeDeploy"]["CodeVersions"][0]["CodeVersion"],
+        "12"
+    );
+    let d = c
+        .eas(
+            "GET",
+            "/api/v2/services/cn-beijing/s1",
+            "DescribeService",
+            None,
+        )
+        .await;
+    d.assert_ok();
+    assert_eq!(d.body["TotalInstance"], 3);
+    let bad = c
+        .http
+        .post(&url)
+        .body("services: [{name: x}]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let before = c.admin("GET", "/_sim/time", None).await["now"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = c
+        .admin("POST", "/_sim/time", Some(json!({"advanceSeconds": 3600})))
+        .await;
+    let (b, a): (jiff::Timestamp, jiff::Timestamp) = (
+        before.parse().unwrap(),
+        after["now"].as_str().unwrap().parse().unwrap(),
+    );
+    assert_eq!(a.duration_since(b), jiff::SignedDuration::from_secs(3600));
+
+    let state = c.admin("GET", "/_sim/state", None).await;
+    assert!(state["services"]["cn-beijing/s1"].is_object(), "{state}");
+    assert!(state["routines"]["r1"].is_object());
+    assert_eq!(state["apps"], json!({}));
+    c.sim.shutdown().await;
+}
+
+/// The binary: flags, a seed file, the log line naming the port, and SIGTERM.
+#[tokio::test]
+async fn binary_serves_a_seed_file_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "apps:\n  - id: app-42\n    versions: [ver-1, ver-2]\n    deployed: ver-1\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"))
+        .args(["simulator", "--listen", "127.0.0.1:0", "--time-scale", "10"])
+        .arg("--seed")
+        .arg(&seed)
+        .args(["--access-key", "ak1:sk1"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        }
+        panic!("the simulator exited without saying where it listens");
+    })
+    .await
+    .expect("listening line within 20 s");
+    let http = reqwest::Client::new();
+    let state: Value = http
+        .get(format!("http://{addr}/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["apps"]["app-42"].is_object(), "{state}");
+    assert_eq!(
+        state["services"],
+        json!({}),
+        "no demo objects without --demo"
+    );
+    // The default key is replaced by --access-key.
+    let resp = http
+        .post(format!("http://{addr}/"))
+        .header("x-acs-action", "GetRoutine")
+        .header("x-acs-version", ESA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let pid = child.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops within 10 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
