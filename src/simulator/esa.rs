@@ -697,4 +697,58 @@ mod tests {
             assert!(!valid_app_id(bad), "{bad}");
         }
     }
+
+    /// Random publish/rollback/time sequences keep the app status consistent.
+    #[test]
+    fn random_app_sequences_keep_status_consistent() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..200u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut a = app();
+            let mut now = t0();
+            for _ in 0..40 {
+                let v = if rng.random_bool(0.5) { V0 } else { V1 };
+                match rng.random_range(0..3) {
+                    0 => {
+                        let start = rng
+                            .random_bool(0.3)
+                            .then(|| add(now, Duration::from_secs(rng.random_range(0..100))));
+                        let mut p = publish(v, rng.random_range(1..=100), start);
+                        if rng.random_bool(0.3) {
+                            p.publish_type = "region".into();
+                            p.full_release = rng.random_bool(0.5);
+                        }
+                        if rng.random_bool(0.5) {
+                            p.env = "staging".into();
+                        }
+                        a.publish(p, now, 1.0).unwrap();
+                    }
+                    1 => {
+                        let pct = rng.random_bool(0.5).then(|| rng.random_range(1..=100));
+                        a.rollback(v, pct, now, 1.0).unwrap();
+                    }
+                    _ => {}
+                }
+                now = add(now, Duration::from_secs(rng.random_range(0..20)));
+                a.advance(now, 1.0);
+                for env in APP_ENVS {
+                    let s = a.status(env);
+                    let (pct, expect) =
+                        (s.publish_percentage.unwrap(), s.expect_percentage.unwrap());
+                    assert!((0..=100).contains(&pct), "seed {seed}: {s:?}");
+                    match s.publish_status.as_deref() {
+                        Some("publishing") => assert!(pct <= expect, "seed {seed}: {s:?}"),
+                        Some("published") | Some("rollbacked") => {
+                            assert_eq!(pct, expect, "seed {seed}: {s:?}");
+                            assert_eq!(s.deploy_status.as_deref(), Some("deployed"));
+                            assert_eq!(s.deployed_version, s.publishing_version);
+                        }
+                        Some("rollbacking") => {}
+                        other => panic!("seed {seed}: {other:?}"),
+                    }
+                    assert!(s.base_line_version.is_some());
+                }
+            }
+        }
+    }
 }
