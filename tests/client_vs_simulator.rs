@@ -665,7 +665,6 @@ async fn faults_retries_credentials_and_rrsa() {
 /// RollbackEdgeContainerAppVersion's VersionId is the version to roll back TO (API
 /// reference and SDK docstring), with Percentage the target version's share afterwards.
 #[tokio::test]
-#[ignore = "simulator reads RollbackEdgeContainerAppVersion's VersionId as the canary, not the target (reported in /work/notes/client-findings.md)"]
 async fn esa_container_app_rollback_to_the_baseline() {
     let env = Env::start().await;
     let c = &env.client;
