@@ -568,8 +568,15 @@ async fn faults_retries_credentials_and_rrsa() {
         ..fault("GetRoutine", FaultKind::Throttle, 1)
     })
     .unwrap();
+    let started = std::time::Instant::now();
     c.get_routine(ESA, ROUTINE).await.unwrap();
     assert_eq!(c.metrics().throttled_count("esa", "GetRoutine"), 1);
+    // The simulator asks for 1 s (x-acs-retry-after: 1000, in milliseconds).
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A dropped connection is a transport error, retried.
     sim.add_fault(fault("ListRoutineCodeVersions", FaultKind::Drop, 1))
