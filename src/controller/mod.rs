@@ -1,6 +1,7 @@
 //! The reconcilers, one per kind (`alicloud-rollouts run`).
 
 pub mod conditions;
+pub mod routine_plan;
 pub mod steps;
 
 /// Command-line options of `alicloud-rollouts run`.

@@ -29,7 +29,13 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::crd::common::CanaryStep;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::conditions::{Desired, merge};
+use crate::cloud::error::CloudError;
+use crate::crd::common::{
+    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
+};
 
 /// Requeue while a mutation is in flight (or was just sent), to confirm it took effect.
 pub const POLL_IN_FLIGHT: Duration = Duration::from_secs(10);
@@ -96,10 +102,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {
     #[error("steps[{index}].pause: {source}")]
-    InvalidPause {
-        index: usize,
-        source: DurationError,
-    },
+    InvalidPause { index: usize, source: DurationError },
     #[error("steps[{index}].pause: {value:?} is too long")]
     PauseTooLong { index: usize, value: String },
     #[error("steps[{index}].percentage: {percentage} is outside 1-100")]
@@ -392,8 +395,7 @@ pub fn bounded_message(s: String) -> String {
 }
 
 /// The cloud's message and request id, for `Degraded` conditions.
-pub fn cloud_error_message(err: &crate::cloud::error::CloudError) -> String {
-    use crate::cloud::error::CloudError;
+pub fn cloud_error_message(err: &CloudError) -> String {
     let text = match err {
         CloudError::Api {
             code,
@@ -407,6 +409,108 @@ pub fn cloud_error_message(err: &crate::cloud::error::CloudError) -> String {
         other => other.to_string(),
     };
     bounded_message(text)
+}
+
+/// The summary both ESA planners compute before turning it into status and conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub phase: &'static str,
+    pub ready: bool,
+    pub ready_reason: String,
+    pub progressing: bool,
+    pub progressing_reason: String,
+    /// `spec.paused`.
+    pub paused: bool,
+    /// The spec cannot be acted on: Degraded=True with reason `InvalidSpec`.
+    pub invalid_spec: bool,
+    pub message: String,
+    pub requeue_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn new(phase: &'static str, message: String) -> Self {
+        Outcome {
+            phase,
+            ready: false,
+            ready_reason: phase.to_string(),
+            progressing: false,
+            progressing_reason: phase.to_string(),
+            paused: false,
+            invalid_spec: false,
+            message,
+            requeue_after: None,
+        }
+    }
+
+    pub fn invalid(message: String) -> Self {
+        let mut o = Outcome::new(PHASE_DEGRADED, message);
+        o.ready_reason = REASON_INVALID_SPEC.to_string();
+        o.progressing_reason = REASON_INVALID_SPEC.to_string();
+        o.invalid_spec = true;
+        o
+    }
+
+    /// Ready, Progressing, Paused and Degraded, in that order.
+    pub fn conditions(&self) -> Vec<Desired> {
+        let msg = bounded_message(self.message.clone());
+        let paused_msg = if self.paused {
+            "spec.paused is true: set it to false to continue"
+        } else {
+            ""
+        };
+        let (degraded_reason, degraded_msg) = if self.invalid_spec {
+            (REASON_INVALID_SPEC, msg.clone())
+        } else {
+            ("AsExpected", String::new())
+        };
+        vec![
+            Desired::new(
+                CONDITION_READY,
+                self.ready,
+                condition_reason(&self.ready_reason),
+                msg.clone(),
+            ),
+            Desired::new(
+                CONDITION_PROGRESSING,
+                self.progressing,
+                condition_reason(&self.progressing_reason),
+                msg,
+            ),
+            Desired::new(
+                CONDITION_PAUSED,
+                self.paused,
+                if self.paused {
+                    "PausedBySpec"
+                } else {
+                    "NotPaused"
+                },
+                paused_msg,
+            ),
+            Desired::new(
+                CONDITION_DEGRADED,
+                self.invalid_spec,
+                degraded_reason,
+                degraded_msg,
+            ),
+        ]
+    }
+}
+
+/// Conditions for a failed cloud call: Ready=False and Degraded=True, both with the
+/// cloud's code as reason; Progressing and Paused are left as they were.
+pub(crate) fn degraded_conditions(
+    previous: &[Condition],
+    generation: Option<i64>,
+    err: &CloudError,
+    now: Timestamp,
+) -> (Vec<Condition>, String) {
+    let message = cloud_error_message(err);
+    let reason = condition_reason(err.code());
+    let desired = [
+        Desired::new(CONDITION_READY, false, reason.clone(), message.clone()),
+        Desired::new(CONDITION_DEGRADED, true, reason, message.clone()),
+    ];
+    (merge(previous, &desired, generation, now), message)
 }
 
 #[cfg(test)]
@@ -770,7 +874,10 @@ mod tests {
                 vec![step(10, None), step(20, Some(""))],
                 "steps[1].pause: \"\" is not a duration",
             ),
-            (vec![step(0, None)], "steps[0].percentage: 0 is outside 1-100"),
+            (
+                vec![step(0, None)],
+                "steps[0].percentage: 0 is outside 1-100",
+            ),
             (
                 vec![step(50, None), step(101, None)],
                 "steps[1].percentage: 101 is outside 1-100",
@@ -816,8 +923,7 @@ mod tests {
             assert_eq!(parse_duration(s), Ok(Duration::from_secs(secs)), "{s}");
         }
         let bad = [
-            "", "5", "m", "5x", "1m1h", "1h1h", "-5m", "1.5h", "1h 30m", " 5m", "5ms", "PT1H",
-            "1d",
+            "", "5", "m", "5x", "1m1h", "1h1h", "-5m", "1.5h", "1h 30m", " 5m", "5ms", "PT1H", "1d",
         ];
         for s in bad {
             assert!(parse_duration(s).is_err(), "{s:?} should be rejected");
@@ -836,7 +942,10 @@ mod tests {
 
     #[test]
     fn reasons_are_valid_condition_reasons() {
-        assert_eq!(condition_reason("InvalidApp.NotFound"), "InvalidApp_NotFound");
+        assert_eq!(
+            condition_reason("InvalidApp.NotFound"),
+            "InvalidApp_NotFound"
+        );
         assert_eq!(condition_reason("Throttling.User"), "Throttling_User");
         assert_eq!(condition_reason(""), "Cloud");
         assert_eq!(condition_reason("500"), "Cloud500");
