@@ -1,5 +1,6 @@
 //! The reconcilers, one per kind (`alicloud-rollouts run`).
 
+pub mod app_plan;
 pub mod conditions;
 pub mod routine_plan;
 pub mod steps;
