@@ -780,19 +780,21 @@ mod tests {
         p.status.message.clone().unwrap_or_default()
     }
 
+    /// (publish_type, percentage, regions, full_release) expected in a publish request.
+    type Sent = (
+        &'static str,
+        Option<i32>,
+        Option<Vec<&'static str>>,
+        Option<bool>,
+    );
+
     #[test]
     fn publish_table() {
         struct Case {
             name: &'static str,
             spec: EsaContainerAppRolloutSpec,
             cloud: Option<AppStatus>,
-            /// (publish_type, percentage, regions, full_release) expected in the request.
-            send: Option<(
-                &'static str,
-                Option<i32>,
-                Option<Vec<&'static str>>,
-                Option<bool>,
-            )>,
+            send: Option<Sent>,
             phase: &'static str,
             ready: bool,
             message: &'static str,
@@ -1150,7 +1152,6 @@ mod tests {
         assert!(p.actions.is_empty());
         assert_eq!(p.status.phase.as_deref(), Some("Completed"));
         assert!(is_true(&p.status.conditions, CONDITION_READY));
-        drop(tick);
         assert_eq!(publishes, vec![10, 50, 100]);
     }
 
