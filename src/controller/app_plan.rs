@@ -308,7 +308,7 @@ impl Ctx<'_> {
             self.view.describe(self.env)
         } else if !self.view.ours {
             format!(
-                "{} (not {v}: changed outside this resource?); publishing {v} again",
+                "{}, not {v} (changed outside this resource?), so publishing {v} again",
                 self.view.describe(self.env)
             )
         } else if self.view.state == PUBLISH_STATUS_ROLLBACKING
@@ -897,7 +897,7 @@ mod tests {
                 send: Some(("percentage", Some(100), None, None)),
                 phase: "Progressing",
                 ready: false,
-                message: "cloud shows ver-100 published at 100% (not ver-200: changed outside this resource?); publishing ver-200 again",
+                message: "cloud shows ver-100 published at 100%, not ver-200 (changed outside this resource?), so publishing ver-200 again",
             },
             Case {
                 name: "another version publishing: publish ours",
