@@ -70,7 +70,7 @@ pub struct RoutinePlan {
 pub fn observed_env(resp: &GetRoutineResponse, env: EsaEnv) -> Option<&RoutineEnv> {
     resp.envs
         .iter()
-        .find(|e| e.env == env.routine_wire())
+        .find(|e| e.env.eq_ignore_ascii_case(env.routine_wire()))
         .filter(|e| e.code_deploy.is_some())
 }
 
