@@ -1,6 +1,9 @@
 //! The reconcilers, one per kind (`alicloud-rollouts run`).
 
+pub mod app_plan;
 pub mod conditions;
+pub mod routine_plan;
+pub mod steps;
 
 /// Command-line options of `alicloud-rollouts run`.
 #[derive(clap::Args, Debug, Clone)]
