@@ -30,11 +30,33 @@ step "local Kubernetes API server"
 eval "$(bash scripts/local-apiserver.sh up)"
 kubectl version --client >/dev/null
 
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+
 step "cargo test (unit, CRD schema, client and simulator over HTTP, end to end)"
 cargo build --locked --bin alicloud-rollouts
-cargo test --locked --no-fail-fast -- --test-threads=2
+rust_rc=0
+cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$logs/cargo.log" || rust_rc=$?
 
 step "official Python SDKs against the simulator"
-bash scripts/sdk-tests.sh
+sdk_rc=0
+bash scripts/sdk-tests.sh 2>&1 | tee "$logs/sdk.log" || sdk_rc=$?
 
-step "all tests passed"
+# One closing line for the whole suite: Rust and Python counts added up.
+read -r passed failed < <(
+  awk '
+    /^test result: /   { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    /^=+ .* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    END { print p + 0, f + 0 }
+  ' "$logs/cargo.log" "$logs/sdk.log"
+)
+if [ "$rust_rc" -ne 0 ] || [ "$sdk_rc" -ne 0 ]; then
+  [ "$failed" -gt 0 ] || failed=1
+  echo "suite: $passed passed, $failed failed"
+  exit 1
+fi
+if [ "$passed" -eq 0 ]; then
+  echo "no test ran: treating as a failure" >&2
+  exit 1
+fi
+echo "suite: $passed passed, $failed failed"
