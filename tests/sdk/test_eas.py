@@ -323,3 +323,10 @@ def test_list_service_versions_and_roll_back_to_one(sim):
     assert svc.image == old_image
     assert svc.current_version == 1, to_plain(svc)
     assert svc.latest_version == 2, to_plain(svc)
+
+
+def test_answers_carry_request_id_header_matching_body(sim):
+    resp = sim.eas().describe_service(R, "llm-chat", m.DescribeServiceRequest())
+    assert resp.status_code == 200
+    assert resp.headers.get("x-acs-request-id") == resp.body.request_id, resp.headers
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 import urllib.request
 
@@ -88,8 +89,7 @@ def test_sts_credentials_from_oidc_sign_requests(sim):
     for key in ("AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration"):
         assert isinstance(creds.get(key), str) and creds[key], answer
     # The credentials library parses Expiration with this exact format.
-    import time as _time
-    _time.strptime(creds["Expiration"], "%Y-%m-%dT%H:%M:%SZ")
+    time.strptime(creds["Expiration"], "%Y-%m-%dT%H:%M:%SZ")
 
     eas = sim.eas(ak=creds["AccessKeyId"], secret=creds["AccessKeySecret"], token=creds["SecurityToken"])
     assert eas.describe_service(R, "llm-chat", em.DescribeServiceRequest()).body.service_name == "llm-chat"
