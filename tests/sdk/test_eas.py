@@ -32,7 +32,9 @@ def describe(eas, name):
 
 
 def rollout(eas, name):
-    return eas.describe_service_rollout(R, name, m.DescribeServiceRolloutRequest()).body
+    body = eas.describe_service_rollout(R, name, m.DescribeServiceRolloutRequest()).body
+    assert body.rollout is not None and body.rollout.status is not None, f"no Rollout.Status: {to_plain(body)}"
+    return body
 
 
 def status(eas, name):

@@ -85,6 +85,7 @@ def assume_role_with_oidc(sim, token="eyJhbGciOiJSUzI1NiJ9.test.sig"):
 
 def test_sts_credentials_from_oidc_sign_requests(sim):
     answer = assume_role_with_oidc(sim)
+    assert "Credentials" in answer, answer
     creds = answer["Credentials"]
     for key in ("AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration"):
         assert isinstance(creds.get(key), str) and creds[key], answer
