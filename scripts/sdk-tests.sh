@@ -100,7 +100,7 @@ unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 started=""
 for attempt in 1 2 3; do
     port="$(free_port)"
-    "$bin" simulator --listen "127.0.0.1:$port" --demo --time-scale "$time_scale" \
+    NO_COLOR=1 "$bin" simulator --listen "127.0.0.1:$port" --demo --time-scale "$time_scale" \
         >"$work/simulator.log" 2>&1 &
     sim_pid=$!
     if "$py" - "$port" "$sim_pid" <<'EOF'
@@ -151,6 +151,6 @@ if [[ $rc == 5 ]]; then
 fi
 if [[ $rc != 0 ]]; then
     log "tests failed (exit $rc); last simulator log lines:"
-    tail -n 40 "$work/simulator.log" >&2 || true
+    tail -n 15 "$work/simulator.log" >&2 || true
 fi
 exit "$rc"

@@ -332,3 +332,30 @@ def test_answers_carry_request_id_header_matching_body(sim):
     assert resp.status_code == 200
     assert resp.headers.get("x-acs-request-id") == resp.body.request_id, resp.headers
     assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
+
+
+def test_batch_size_as_percentage(sim):
+    eas = sim.eas()
+    name, _ = seed_service(sim, replicas=4)
+    create_batch(eas, name, "50%", "10s")
+    update_image(eas, name, f"registry.example/{name}:v2")
+    seen = set()
+    deadline = time.monotonic() + sim.sim_seconds(1 + 10) * 3 + 5
+    while True:
+        s = status(eas, name)
+        seen.add(s.updated_replicas)
+        if s.phase == "Completed":
+            break
+        assert time.monotonic() < deadline, f"not completed; seen {seen}"
+        time.sleep(0.05)
+    assert seen <= {0, 2, 4} and 2 in seen, f"50% of 4 is batches of 2: {seen}"
+
+
+def test_failing_image_ends_in_failed_phase(sim):
+    eas = sim.eas()
+    name, _ = seed_service(sim, replicas=2)
+    create_batch(eas, name, "1", "10s")
+    update_image(eas, name, f"registry.example/{name}:fail")
+    s = wait_for(lambda: status(eas, name), lambda s: s.phase == "Failed",
+                 timeout=sim.sim_seconds(25) * 3 + 5, what="phase Failed")
+    assert s.current_revision != s.update_revision, to_plain(s)

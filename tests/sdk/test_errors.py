@@ -11,8 +11,10 @@ import pytest
 from alibabacloud_eas20210701 import models as em
 from alibabacloud_esa20240910 import models as sm
 from alibabacloud_tea_openapi import utils as openapi_utils
+from alibabacloud_tea_openapi import utils_models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 from darabonba.exceptions import UnretryableException
+from darabonba.runtime import RuntimeOptions
 
 from support import EAS_REGION as R
 from support import digits, uid
@@ -116,6 +118,9 @@ def test_unknown_service(sim):
            lambda: eas.describe_service(R, uid("nosuchsvc"), em.DescribeServiceRequest()))
     expect(ClientException, "InvalidService.NotFound", 404,
            lambda: eas.describe_service_rollout(R, uid("nosuchsvc"), em.DescribeServiceRolloutRequest()))
+    # Services live in one region: the demo service is not found under another ClusterId.
+    expect(ClientException, "InvalidService.NotFound", 404,
+           lambda: eas.describe_service("cn-hangzhou", "llm-chat", em.DescribeServiceRequest()))
 
 
 def test_no_rollout_yet(sim):
@@ -183,6 +188,40 @@ def test_unknown_service_version(sim):
            lambda: eas.update_service_version(R, name, em.UpdateServiceVersionRequest(version=99)))
 
 
+def test_update_service_with_malformed_json(sim):
+    eas = sim.eas()
+    name, _ = eas_t.seed_service(sim, replicas=2)
+    expect(ClientException, "InvalidParameter", 400,
+           lambda: eas.update_service(R, name, em.UpdateServiceRequest(body='{"containers": [')))
+    assert eas_t.describe(eas, name).latest_version == 1, "a rejected update creates no version"
+
+
+def test_update_service_version_zero(sim):
+    eas = sim.eas()
+    name, _ = eas_t.seed_service(sim, replicas=2)
+    expect(ClientException, "InvalidParameter", 400,
+           lambda: eas.update_service_version(R, name, em.UpdateServiceVersionRequest(version=0)))
+
+
+# ---------------------------------------------------------------- generic SDK calls
+def generic_call(client, action, version):
+    params = open_api_models.Params(
+        action=action, version=version, protocol="HTTPS", pathname="/", method="POST",
+        auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    req = open_api_models.OpenApiRequest(body={"Name": "edge-auth"})
+    return lambda: client.call_api(params, req, RuntimeOptions())
+
+
+def test_wrong_api_version_is_rejected(sim):
+    expect(ClientException, "InvalidVersion", 400, generic_call(sim.esa(), "GetRoutine", "2019-01-01"))
+    # The same generic call with the right version succeeds, so only the version was wrong.
+    assert generic_call(sim.esa(), "GetRoutine", "2024-09-10")()["body"]["RequestId"]
+
+
+def test_unknown_action_is_not_found(sim):
+    expect(ClientException, "InvalidAction.NotFound", 404, generic_call(sim.esa(), "DescribeNothing", "2024-09-10"))
+
+
 # ---------------------------------------------------------------- ESA routine validation
 def test_code_versions_must_sum_to_100(sim):
     esa = sim.esa()
@@ -197,6 +236,23 @@ def test_at_most_two_code_versions(sim):
     name, (a, b, c) = esa_t.seed_routine(sim, versions=3)
     expect(ClientException, "InvalidParameter", 400,
            lambda: esa_t.deploy(esa, name, "production", (a, 40), (b, 30), (c, 30)))
+
+
+def test_code_version_percentage_range_and_strategy(sim):
+    esa = sim.esa()
+    name, (a, b) = esa_t.seed_routine(sim)
+    expect(ClientException, "InvalidParameter", 400,
+           lambda: esa_t.deploy(esa, name, "production", (a, 100), (b, 0)))
+    bad_strategy = sm.CreateRoutineCodeDeploymentRequest(
+        name=name, env="production", strategy="canary", code_versions=esa_t.split((a, 100)))
+    expect(ClientException, "InvalidParameter", 400, lambda: esa.create_routine_code_deployment(bad_strategy))
+
+
+def test_routine_code_versions_page_size_limit(sim):
+    esa = sim.esa()
+    name, _ = esa_t.seed_routine(sim)
+    expect(ClientException, "InvalidParameter", 400, lambda: esa.list_routine_code_versions(
+        sm.ListRoutineCodeVersionsRequest(name=name, page_size=21)))
 
 
 def test_routine_env_uses_production_not_prod(sim):
