@@ -347,7 +347,9 @@ def test_injected_throttle_is_a_throttling_exception(faults):
     err = info.value
     assert err.code == "Throttling.User"
     assert err.status_code == 400
-    assert err.retry_after == 2
+    # The SDK treats x-acs-retry-after as milliseconds (it sleeps that many ms, capped at
+    # 120000): a 2 s retry-after must reach it as 2000.
+    assert err.retry_after == 2000
     assert err.message.startswith("code: 400, ")
 
 
