@@ -138,6 +138,7 @@ log "simulator pid $sim_pid on 127.0.0.1:$port (time scale $time_scale)"
 
 # ------------------------------------------------------------------ run the tests
 export SIM_ENDPOINT="127.0.0.1:$port"
+export ALICLOUD_ROLLOUTS_BIN="$bin"   # for tests that start a differently configured simulator
 export SIM_TIME_SCALE="$time_scale"
 export PYTHONDONTWRITEBYTECODE=1
 set +e

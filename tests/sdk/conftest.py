@@ -74,22 +74,44 @@ def sim() -> Sim:
         _wait_ready(endpoint, None)
         yield Sim(endpoint, time_scale)
         return
-    binary = _locate_binary()
+    proc, endpoint = start_simulator(["--demo"], time_scale)
+    try:
+        yield Sim(endpoint, time_scale)
+    finally:
+        stop_simulator(proc)
+
+
+@pytest.fixture(scope="module")
+def limited_sim() -> Sim:
+    """A second simulator allowing only 3 requests per second per action."""
+    proc, endpoint = start_simulator(["--rate-limit", "3"])
+    try:
+        yield Sim(endpoint, 1.0)
+    finally:
+        stop_simulator(proc)
+
+
+def start_simulator(extra: list[str], time_scale: float = 1.0):
     endpoint = f"127.0.0.1:{_free_port()}"
     proc = subprocess.Popen(
-        [binary, "simulator", "--listen", endpoint, "--demo", "--time-scale", str(time_scale)],
+        [_locate_binary(), "simulator", "--listen", endpoint, "--time-scale", str(time_scale), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         _wait_ready(endpoint, proc)
-        yield Sim(endpoint, time_scale)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    except Exception:
+        stop_simulator(proc)
+        raise
+    return proc, endpoint
+
+
+def stop_simulator(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture

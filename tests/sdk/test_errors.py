@@ -32,6 +32,7 @@ def expect(exc_type, code, status, call, message_part=None):
     assert err.statusCode == status
     assert isinstance(err.data, dict) and err.data.get("Code") == code, err.data
     assert err.data.get("RequestId"), f"error body without RequestId: {err.data}"
+    assert "HostId" in err.data and err.data.get("Message"), f"error body shape: {err.data}"
     assert err.message.startswith(f"code: {status}, "), err.message
     if message_part is not None:
         assert message_part.lower() in err.message.lower(), err.message
@@ -371,6 +372,34 @@ def test_injected_latency_hits_the_sdk_read_timeout(faults):
     faults.add_fault(action="DescribeService", kind="latency", latencyMs=1500, count=1)
     with pytest.raises(UnretryableException):
         eas.describe_service(R, "llm-chat", em.DescribeServiceRequest())
+
+
+def test_rate_limit_answers_throttling_user(limited_sim):
+    """--rate-limit 3: a burst of calls to one action is cut off with Throttling.User."""
+    eas = limited_sim.eas()
+    name = "ratelimited"
+    limited_sim.seed(services=[{"name": name, "region": R, "replicas": 1}])
+    outcomes = []
+    start = time.monotonic()
+    for _ in range(8):
+        try:
+            eas.describe_service(R, name, em.DescribeServiceRequest())
+            outcomes.append("ok")
+        except ClientException as err:
+            assert err.code == "Throttling.User" and err.status_code == 400, (err.code, err.message)
+            outcomes.append("throttled")
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.0, f"burst too slow to test the limit: {elapsed:.2f}s"
+    assert outcomes[:3] == ["ok"] * 3, outcomes
+    assert "throttled" in outcomes, outcomes
+    # Another action has its own budget.
+    esa_routine = limited_sim.esa()
+    with pytest.raises(ClientException) as info:
+        esa_routine.get_routine(sm.GetRoutineRequest(name="missing-routine"))
+    assert info.value.code == "RoutineNotExist"
+    # A second later the action is allowed again.
+    time.sleep(1.1)
+    assert eas.describe_service(R, name, em.DescribeServiceRequest()).body.service_name == name
 
 
 def test_calls_are_counted_including_rejected_ones(faults):
