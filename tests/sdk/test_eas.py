@@ -318,6 +318,12 @@ def test_list_service_versions_and_roll_back_to_one(sim):
     assert json.loads(by_id[1].service_config)["containers"][0]["image"] == old_image
     assert json.loads(by_id[2].service_config)["containers"][0]["image"] == new_image
 
+    pages = [eas.list_service_versions(R, name, m.ListServiceVersionsRequest(page_number=n, page_size=1)).body
+             for n in (1, 2, 3)]
+    assert [len(p.versions) for p in pages] == [1, 1, 0], [to_plain(p) for p in pages]
+    assert all(p.total_count == 2 for p in pages)
+    assert {pages[0].versions[0].image_id, pages[1].versions[0].image_id} == {1, 2}
+
     assert_ack(eas.update_service_version(R, name, m.UpdateServiceVersionRequest(version=1)).body)
     s = wait_completed(sim, eas, name, 4, 1 + 10 * 2)
     assert s.update_revision == v1_revision, (v1_revision, to_plain(s))

@@ -209,6 +209,10 @@ def test_list_edge_container_app_versions(sim):
     assert body.total_count == 3, to_plain(body)
     assert sorted(v.version_id for v in body.versions) == sorted(vers)
     assert all(v.status in ("created", "creating", "failed") for v in body.versions), to_plain(body)
+    pages = [esa.list_edge_container_app_versions(
+        m.ListEdgeContainerAppVersionsRequest(app_id=app, page_number=n, page_size=2)).body for n in (1, 2)]
+    assert [len(p.versions) for p in pages] == [2, 1], [to_plain(p) for p in pages]
+    assert sorted(v.version_id for p in pages for v in p.versions) == sorted(vers)
 
 
 def test_query_values_with_spaces_and_stars_are_signed_correctly(sim):
