@@ -78,6 +78,7 @@ fi
 # ------------------------------------------------------------------ start the simulator
 work="$(mktemp -d "${TMPDIR:-/tmp}/sdk-tests.XXXXXX")"
 sim_pid=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     if [[ -n "$sim_pid" ]] && kill -0 "$sim_pid" 2>/dev/null; then
         kill "$sim_pid" 2>/dev/null || true
