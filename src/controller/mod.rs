@@ -1,12 +1,244 @@
 //! The reconcilers, one per kind (`alicloud-rollouts run`).
+//!
+//! One kube-rs controller per kind, all sharing one cloud client (one rate limiter, one
+//! credential chain), one event recorder and one metrics registry.
 
 pub mod conditions;
+pub mod context;
+pub mod eas;
+pub mod eas_plan;
+pub mod error;
+pub mod metrics;
+pub mod runner;
 
-/// Command-line options of `alicloud-rollouts run`.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::runtime::events::{Recorder, Reporter};
+use prometheus_client::registry::Registry;
+
+use crate::cloud::CloudApi;
+use crate::crd::EasServiceRollout;
+use context::{Context, KubeSecrets, RetryPolicy};
+use eas_plan::Timing;
+
+/// A kind this operator can run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// EasServiceRollout.
+    Eas,
+    /// EsaRoutineRollout.
+    Routine,
+    /// EsaContainerAppRollout.
+    Containerapp,
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Command-line options of `alicloud-rollouts run` (each also read from the environment).
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Kinds to run, comma-separated.
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_KINDS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "eas,routine,containerapp"
+    )]
+    pub kinds: Vec<Kind>,
+
+    /// Namespaces to watch, comma-separated; all namespaces when not given.
+    #[arg(
+        long = "namespaces",
+        env = "ALICLOUD_ROLLOUTS_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// How often to look at a rollout that is moving.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_ACTIVE_POLL", default_value = "5s", value_parser = parse_duration)]
+    pub active_poll: Duration,
+
+    /// How often to look at a rollout that has settled (completed, paused, failed).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "5m", value_parser = parse_duration)]
+    pub settled_poll: Duration,
+
+    /// First retry delay after a transient failure (doubles per consecutive failure).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub retry_max: Duration,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Address serving /metrics and /healthz.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Name reported as the Events' reporting controller instance (e.g. the pod name).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_INSTANCE")]
+    pub instance: Option<String>,
+}
+
+/// Parse "500ms", "5s", "2m", "1h".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"));
+    }
+    eas_plan::parse_interval(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second initialisation (e.g. in-process tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Build the one shared cloud client.
+fn build_cloud(_args: &RunArgs, _registry: &mut Registry) -> anyhow::Result<Arc<dyn CloudApi>> {
+    anyhow::bail!("the cloud client is not wired yet")
+}
 
 /// Run the operator until interrupted.
-pub async fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the controller is not implemented yet")
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default()
+        .await
+        .context("no usable Kubernetes configuration (KUBECONFIG or in-cluster)")?;
+    let mut registry = Registry::default();
+    let cloud = build_cloud(&args, &mut registry)?;
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
+    let reporter = Reporter {
+        controller: "alicloud-rollouts".into(),
+        instance: args.instance.clone(),
+    };
+    let cx = Arc::new(Context::new(
+        client.clone(),
+        cloud,
+        Arc::new(KubeSecrets(client.clone())),
+        Recorder::new(client, reporter),
+        metrics,
+        Timing {
+            active: args.active_poll,
+            settled: args.settled_poll,
+        },
+        RetryPolicy {
+            base: args.retry_base,
+            cap: args.retry_max,
+        },
+    ));
+
+    let registry = Arc::new(registry);
+    let listen = args.listen;
+    let server = tokio::spawn(async move { metrics::serve(listen, registry).await });
+
+    let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut controllers = Vec::new();
+    for kind in dedup(&args.kinds) {
+        for ns in &namespaces {
+            let cx = cx.clone();
+            let ns = ns.clone();
+            controllers.push(match kind {
+                Kind::Eas => tokio::spawn(runner::run_controller::<EasServiceRollout>(cx, ns)),
+                Kind::Routine | Kind::Containerapp => {
+                    anyhow::bail!("kind {kind:?} is not implemented yet")
+                }
+            });
+        }
+    }
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {
+            tracing::info!("controllers stopped");
+        }
+        served = server => {
+            match served {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.context(format!("serving metrics on {listen}"))),
+                Err(e) => anyhow::bail!("metrics server task failed: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dedup(kinds: &[Kind]) -> Vec<Kind> {
+    let mut out = Vec::new();
+    for k in kinds {
+        if !out.contains(k) {
+            out.push(*k);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let cli = Cli::try_parse_from(["x"]).expect("defaults parse");
+        assert_eq!(
+            cli.run.kinds,
+            [Kind::Eas, Kind::Routine, Kind::Containerapp]
+        );
+        assert!(cli.run.namespaces.is_empty());
+        assert_eq!(cli.run.active_poll, Duration::from_secs(5));
+        assert_eq!(cli.run.settled_poll, Duration::from_secs(300));
+        let cli = Cli::try_parse_from([
+            "x",
+            "--kinds",
+            "eas",
+            "--namespaces",
+            "a,b",
+            "--active-poll",
+            "500ms",
+            "--log-format",
+            "json",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.run.kinds, [Kind::Eas]);
+        assert_eq!(cli.run.namespaces, ["a", "b"]);
+        assert_eq!(cli.run.active_poll, Duration::from_millis(500));
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["x", "--active-poll", "soon"]).is_err());
+    }
 }
