@@ -4,18 +4,30 @@
 //! implementation signs requests (V3), retries transient failures with jittered backoff,
 //! shares a rate limiter, and traces and counts every call.
 
+pub mod client;
+pub mod config;
 pub mod credentials;
+pub mod endpoint;
 pub mod error;
+pub mod metrics;
 pub mod model;
+pub mod provider;
+pub mod ratelimit;
+pub mod retry;
 pub mod sign;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use client::CloudClient;
+pub use config::ClientConfig;
 pub use credentials::Credentials;
+pub use endpoint::Product;
 pub use error::{CloudError, ErrorKind};
+pub use metrics::Metrics;
 use model::*;
+pub use provider::{CredentialsEnv, CredentialsProvider, RrsaProvider, StaticProvider};
 
 pub type CloudResult<T> = Result<T, CloudError>;
 
