@@ -19,8 +19,16 @@ enum Command {
     Run(alicloud_rollouts::controller::RunArgs),
     /// Run the local EAS/ESA cloud simulator.
     Simulator(alicloud_rollouts::simulator::SimulatorArgs),
-    /// Print every CustomResourceDefinition as YAML.
-    Crds,
+    /// Print every CustomResourceDefinition as YAML (or write one file per kind).
+    Crds(CrdsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CrdsArgs {
+    /// Write one `<plural>.yaml` per kind into this directory instead of printing them all
+    /// (`crds/` in the repository is generated with `--out-dir crds`).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -29,8 +37,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => alicloud_rollouts::controller::run(args).await,
         Command::Simulator(args) => alicloud_rollouts::simulator::run(args).await,
-        Command::Crds => {
+        Command::Crds(CrdsArgs { out_dir: None }) => {
             print!("{}", alicloud_rollouts::crd::render_yaml()?);
+            Ok(())
+        }
+        Command::Crds(CrdsArgs { out_dir: Some(dir) }) => {
+            for path in alicloud_rollouts::crd::write_files(&dir)? {
+                eprintln!("wrote {}", path.display());
+            }
             Ok(())
         }
     }

@@ -4,13 +4,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::validation::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, immutable, rule};
+
 /// Reference to a Secret in the resource's namespace holding Alibaba Cloud credentials
 /// (keys `accessKeyId`, `accessKeySecret`, optional `securityToken`). Without it the
 /// operator uses its own credentials.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
-    /// Name of the Secret.
+    /// Name of the Secret (a lowercase DNS subdomain name).
+    #[schemars(length(min = 1, max = 253), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{DNS_SUBDOMAIN_PATTERN}')"),
+            "credentialsSecretRef.name must be a valid Secret name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+        ),
+    ]))]
     pub name: String,
 }
 
@@ -24,7 +32,8 @@ pub enum DeletionPolicy {
     Delete,
 }
 
-/// ESA endpoint region.
+/// ESA endpoint region: `cn-hangzhou` (the China site) or `ap-southeast-1` (the
+/// international site).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum EsaRegion {
     #[default]
@@ -32,6 +41,18 @@ pub enum EsaRegion {
     CnHangzhou,
     #[serde(rename = "ap-southeast-1")]
     ApSoutheast1,
+}
+
+/// Schema of the ESA kinds' `region`: one of the two sites, defaulted to cn-hangzhou by the
+/// API server (so it is always set on stored objects) and immutable.
+pub fn esa_region_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "ESA endpoint region: cn-hangzhou (the China site, default) or ap-southeast-1 (the international site). Immutable.",
+        "type": "string",
+        "enum": ["cn-hangzhou", "ap-southeast-1"],
+        "default": "cn-hangzhou",
+        "x-kubernetes-validations": [immutable("region", "ESA site")],
+    })
 }
 
 impl EsaRegion {
@@ -43,7 +64,7 @@ impl EsaRegion {
     }
 }
 
-/// ESA environment.
+/// ESA environment: `staging` or `production`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EsaEnv {
@@ -73,10 +94,17 @@ impl EsaEnv {
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
     /// Share of traffic on the new version at this step, 1-100.
+    #[schemars(range(min = 1, max = 100))]
     pub percentage: i32,
     /// How long to hold this step before moving on ("30s", "5m", "1h"). Without it the
     /// step is a manual gate: it holds until `promotedStep` reaches its index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{DURATION_PATTERN}')"),
+            "pause must be a whole number of seconds, minutes or hours, such as \"30s\", \"5m\" or \"1h\"",
+        ),
+    ]))]
     pub pause: Option<String>,
 }
 

@@ -5,7 +5,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef};
+use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef, esa_region_schema};
+use super::validation::{MAX_STEPS, UTC_TIMESTAMP_PATTERN, immutable, rule, rule_at, steps_rules};
 
 /// Desired published version of one edge container app environment.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -16,38 +17,145 @@ use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef};
     namespaced,
     status = "EsaContainerAppRolloutStatus",
     shortname = "esacr",
-    category = "alicloud-rollouts"
+    category = "alicloud-rollouts",
+    doc = "The published version of one ESA edge container app in one environment: publish a \
+           version to a share of traffic, to chosen regions, or through operator-driven steps, \
+           and roll it back.",
+    printcolumn(
+        name = "App",
+        type_ = "string",
+        json_path = ".spec.appId",
+        description = "Edge container app id"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".spec.versionId",
+        description = "Version being published"
+    ),
+    printcolumn(
+        name = "Env",
+        type_ = "string",
+        json_path = ".spec.env",
+        description = "staging or production"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Progressing, Paused, Completed, RolledBack or Degraded"
+    ),
+    printcolumn(
+        name = "Publish Status",
+        type_ = "string",
+        json_path = ".status.publishStatus",
+        description = "publishing, published, rollbacking or rollbacked"
+    ),
+    printcolumn(
+        name = "Percent",
+        type_ = "integer",
+        json_path = ".status.publishPercentage",
+        description = "Share of traffic on the published version"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "integer",
+        json_path = ".status.currentStep",
+        priority = "1",
+        description = "Index of the current step"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = "1",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    rule(
+        "[has(self.percentage), has(self.regions), has(self.steps)].filter(x, x).size() <= 1",
+        "set at most one of percentage, regions or steps (none publishes to 100% of traffic)",
+    ),
+    rule_at(
+        "!has(self.fullRelease) || has(self.regions)",
+        "fullRelease only applies to a publish by regions: set regions or remove fullRelease",
+        ".fullRelease",
+    ),
+    rule_at(
+        "!has(self.promotedStep) || has(self.steps)",
+        "promotedStep only applies with steps: add steps or remove promotedStep",
+        ".promotedStep",
+    ),
+    rule_at(
+        "!has(self.promotedStep) || !has(self.steps) || self.promotedStep < size(self.steps)",
+        "promotedStep must be the index of one of the steps (0 up to the number of steps - 1)",
+        ".promotedStep",
+    ),
+]))]
 pub struct EsaContainerAppRolloutSpec {
-    /// Edge container app id (app-...).
+    /// Edge container app id (app-...). Immutable.
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = [
+        immutable("appId", "app"),
+    ]))]
     pub app_id: String,
     /// Version to publish (ver-...).
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [
+        rule(
+            "self.startsWith('ver-') && size(self) > 4",
+            "versionId must be an edge container app version id starting with ver-, e.g. ver-8796263716165123",
+        ),
+    ]))]
     pub version_id: String,
-    /// `staging` or `production` (sent as `prod`).
+    /// `staging` or `production` (sent as `prod`). Immutable.
+    #[schemars(extend("x-kubernetes-validations" = [immutable("env", "environment")]))]
     pub env: EsaEnv,
-    /// ESA endpoint region (default cn-hangzhou).
+    /// ESA endpoint region: cn-hangzhou (default) or ap-southeast-1. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "esa_region_schema")]
     pub region: Option<EsaRegion>,
-    /// Publish to this share of traffic, 1-100.
+    /// Publish to this share of traffic, 1-100. At most one of `percentage`, `regions` and
+    /// `steps`; with none of them the version is published to 100%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub percentage: Option<i32>,
-    /// Publish to these regions.
+    /// Publish to these regions (region names as GetEdgeContainerDeployRegions lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(length(min = 1, max = 64)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub regions: Option<Vec<String>>,
     /// With `regions`: release fully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_release: Option<bool>,
     /// Start publishing at this time (RFC 3339, UTC, e.g. 2026-06-05T16:00:00Z).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{UTC_TIMESTAMP_PATTERN}')"),
+            "startTime must be a UTC time in RFC 3339 form ending in Z, e.g. 2026-06-05T16:00:00Z",
+        ),
+    ]))]
     pub start_time: Option<String>,
+    /// Note recorded with the publish (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub remarks: Option<String>,
     /// Operator-driven percentage progression (instead of `percentage`/`regions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_STEPS), extend("x-kubernetes-validations" = steps_rules("steps")))]
     pub steps: Option<Vec<CanaryStep>>,
     /// Steps up to this index (0-based) are approved by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub promoted_step: Option<i32>,
     /// Hold the current step.
     #[serde(default)]
@@ -66,6 +174,7 @@ pub struct EsaContainerAppRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Summary: Progressing, Paused, Completed, RolledBack, Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, SecretRef};
+use super::validation::{
+    DURATION_PATTERN, INT_OR_PERCENT_PATTERN, POSITIVE_INT_OR_PERCENT_PATTERN, REGION_ID_PATTERN,
+    immutable, rule,
+};
 
 /// Desired rollout of one PAI-EAS service.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -16,13 +20,85 @@ use super::common::{DeletionPolicy, SecretRef};
     namespaced,
     status = "EasServiceRolloutStatus",
     shortname = "easro",
-    category = "alicloud-rollouts"
+    category = "alicloud-rollouts",
+    doc = "The progressive rollout of one PAI-EAS service: how new versions of the service replace \
+           the old one (a partition of replicas kept on the old version, or batches), whether the \
+           rollout is paused, and optionally the service config whose changes start new versions.",
+    printcolumn(
+        name = "Service",
+        type_ = "string",
+        json_path = ".spec.serviceName",
+        description = "EAS service name"
+    ),
+    printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".spec.region",
+        priority = "1",
+        description = "EAS region"
+    ),
+    printcolumn(
+        name = "Strategy",
+        type_ = "string",
+        json_path = ".status.cloudStrategy",
+        description = "Strategy the cloud reports, e.g. partition=2 or batch=25%/5m"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "boolean",
+        json_path = ".spec.paused",
+        priority = "1",
+        description = "Whether progress is suspended"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Cloud rollout phase"
+    ),
+    printcolumn(
+        name = "Updated",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas",
+        description = "Replicas on the new version"
+    ),
+    printcolumn(
+        name = "Total",
+        type_ = "integer",
+        json_path = ".status.totalReplicas",
+        description = "All replicas"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EasServiceRolloutSpec {
-    /// EAS region (the ClusterId in API paths), e.g. cn-shanghai.
+    /// EAS region (the ClusterId in API paths), e.g. cn-shanghai. Immutable.
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{REGION_ID_PATTERN}')"),
+            "region must be an Alibaba Cloud region id such as cn-shanghai",
+        ),
+        immutable("region", "region"),
+    ]))]
     pub region: String,
-    /// Name of the EAS service.
+    /// Name of the EAS service. Immutable.
+    #[schemars(length(min = 1, max = 128), extend("x-kubernetes-validations" = [
+        rule(
+            "self.matches('^[A-Za-z0-9_-]+$')",
+            "serviceName must be an EAS service name: letters, digits, '_' and '-' only",
+        ),
+        immutable("serviceName", "service"),
+    ]))]
     pub service_name: String,
     /// How new versions roll out: exactly one of `partition` or `batch`.
     pub strategy: EasStrategy,
@@ -39,31 +115,67 @@ pub struct EasServiceRolloutSpec {
     /// EAS service config (JSON object). When it changes the operator pushes it with
     /// UpdateService, which starts a new version rolled out under `strategy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
     pub service_config: Option<serde_json::Value>,
 }
 
 /// Exactly one of the two strategies.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    rule(
+        "has(self.partition) != has(self.batch)",
+        "strategy must set exactly one of partition (replicas kept on the old version) or batch",
+    ),
+]))]
 pub struct EasStrategy {
     /// Replicas kept on the OLD version: an integer ("2") or a percentage ("50%").
     /// Lowering it advances the rollout, "0" completes it, raising it rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 12), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{INT_OR_PERCENT_PATTERN}')"),
+            "partition must be a replica count such as \"2\" or a percentage from 0% to 100% such as \"50%\"",
+        ),
+    ]))]
     pub partition: Option<String>,
     /// Roll out in batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchStrategy>,
 }
 
+/// Batches of replicas replaced one after another.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchStrategy {
     /// Replicas updated per batch: an integer or a percentage. Default "25%".
     #[serde(default = "default_batch_size")]
+    #[schemars(length(max = 12), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{POSITIVE_INT_OR_PERCENT_PATTERN}')"),
+            "batch.size must be a replica count of at least 1 such as \"2\" or a percentage from 1% to 100% such as \"25%\"",
+        ),
+    ]))]
     pub size: String,
     /// Wait between batches ("60s", "5m", "1h").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{DURATION_PATTERN}')"),
+            "batch.interval must be a whole number of seconds, minutes or hours, such as \"60s\", \"5m\" or \"1h\"",
+        ),
+    ]))]
     pub interval: Option<String>,
+}
+
+/// Schema of `serviceConfig`: any JSON object, kept as it is.
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "EAS service config (a JSON object, as for UpdateService). When it changes the operator pushes it with UpdateService, which starts a new version rolled out under `strategy`.",
+    })
 }
 
 fn default_batch_size() -> String {
@@ -77,6 +189,7 @@ pub struct EasServiceRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Cloud phase: Pending, Running, Paused, Completed or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

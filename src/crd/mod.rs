@@ -7,6 +7,7 @@ pub mod common;
 pub mod container_app;
 pub mod eas;
 pub mod routine;
+pub mod validation;
 
 pub use common::*;
 pub use container_app::*;
@@ -41,3 +42,37 @@ pub fn render_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
+
+/// How to regenerate `crds/`, as said in each generated file and by the staleness test.
+pub const REGENERATE: &str = "cargo run -- crds --out-dir crds";
+
+/// The files of `crds/`: one `<plural>.yaml` per kind, in the order of [`all`].
+pub fn render_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
+    all()
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}.yaml", crd.spec.names.plural);
+            let body = format!(
+                "# Generated from src/crd by `{REGENERATE}`: do not edit by hand.\n---\n{}",
+                serde_yaml::to_string(&crd)?
+            );
+            Ok((file, body))
+        })
+        .collect()
+}
+
+/// Write [`render_files`] into `dir` (created if missing); returns the paths written.
+pub fn write_files(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (file, body) in render_files()? {
+        let path = dir.join(file);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef};
+use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef, esa_region_schema};
+use super::validation::{MAX_STEPS, immutable, rule, rule_at, steps_rules};
 
 /// Desired code-version split of one routine environment.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -16,19 +17,90 @@ use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef};
     namespaced,
     status = "EsaRoutineRolloutStatus",
     shortname = "esarr",
-    category = "alicloud-rollouts"
+    category = "alicloud-rollouts",
+    doc = "The code-version split of one ESA edge routine in one environment: either a fixed \
+           split over one or two code versions, or a stepped canary from a stable to a canary \
+           version that the operator advances, pauses, gates and rolls back.",
+    printcolumn(
+        name = "Routine",
+        type_ = "string",
+        json_path = ".spec.routine",
+        description = "Routine name"
+    ),
+    printcolumn(
+        name = "Env",
+        type_ = "string",
+        json_path = ".spec.env",
+        description = "staging or production"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Progressing, Paused, Completed, RolledBack or Degraded"
+    ),
+    printcolumn(
+        name = "Split",
+        type_ = "string",
+        json_path = ".status.split",
+        description = "Split the cloud reports, e.g. v2:10,v1:90"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "integer",
+        json_path = ".status.currentStep",
+        description = "Index of the current canary step"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = "1",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    rule(
+        "has(self.codeVersions) != has(self.canary)",
+        "set exactly one of codeVersions (a fixed split) or canary (a stepped rollout from stableVersion to canaryVersion)",
+    ),
+    rule_at(
+        "!self.rollback || has(self.canary)",
+        "rollback needs canary: it puts 100% back on canary.stableVersion (with codeVersions, edit the split instead)",
+        ".rollback",
+    ),
+]))]
 pub struct EsaRoutineRolloutSpec {
-    /// Routine name.
+    /// Routine name. Immutable.
+    #[schemars(length(min = 1, max = 128), extend("x-kubernetes-validations" = [
+        immutable("routine", "routine"),
+    ]))]
     pub routine: String,
-    /// `staging` or `production`.
+    /// `staging` or `production`. Immutable.
+    #[schemars(extend("x-kubernetes-validations" = [immutable("env", "environment")]))]
     pub env: EsaEnv,
-    /// ESA endpoint region (default cn-hangzhou).
+    /// ESA endpoint region: cn-hangzhou (default) or ap-southeast-1. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "esa_region_schema")]
     pub region: Option<EsaRegion>,
     /// A fixed split: 1 or 2 code versions whose percentages sum to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2), extend("x-kubernetes-validations" = [
+        rule(
+            "self.size() == 1 ? self[0].percentage == 100 : self[0].percentage + self[1].percentage == 100",
+            "codeVersions percentages must add up to 100 (one version takes 100; two versions split it, e.g. 90 and 10)",
+        ),
+        rule(
+            "self.size() < 2 || self[0].codeVersion != self[1].codeVersion",
+            "codeVersions must name two different code versions",
+        ),
+    ]))]
     pub code_versions: Option<Vec<CodeVersionWeight>>,
     /// An operator-driven progression from a stable to a canary version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +108,7 @@ pub struct EsaRoutineRolloutSpec {
     /// Hold the current step.
     #[serde(default)]
     pub paused: bool,
-    /// Put 100% back on `canary.stableVersion`.
+    /// Put 100% back on `canary.stableVersion` (only with `canary`).
     #[serde(default)]
     pub rollback: bool,
     /// Secret with credentials for this resource; otherwise the operator's own.
@@ -47,23 +119,44 @@ pub struct EsaRoutineRolloutSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeVersionWeight {
+    /// A code version of the routine, e.g. 1723599747213377175.
+    #[schemars(length(min = 1, max = 64))]
     pub code_version: String,
-    /// 1-100.
+    /// Share of traffic on this version, 1-100.
+    #[schemars(range(min = 1, max = 100))]
     pub percentage: i32,
 }
 
+/// A stepped rollout from `stableVersion` to `canaryVersion`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    rule_at(
+        "self.stableVersion != self.canaryVersion",
+        "canary.canaryVersion must differ from canary.stableVersion",
+        ".canaryVersion",
+    ),
+    rule_at(
+        "!has(self.promotedStep) || self.promotedStep < size(self.steps)",
+        "canary.promotedStep must be the index of one of the steps (0 up to the number of steps - 1)",
+        ".promotedStep",
+    ),
+]))]
 pub struct RoutineCanary {
     /// Version that serves the rest of the traffic, and all of it after a rollback.
+    #[schemars(length(min = 1, max = 64))]
     pub stable_version: String,
     /// Version being rolled out.
+    #[schemars(length(min = 1, max = 64))]
     pub canary_version: String,
-    /// Percentages on the canary version, increasing. After the last step the canary gets 100%.
+    /// Percentages on the canary version, strictly increasing. After the last step the canary
+    /// gets 100%.
+    #[schemars(length(min = 1, max = MAX_STEPS), extend("x-kubernetes-validations" = steps_rules("canary.steps")))]
     pub steps: Vec<CanaryStep>,
     /// Steps up to this index (0-based) are approved by hand: a step without `pause` holds
     /// until this reaches its index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub promoted_step: Option<i32>,
 }
 
@@ -73,6 +166,7 @@ pub struct EsaRoutineRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Summary: Progressing, Paused, Completed, RolledBack, Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
