@@ -3,6 +3,7 @@
 //! One kube-rs controller per kind, all sharing one cloud client (one rate limiter, one
 //! credential chain), one event recorder and one metrics registry.
 
+pub mod app_plan;
 pub mod conditions;
 pub mod context;
 pub mod eas;
@@ -10,6 +11,8 @@ pub mod eas_plan;
 pub mod error;
 pub mod metrics;
 pub mod runner;
+pub mod routine_plan;
+pub mod steps;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

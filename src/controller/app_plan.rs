@@ -1,0 +1,1294 @@
+//! `EsaContainerAppRollout`: what to send to the cloud and what status to write, as a pure
+//! function of the spec, the previous status, GetEdgeContainerAppStatus's `AppStatus` and
+//! `now`.
+//!
+//! Reading the cloud: the version the app is on is `PublishingVersion`, or
+//! `DeployedVersion` when no version is being published; "ours" means that is
+//! `spec.versionId`.
+//! - By percentage (`spec.percentage`, default 100) or by regions (`spec.regions` with
+//!   `fullRelease`): done when the cloud shows ours `published` with that target
+//!   (`PublishType`, `PublishPercentage`, regions and `FullRelease`). While it shows ours
+//!   `publishing` toward that target (`ExpectPercentage` or regions), nothing is sent and
+//!   the plan polls. Otherwise one PublishEdgeContainerAppVersion, including when the cloud
+//!   shows another version (published by someone else: the message says so) or ours rolled
+//!   back while `spec.rollback` is false.
+//! - `spec.startTime` in the future is sent as `StartTime`; a publish in flight toward a
+//!   future start reports "scheduled for ..." and requeues at the start time. A start time
+//!   already past is not sent (the cloud defaults to now).
+//! - `spec.steps`: the percentage progression of [`super::steps::plan_steps`]; a step's
+//!   timer starts when the cloud shows ours `published` at that percentage.
+//! - `spec.rollback`: RollbackEdgeContainerAppVersion for `spec.versionId`, sent only while
+//!   the cloud shows ours and neither `rollbacking` nor `rollbacked`; when the cloud does
+//!   not show ours there is nothing to roll back. Wins over `paused`.
+//! - `spec.paused`: nothing is sent.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::conditions::merge;
+use super::steps::{
+    self, Outcome, PHASE_COMPLETED, PHASE_PAUSED, PHASE_PROGRESSING, PHASE_ROLLED_BACK,
+    POLL_IN_FLIGHT, StepInput, StepState,
+};
+use crate::cloud::error::CloudError;
+use crate::cloud::model::{
+    AppStatus, PublishEdgeContainerAppVersionRequest, RollbackEdgeContainerAppVersionRequest,
+};
+use crate::crd::container_app::{EsaContainerAppRolloutSpec, EsaContainerAppRolloutStatus};
+
+pub const PUBLISH_TYPE_PERCENTAGE: &str = "percentage";
+pub const PUBLISH_TYPE_REGION: &str = "region";
+pub const PUBLISH_STATUS_PUBLISHING: &str = "publishing";
+pub const PUBLISH_STATUS_PUBLISHED: &str = "published";
+pub const PUBLISH_STATUS_ROLLBACKING: &str = "rollbacking";
+pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
+
+/// Everything an app plan depends on.
+#[derive(Debug, Clone)]
+pub struct AppInput<'a> {
+    pub spec: &'a EsaContainerAppRolloutSpec,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The status as last written (None for a new object).
+    pub status: Option<&'a EsaContainerAppRolloutStatus>,
+    /// GetEdgeContainerAppStatus's `AppStatus` for `spec.env.app_wire()`; None when the
+    /// app has never been published there.
+    pub observed: Option<&'a AppStatus>,
+    pub now: Timestamp,
+}
+
+/// A cloud call the reconciler must make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppAction {
+    Publish(PublishEdgeContainerAppVersionRequest),
+    Rollback(RollbackEdgeContainerAppVersionRequest),
+}
+
+/// The decision: at most one action, the status to write (describing the cloud as read,
+/// before the action), and when to look again (None: settled, use the slow resync).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppPlan {
+    pub actions: Vec<AppAction>,
+    pub status: EsaContainerAppRolloutStatus,
+    pub requeue_after: Option<Duration>,
+}
+
+/// What the spec asks the cloud to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Percentage(i32),
+    Regions {
+        regions: Vec<String>,
+        full_release: bool,
+    },
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Percentage(p) => format!("{p}%"),
+            Target::Regions {
+                regions,
+                full_release,
+            } => format!(
+                "regions {}{}",
+                regions.join(","),
+                if *full_release { " (full release)" } else { "" }
+            ),
+        }
+    }
+}
+
+fn sorted(regions: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = regions.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// The cloud as the planner reads it.
+struct View<'a> {
+    app: Option<&'a AppStatus>,
+    /// `PublishingVersion`, else `DeployedVersion`.
+    version: Option<&'a str>,
+    /// `PublishStatus`, "" when absent.
+    state: &'a str,
+    ours: bool,
+}
+
+impl<'a> View<'a> {
+    fn new(app: Option<&'a AppStatus>, version_id: &str) -> Self {
+        let version = app.and_then(|a| {
+            non_empty(&a.publishing_version).or_else(|| non_empty(&a.deployed_version))
+        });
+        View {
+            app,
+            version,
+            state: app.and_then(|a| a.publish_status.as_deref()).unwrap_or(""),
+            ours: version == Some(version_id),
+        }
+    }
+
+    fn by_percentage(&self) -> bool {
+        self.app
+            .and_then(|a| non_empty(&a.publish_type))
+            .is_none_or(|t| t == PUBLISH_TYPE_PERCENTAGE)
+    }
+
+    /// The percentage reached (published) or being moved to (publishing).
+    fn percentage(&self) -> Option<i32> {
+        let a = self.app?;
+        if self.state == PUBLISH_STATUS_PUBLISHING {
+            a.expect_percentage.or(a.publish_percentage)
+        } else {
+            Some(a.publish_percentage.or(a.expect_percentage).unwrap_or(100))
+        }
+    }
+
+    /// Ours, in `state`, with `target`.
+    fn shows(&self, state: &str, target: &Target) -> bool {
+        let Some(a) = self.app else { return false };
+        if !self.ours || self.state != state {
+            return false;
+        }
+        match target {
+            Target::Percentage(p) => self.by_percentage() && self.percentage() == Some(*p),
+            Target::Regions {
+                regions,
+                full_release,
+            } => {
+                non_empty(&a.publish_type) == Some(PUBLISH_TYPE_REGION)
+                    && a.regions
+                        .as_ref()
+                        .map(|r| sorted(&r.region))
+                        .unwrap_or_default()
+                        == *regions
+                    && a.full_release.unwrap_or(false) == *full_release
+            }
+        }
+    }
+
+    fn describe(&self, env: &str) -> String {
+        let Some(a) = self.app else {
+            return format!("no version has been published in {env}");
+        };
+        let Some(v) = self.version else {
+            return format!("no version is published in {env}");
+        };
+        let mut s = format!("cloud shows {v}");
+        if !self.state.is_empty() {
+            s.push(' ');
+            s.push_str(self.state);
+        }
+        if non_empty(&a.publish_type) == Some(PUBLISH_TYPE_REGION) {
+            let r = a
+                .regions
+                .as_ref()
+                .map(|r| r.region.join(","))
+                .unwrap_or_default();
+            s.push_str(&format!(" to regions {r}"));
+            if a.full_release == Some(true) {
+                s.push_str(" (full release)");
+            }
+        } else if let Some(p) = a.publish_percentage {
+            s.push_str(&format!(" at {p}%"));
+            if let Some(e) = a.expect_percentage.filter(|e| *e != p) {
+                s.push_str(&format!(" of {e}%"));
+            }
+        }
+        s
+    }
+}
+
+/// What the planner decided before it is turned into a status.
+struct Decision {
+    outcome: Outcome,
+    action: Option<AppAction>,
+    current_step: Option<i32>,
+    step_started_at: Option<Timestamp>,
+    next_step_at: Option<Timestamp>,
+}
+
+impl Decision {
+    fn settled(outcome: Outcome) -> Self {
+        Decision {
+            outcome,
+            action: None,
+            current_step: None,
+            step_started_at: None,
+            next_step_at: None,
+        }
+    }
+}
+
+struct Ctx<'a> {
+    spec: &'a EsaContainerAppRolloutSpec,
+    env: &'static str,
+    view: View<'a>,
+    now: Timestamp,
+    /// `spec.startTime` when still in the future.
+    start: Option<Timestamp>,
+}
+
+impl Ctx<'_> {
+    fn publish(&self, target: &Target) -> AppAction {
+        let s = self.spec;
+        let mut r = PublishEdgeContainerAppVersionRequest {
+            app_id: s.app_id.clone(),
+            version_id: s.version_id.clone(),
+            publish_env: self.env.to_string(),
+            publish_type: None,
+            percentage: None,
+            regions: None,
+            full_release: None,
+            start_time: self
+                .start
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            remarks: s.remarks.clone(),
+        };
+        match target {
+            Target::Percentage(p) => {
+                r.publish_type = Some(PUBLISH_TYPE_PERCENTAGE.to_string());
+                r.percentage = Some(*p);
+            }
+            Target::Regions {
+                regions,
+                full_release,
+            } => {
+                r.publish_type = Some(PUBLISH_TYPE_REGION.to_string());
+                r.regions = Some(regions.clone());
+                r.full_release = Some(*full_release);
+            }
+        }
+        AppAction::Publish(r)
+    }
+
+    /// Progressing outcome while a publish toward `target` is in flight (or scheduled).
+    fn in_flight(&self, head: String) -> Outcome {
+        let mut o = Outcome::new(PHASE_PROGRESSING, String::new());
+        o.progressing = true;
+        o.ready_reason = "Progressing".to_string();
+        if let Some(start) = self.start {
+            o.message = format!("{head}: scheduled for {start}");
+            o.progressing_reason = "Scheduled".to_string();
+            o.requeue_after = Some(steps::until(self.now, start));
+        } else {
+            o.message = format!("{head}: {}", self.view.describe(self.env));
+            o.progressing_reason = "Publishing".to_string();
+            o.requeue_after = Some(POLL_IN_FLIGHT);
+        }
+        o
+    }
+
+    /// Progressing outcome for a publish being sent now.
+    fn sending(&self, head: String) -> Outcome {
+        let v = &self.spec.version_id;
+        let why = if self.view.app.is_none() || self.view.version.is_none() {
+            self.view.describe(self.env)
+        } else if !self.view.ours {
+            format!(
+                "{} (not {v}: changed outside this resource?); publishing {v} again",
+                self.view.describe(self.env)
+            )
+        } else if self.view.state == PUBLISH_STATUS_ROLLBACKING
+            || self.view.state == PUBLISH_STATUS_ROLLBACKED
+        {
+            format!(
+                "{}; spec.rollback is false, so publishing it again",
+                self.view.describe(self.env)
+            )
+        } else {
+            self.view.describe(self.env)
+        };
+        let mut o = Outcome::new(PHASE_PROGRESSING, format!("{head} ({why})"));
+        o.progressing = true;
+        o.ready_reason = "Progressing".to_string();
+        o.progressing_reason = "Publishing".to_string();
+        o.requeue_after = Some(POLL_IN_FLIGHT);
+        if let Some(start) = self.start {
+            o.message = format!("{}; scheduled for {start}", o.message);
+            o.progressing_reason = "Scheduled".to_string();
+        }
+        o
+    }
+}
+
+fn validate(
+    spec: &EsaContainerAppRolloutSpec,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, String> {
+    if spec.app_id.is_empty() || spec.version_id.is_empty() {
+        return Err("spec.appId and spec.versionId must be set".to_string());
+    }
+    if spec.percentage.is_some() && spec.regions.is_some() {
+        return Err("set at most one of spec.percentage and spec.regions".to_string());
+    }
+    if spec.steps.is_some() && (spec.percentage.is_some() || spec.regions.is_some()) {
+        return Err(
+            "spec.steps drives the percentage itself: remove spec.percentage and spec.regions"
+                .to_string(),
+        );
+    }
+    if let Some(p) = spec.percentage
+        && !(1..=100).contains(&p)
+    {
+        return Err(format!("spec.percentage: {p} is outside 1-100"));
+    }
+    if spec.regions.as_ref().is_some_and(|r| r.is_empty()) {
+        return Err("spec.regions is empty".to_string());
+    }
+    match &spec.start_time {
+        None => Ok(None),
+        Some(s) => {
+            let t: Timestamp = s.parse().map_err(|_| {
+                format!("spec.startTime: {s:?} is not an RFC 3339 time (e.g. 2026-06-05T16:00:00Z)")
+            })?;
+            Ok((t > now).then_some(t))
+        }
+    }
+}
+
+/// Decide. Pure: the same input always gives the same plan.
+pub fn plan(input: &AppInput<'_>) -> AppPlan {
+    let spec = input.spec;
+    let view = View::new(input.observed, &spec.version_id);
+    let mut d = match validate(spec, input.now) {
+        Err(m) => Decision::settled(Outcome::invalid(m)),
+        Ok(start) => {
+            let ctx = Ctx {
+                spec,
+                env: spec.env.app_wire(),
+                view,
+                now: input.now,
+                start,
+            };
+            if spec.rollback {
+                rollback(&ctx)
+            } else if let Some(steps) = &spec.steps {
+                progression(&ctx, input, steps)
+            } else {
+                fixed(&ctx)
+            }
+        }
+    };
+    d.outcome.paused = spec.paused;
+
+    let prev = input.status.cloned().unwrap_or_default();
+    let conditions = merge(
+        &prev.conditions,
+        &d.outcome.conditions(),
+        input.generation,
+        input.now,
+    );
+    let a = input.observed;
+    let status = EsaContainerAppRolloutStatus {
+        observed_generation: input.generation,
+        conditions,
+        phase: Some(d.outcome.phase.to_string()),
+        publish_status: a.and_then(|a| a.publish_status.clone()),
+        deploy_status: a.and_then(|a| a.deploy_status.clone()),
+        publishing_version: a.and_then(|a| a.publishing_version.clone()),
+        deployed_version: a.and_then(|a| a.deployed_version.clone()),
+        baseline_version: a.and_then(|a| a.base_line_version.clone()),
+        publish_percentage: a.and_then(|a| a.publish_percentage),
+        expect_percentage: a.and_then(|a| a.expect_percentage),
+        publish_type: a.and_then(|a| a.publish_type.clone()),
+        regions: a
+            .and_then(|a| a.regions.as_ref())
+            .map(|r| r.region.clone())
+            .unwrap_or_default(),
+        current_step: d.current_step,
+        step_started_at: d.step_started_at.map(|t| t.to_string()),
+        next_step_at: d.next_step_at.map(|t| t.to_string()),
+        last_request_id: prev.last_request_id,
+        message: Some(steps::bounded_message(d.outcome.message.clone())),
+    };
+    AppPlan {
+        actions: d.action.into_iter().collect(),
+        status,
+        requeue_after: d.outcome.requeue_after,
+    }
+}
+
+fn fixed(ctx: &Ctx<'_>) -> Decision {
+    let spec = ctx.spec;
+    let v = &spec.version_id;
+    let target = match &spec.regions {
+        Some(r) => Target::Regions {
+            regions: sorted(r),
+            full_release: spec.full_release.unwrap_or(false),
+        },
+        None => Target::Percentage(spec.percentage.unwrap_or(100)),
+    };
+    if ctx.view.shows(PUBLISH_STATUS_PUBLISHED, &target) {
+        let mut o = Outcome::new(
+            PHASE_COMPLETED,
+            format!("{v} is published to {} of {}", target.describe(), ctx.env),
+        );
+        o.ready = true;
+        o.ready_reason = "Published".to_string();
+        return Decision::settled(o);
+    }
+    let head = format!("publishing {v} to {} of {}", target.describe(), ctx.env);
+    if ctx.view.shows(PUBLISH_STATUS_PUBLISHING, &target) {
+        return Decision::settled(ctx.in_flight(head));
+    }
+    if spec.paused {
+        return Decision::settled(Outcome::new(
+            PHASE_PAUSED,
+            format!(
+                "paused before {head} ({}); set spec.paused: false to continue",
+                ctx.view.describe(ctx.env)
+            ),
+        ));
+    }
+    Decision {
+        action: Some(ctx.publish(&target)),
+        ..Decision::settled(ctx.sending(head))
+    }
+}
+
+fn rollback(ctx: &Ctx<'_>) -> Decision {
+    let v = &ctx.spec.version_id;
+    let view = &ctx.view;
+    let done = |msg: String| {
+        let mut o = Outcome::new(PHASE_ROLLED_BACK, msg);
+        o.ready = true;
+        o.ready_reason = "RolledBack".to_string();
+        Decision::settled(o)
+    };
+    if !view.ours {
+        return done(format!(
+            "{v} is not published in {} ({}): nothing to roll back; set spec.rollback: false to publish it",
+            ctx.env,
+            view.describe(ctx.env)
+        ));
+    }
+    if view.state == PUBLISH_STATUS_ROLLBACKED {
+        let baseline = view
+            .app
+            .and_then(|a| non_empty(&a.base_line_version))
+            .map(|b| format!("; {b} is the baseline"))
+            .unwrap_or_default();
+        return done(format!(
+            "{v} is rolled back in {}{baseline}; set spec.rollback: false to publish it again",
+            ctx.env
+        ));
+    }
+    let mut o = Outcome::new(PHASE_PROGRESSING, String::new());
+    o.progressing = true;
+    o.progressing_reason = "RollingBack".to_string();
+    o.ready_reason = "RollingBack".to_string();
+    o.requeue_after = Some(POLL_IN_FLIGHT);
+    if view.state == PUBLISH_STATUS_ROLLBACKING {
+        o.message = format!(
+            "rolling back {v} in {}: {}",
+            ctx.env,
+            view.describe(ctx.env)
+        );
+        return Decision::settled(o);
+    }
+    o.message = format!(
+        "rolling back {v} in {} ({})",
+        ctx.env,
+        view.describe(ctx.env)
+    );
+    Decision {
+        action: Some(AppAction::Rollback(
+            RollbackEdgeContainerAppVersionRequest {
+                app_id: ctx.spec.app_id.clone(),
+                version_id: v.clone(),
+                percentage: None,
+                used_percent: None,
+                remarks: ctx.spec.remarks.clone(),
+            },
+        )),
+        ..Decision::settled(o)
+    }
+}
+
+fn progression(
+    ctx: &Ctx<'_>,
+    input: &AppInput<'_>,
+    step_list: &[crate::crd::common::CanaryStep],
+) -> Decision {
+    let spec = ctx.spec;
+    let v = &spec.version_id;
+    let view = &ctx.view;
+    let moving = view.ours
+        && view.by_percentage()
+        && (view.state == PUBLISH_STATUS_PUBLISHING || view.state == PUBLISH_STATUS_PUBLISHED);
+    let cloud_percentage = if moving { view.percentage() } else { None };
+    let settled = moving && view.state == PUBLISH_STATUS_PUBLISHED;
+    let prev = input.status;
+    let sp = match steps::plan_steps(&StepInput {
+        steps: step_list,
+        promoted_step: spec.promoted_step,
+        paused: spec.paused,
+        prev_step: prev.and_then(|s| s.current_step),
+        prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
+        cloud_percentage,
+        cloud_settled: settled,
+        now: input.now,
+    }) {
+        Ok(sp) => sp,
+        Err(e) => return Decision::settled(Outcome::invalid(format!("spec.{e}"))),
+    };
+    let label = sp.label();
+    let target = Target::Percentage(sp.target);
+    let at = format!("{}% of {}", sp.target, ctx.env);
+    let mut action = None;
+    let o = match sp.state {
+        StepState::Apply | StepState::Advanced { .. } => {
+            let head = match sp.state {
+                StepState::Advanced { from } => format!(
+                    "{} done; {label}: publishing {v} to {at}",
+                    steps::step_label(from, sp.total)
+                ),
+                _ => format!("{label}: publishing {v} to {at}"),
+            };
+            let mut o = if view.shows(PUBLISH_STATUS_PUBLISHING, &target) {
+                ctx.in_flight(head)
+            } else {
+                action = Some(ctx.publish(&target));
+                ctx.sending(head)
+            };
+            if o.progressing_reason == "Publishing" {
+                o.progressing_reason = sp.step_reason();
+            }
+            o
+        }
+        StepState::WaitingForPause { due } => {
+            let mut o = Outcome::new(
+                PHASE_PROGRESSING,
+                format!(
+                    "{label}: {v} at {at} since {}; next step at {due}",
+                    sp.started_at.unwrap_or(input.now)
+                ),
+            );
+            o.progressing = true;
+            o.progressing_reason = "WaitingForPause".to_string();
+            o.ready_reason = "Progressing".to_string();
+            o.requeue_after = Some(steps::until(input.now, due));
+            o
+        }
+        StepState::WaitingForPromotion => {
+            let mut o = Outcome::new(
+                PHASE_PROGRESSING,
+                format!(
+                    "{label}: {v} at {at} holds for manual promotion: set spec.promotedStep: {}",
+                    sp.current
+                ),
+            );
+            o.progressing = true;
+            o.progressing_reason = "WaitingForPromotion".to_string();
+            o.ready_reason = "Progressing".to_string();
+            o
+        }
+        StepState::Paused => {
+            let where_ = if sp.at_target {
+                format!("at {label} ({v} at {at})")
+            } else {
+                format!(
+                    "before {label} ({v} to {at} not sent; {})",
+                    view.describe(ctx.env)
+                )
+            };
+            let due = sp
+                .next_step_at
+                .map(|d| format!("; its pause ends at {d}"))
+                .unwrap_or_default();
+            Outcome::new(
+                PHASE_PAUSED,
+                format!("paused {where_}{due}; set spec.paused: false to continue"),
+            )
+        }
+        StepState::Complete => {
+            let mut o = Outcome::new(
+                PHASE_COMPLETED,
+                format!(
+                    "{v} is published to 100% of {} after {} steps",
+                    ctx.env, sp.total
+                ),
+            );
+            o.ready = true;
+            o.ready_reason = "Published".to_string();
+            o
+        }
+    };
+    Decision {
+        outcome: o,
+        action,
+        current_step: i32::try_from(sp.current).ok(),
+        step_started_at: sp.started_at,
+        next_step_at: sp.next_step_at,
+    }
+}
+
+/// The status to write when a cloud call failed: everything last observed is kept,
+/// phase Degraded, Ready=False and Degraded=True with the cloud's code as reason and its
+/// message with the RequestId. Pass the status read at the start of the reconcile (not the
+/// plan's), so that a failed mutation does not look as if it had been made.
+pub fn degraded_status(
+    prev: Option<&EsaContainerAppRolloutStatus>,
+    generation: Option<i64>,
+    err: &CloudError,
+    now: Timestamp,
+) -> EsaContainerAppRolloutStatus {
+    let mut st = prev.cloned().unwrap_or_default();
+    let (conditions, message) = steps::degraded_conditions(&st.conditions, generation, err, now);
+    st.conditions = conditions;
+    st.observed_generation = generation;
+    st.phase = Some(steps::PHASE_DEGRADED.to_string());
+    st.message = Some(message);
+    if let Some(id) = err.request_id() {
+        st.last_request_id = Some(id.to_string());
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::model::AppRegions;
+    use crate::controller::conditions::is_true;
+    use crate::crd::common::{
+        CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
+        EsaEnv,
+    };
+
+    const OURS: &str = "ver-200";
+    const OTHER: &str = "ver-100";
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).expect("valid test timestamp")
+    }
+
+    fn spec() -> EsaContainerAppRolloutSpec {
+        EsaContainerAppRolloutSpec {
+            app_id: "app-1".into(),
+            version_id: OURS.into(),
+            env: EsaEnv::Production,
+            region: None,
+            percentage: None,
+            regions: None,
+            full_release: None,
+            start_time: None,
+            remarks: Some("by test".into()),
+            steps: None,
+            promoted_step: None,
+            paused: false,
+            rollback: false,
+            credentials_secret_ref: None,
+        }
+    }
+
+    fn stepped() -> EsaContainerAppRolloutSpec {
+        EsaContainerAppRolloutSpec {
+            steps: Some(vec![
+                CanaryStep {
+                    percentage: 10,
+                    pause: Some("5m".into()),
+                },
+                CanaryStep {
+                    percentage: 50,
+                    pause: None,
+                },
+            ]),
+            ..spec()
+        }
+    }
+
+    /// The cloud showing `version` in `state` by percentage.
+    fn pct(version: &str, state: &str, publish: i32, expect: i32) -> AppStatus {
+        AppStatus {
+            publish_status: Some(state.into()),
+            deploy_status: Some("deployed".into()),
+            publishing_version: Some(version.into()),
+            deployed_version: Some(OTHER.into()),
+            base_line_version: Some(OTHER.into()),
+            publish_percentage: Some(publish),
+            expect_percentage: Some(expect),
+            publish_type: Some("percentage".into()),
+            publish_env: Some("prod".into()),
+            ..Default::default()
+        }
+    }
+
+    fn region(version: &str, state: &str, regions: &[&str], full: bool) -> AppStatus {
+        AppStatus {
+            publish_status: Some(state.into()),
+            publishing_version: Some(version.into()),
+            publish_type: Some("region".into()),
+            full_release: Some(full),
+            regions: Some(AppRegions {
+                region: regions.iter().map(|r| (*r).to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn run(
+        spec: &EsaContainerAppRolloutSpec,
+        status: Option<&EsaContainerAppRolloutStatus>,
+        cloud: Option<&AppStatus>,
+        now: i64,
+    ) -> AppPlan {
+        let input = AppInput {
+            spec,
+            generation: Some(7),
+            status,
+            observed: cloud,
+            now: ts(now),
+        };
+        let p = plan(&input);
+        assert_eq!(plan(&input), p, "the same input gives the same plan");
+        assert!(p.actions.len() <= 1, "at most one action");
+        assert_eq!(p.status.observed_generation, Some(7));
+        p
+    }
+
+    fn published(p: &AppPlan) -> Option<&PublishEdgeContainerAppVersionRequest> {
+        match p.actions.first() {
+            Some(AppAction::Publish(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn rolled_back(p: &AppPlan) -> Option<&RollbackEdgeContainerAppVersionRequest> {
+        match p.actions.first() {
+            Some(AppAction::Rollback(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn reason<'a>(p: &'a AppPlan, t: &str) -> &'a str {
+        p.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.reason.as_str())
+            .unwrap_or("")
+    }
+
+    fn msg(p: &AppPlan) -> String {
+        p.status.message.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn publish_table() {
+        struct Case {
+            name: &'static str,
+            spec: EsaContainerAppRolloutSpec,
+            cloud: Option<AppStatus>,
+            /// (publish_type, percentage, regions, full_release) expected in the request.
+            send: Option<(
+                &'static str,
+                Option<i32>,
+                Option<Vec<&'static str>>,
+                Option<bool>,
+            )>,
+            phase: &'static str,
+            ready: bool,
+            message: &'static str,
+        }
+        let cases = vec![
+            Case {
+                name: "never published: publish 100%",
+                spec: spec(),
+                cloud: None,
+                send: Some(("percentage", Some(100), None, None)),
+                phase: "Progressing",
+                ready: false,
+                message: "no version has been published in prod",
+            },
+            Case {
+                name: "ours published at 100%: done",
+                spec: spec(),
+                cloud: Some(pct(OURS, "published", 100, 100)),
+                send: None,
+                phase: "Completed",
+                ready: true,
+                message: "ver-200 is published to 100% of prod",
+            },
+            Case {
+                name: "ours deployed with no publishing version: done",
+                spec: spec(),
+                cloud: Some(AppStatus {
+                    publish_status: Some("published".into()),
+                    deployed_version: Some(OURS.into()),
+                    ..Default::default()
+                }),
+                send: None,
+                phase: "Completed",
+                ready: true,
+                message: "published to 100%",
+            },
+            Case {
+                name: "ours publishing toward the target: poll",
+                spec: spec(),
+                cloud: Some(pct(OURS, "publishing", 40, 100)),
+                send: None,
+                phase: "Progressing",
+                ready: false,
+                message: "cloud shows ver-200 publishing at 40% of 100%",
+            },
+            Case {
+                name: "ours published at another percentage",
+                spec: EsaContainerAppRolloutSpec {
+                    percentage: Some(30),
+                    ..spec()
+                },
+                cloud: Some(pct(OURS, "published", 10, 10)),
+                send: Some(("percentage", Some(30), None, None)),
+                phase: "Progressing",
+                ready: false,
+                message: "publishing ver-200 to 30% of prod",
+            },
+            Case {
+                name: "another version published by someone else: publish ours",
+                spec: spec(),
+                cloud: Some(pct(OTHER, "published", 100, 100)),
+                send: Some(("percentage", Some(100), None, None)),
+                phase: "Progressing",
+                ready: false,
+                message: "cloud shows ver-100 published at 100% (not ver-200: changed outside this resource?); publishing ver-200 again",
+            },
+            Case {
+                name: "another version publishing: publish ours",
+                spec: spec(),
+                cloud: Some(pct("ver-300", "publishing", 5, 50)),
+                send: Some(("percentage", Some(100), None, None)),
+                phase: "Progressing",
+                ready: false,
+                message: "not ver-200",
+            },
+            Case {
+                name: "ours rolled back but spec.rollback is false: publish again",
+                spec: spec(),
+                cloud: Some(pct(OURS, "rollbacked", 100, 100)),
+                send: Some(("percentage", Some(100), None, None)),
+                phase: "Progressing",
+                ready: false,
+                message: "spec.rollback is false",
+            },
+            Case {
+                name: "by region with full release",
+                spec: EsaContainerAppRolloutSpec {
+                    regions: Some(vec!["jiangsu".into(), "beijing".into()]),
+                    full_release: Some(true),
+                    ..spec()
+                },
+                cloud: None,
+                send: Some(("region", None, Some(vec!["beijing", "jiangsu"]), Some(true))),
+                phase: "Progressing",
+                ready: false,
+                message: "regions beijing,jiangsu (full release)",
+            },
+            Case {
+                name: "by region: same regions in another order: done",
+                spec: EsaContainerAppRolloutSpec {
+                    regions: Some(vec!["jiangsu".into(), "beijing".into()]),
+                    full_release: Some(true),
+                    ..spec()
+                },
+                cloud: Some(region(OURS, "published", &["beijing", "jiangsu"], true)),
+                send: None,
+                phase: "Completed",
+                ready: true,
+                message: "published to regions",
+            },
+            Case {
+                name: "by region: full release differs",
+                spec: EsaContainerAppRolloutSpec {
+                    regions: Some(vec!["jiangsu".into()]),
+                    full_release: Some(true),
+                    ..spec()
+                },
+                cloud: Some(region(OURS, "published", &["jiangsu"], false)),
+                send: Some(("region", None, Some(vec!["jiangsu"]), Some(true))),
+                phase: "Progressing",
+                ready: false,
+                message: "",
+            },
+            Case {
+                name: "by region: publishing the same regions: poll",
+                spec: EsaContainerAppRolloutSpec {
+                    regions: Some(vec!["jiangsu".into()]),
+                    ..spec()
+                },
+                cloud: Some(region(OURS, "publishing", &["jiangsu"], false)),
+                send: None,
+                phase: "Progressing",
+                ready: false,
+                message: "",
+            },
+            Case {
+                name: "percentage wanted, cloud published by region: publish",
+                spec: spec(),
+                cloud: Some(region(OURS, "published", &["jiangsu"], true)),
+                send: Some(("percentage", Some(100), None, None)),
+                phase: "Progressing",
+                ready: false,
+                message: "",
+            },
+            Case {
+                name: "paused holds",
+                spec: EsaContainerAppRolloutSpec {
+                    paused: true,
+                    ..spec()
+                },
+                cloud: Some(pct(OTHER, "published", 100, 100)),
+                send: None,
+                phase: "Paused",
+                ready: false,
+                message: "set spec.paused: false",
+            },
+        ];
+        for c in cases {
+            let p = run(&c.spec, None, c.cloud.as_ref(), 0);
+            let got = published(&p).map(|r| {
+                assert_eq!(r.app_id, "app-1", "{}", c.name);
+                assert_eq!(r.version_id, OURS, "{}", c.name);
+                assert_eq!(r.publish_env, "prod", "{}", c.name);
+                assert_eq!(r.remarks.as_deref(), Some("by test"), "{}", c.name);
+                assert_eq!(r.start_time, None, "{}", c.name);
+                (
+                    r.publish_type.clone().unwrap_or_default(),
+                    r.percentage,
+                    r.regions.clone(),
+                    r.full_release,
+                )
+            });
+            let want = c.send.map(|(t, pc, rg, f)| {
+                (
+                    t.to_string(),
+                    pc,
+                    rg.map(|v| v.iter().map(|s| (*s).to_string()).collect()),
+                    f,
+                )
+            });
+            assert_eq!(got, want, "{}", c.name);
+            assert_eq!(p.status.phase.as_deref(), Some(c.phase), "{}", c.name);
+            assert_eq!(
+                is_true(&p.status.conditions, CONDITION_READY),
+                c.ready,
+                "{}",
+                c.name
+            );
+            assert!(msg(&p).contains(c.message), "{}: {}", c.name, msg(&p));
+            let polls = c.phase == "Progressing";
+            assert_eq!(p.requeue_after.is_some(), polls, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn status_mirrors_the_cloud() {
+        let cloud = pct(OURS, "publishing", 40, 100);
+        let p = run(&spec(), None, Some(&cloud), 0);
+        let s = &p.status;
+        assert_eq!(s.publish_status.as_deref(), Some("publishing"));
+        assert_eq!(s.deploy_status.as_deref(), Some("deployed"));
+        assert_eq!(s.publishing_version.as_deref(), Some(OURS));
+        assert_eq!(s.deployed_version.as_deref(), Some(OTHER));
+        assert_eq!(s.baseline_version.as_deref(), Some(OTHER));
+        assert_eq!(s.publish_percentage, Some(40));
+        assert_eq!(s.expect_percentage, Some(100));
+        assert_eq!(s.publish_type.as_deref(), Some("percentage"));
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "Publishing");
+        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        let cloud = region(OURS, "published", &["a", "b"], false);
+        let p = run(&spec(), None, Some(&cloud), 0);
+        assert_eq!(p.status.regions, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn start_time_in_the_future_is_scheduled() {
+        let s = EsaContainerAppRolloutSpec {
+            start_time: Some("2027-01-15T16:00:00Z".into()),
+            ..spec()
+        };
+        let start: Timestamp = "2027-01-15T16:00:00Z".parse().expect("time");
+        let now = start.as_second() - 1_800_000_000 - 3600;
+        let p = run(&s, None, None, now);
+        let r = published(&p).expect("publishes");
+        assert_eq!(r.start_time.as_deref(), Some("2027-01-15T16:00:00Z"));
+        assert!(
+            msg(&p).contains("scheduled for 2027-01-15T16:00:00Z"),
+            "{}",
+            msg(&p)
+        );
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "Scheduled");
+        // The cloud shows it pending: nothing more, look again at the start time.
+        let cloud = pct(OURS, "publishing", 0, 100);
+        let p = run(&s, Some(&p.status), Some(&cloud), now);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Progressing"));
+        assert!(
+            msg(&p).contains("scheduled for 2027-01-15T16:00:00Z"),
+            "{}",
+            msg(&p)
+        );
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(3600)));
+        // A start time already past is not sent.
+        let p = run(&s, None, None, now + 7200);
+        assert_eq!(published(&p).map(|r| r.start_time.clone()), Some(None));
+        assert!(!msg(&p).contains("scheduled"));
+    }
+
+    #[test]
+    fn rollback_is_issued_once() {
+        let s = EsaContainerAppRolloutSpec {
+            rollback: true,
+            ..spec()
+        };
+        let p = run(&s, None, Some(&pct(OURS, "published", 100, 100)), 0);
+        let r = rolled_back(&p).expect("rolls back");
+        assert_eq!((r.app_id.as_str(), r.version_id.as_str()), ("app-1", OURS));
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "RollingBack");
+        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        // Also mid-publish, and while paused.
+        let paused = EsaContainerAppRolloutSpec {
+            paused: true,
+            ..s.clone()
+        };
+        for (spec, cloud) in [
+            (&s, pct(OURS, "publishing", 30, 50)),
+            (&paused, pct(OURS, "published", 10, 10)),
+        ] {
+            let p = run(spec, None, Some(&cloud), 0);
+            assert!(rolled_back(&p).is_some(), "{cloud:?}");
+        }
+        // While the cloud rolls back: nothing new, poll.
+        let p = run(
+            &s,
+            Some(&p.status),
+            Some(&pct(OURS, "rollbacking", 100, 100)),
+            5,
+        );
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Progressing"));
+        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        // Rolled back: done.
+        let p = run(
+            &s,
+            Some(&p.status),
+            Some(&pct(OURS, "rollbacked", 100, 100)),
+            10,
+        );
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("RolledBack"));
+        assert!(is_true(&p.status.conditions, CONDITION_READY));
+        assert_eq!(reason(&p, CONDITION_READY), "RolledBack");
+        assert_eq!(p.requeue_after, None);
+        // The cloud no longer shows ours (or never did): nothing to roll back.
+        for cloud in [None, Some(pct(OTHER, "published", 100, 100))] {
+            let p = run(&s, None, cloud.as_ref(), 10);
+            assert!(p.actions.is_empty(), "{cloud:?}");
+            assert_eq!(p.status.phase.as_deref(), Some("RolledBack"));
+            assert!(msg(&p).contains("nothing to roll back"), "{}", msg(&p));
+        }
+    }
+
+    /// Drive a stepped publish against a fake cloud that reports `publishing` once after
+    /// each publish and `published` after that.
+    #[test]
+    fn steps_walkthrough() {
+        let mut s = stepped();
+        let mut cloud: Option<AppStatus> = None;
+        let mut status: Option<EsaContainerAppRolloutStatus> = None;
+        let mut publishes: Vec<i32> = Vec::new();
+        let mut tick = |s: &EsaContainerAppRolloutSpec, now: i64| -> AppPlan {
+            // The cloud finishes whatever was publishing.
+            if let Some(c) = cloud.as_mut()
+                && c.publish_status.as_deref() == Some("publishing")
+            {
+                c.publish_status = Some("published".into());
+                c.publish_percentage = c.expect_percentage;
+            }
+            let p = run(s, status.as_ref(), cloud.as_ref(), now);
+            if let Some(r) = published(&p) {
+                let target = r.percentage.expect("percentage publish");
+                publishes.push(target);
+                cloud = Some(pct(OURS, "publishing", 0, target));
+                // Seen right after the publish, before the cloud finishes: nothing new.
+                let again = run(s, Some(&p.status), cloud.as_ref(), now);
+                assert!(again.actions.is_empty(), "in flight at t={now}");
+                assert_eq!(again.requeue_after, Some(POLL_IN_FLIGHT));
+            }
+            status = Some(p.status.clone());
+            p
+        };
+        let p = tick(&s, 0);
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "Step1");
+        assert_eq!(p.status.step_started_at, None);
+        // Published at 10%: timer starts now.
+        let p = tick(&s, 20);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.step_started_at, Some(ts(20).to_string()));
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
+        // 5 minutes later: 50%, a manual gate.
+        let p = tick(&s, 320);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
+        let p = tick(&s, 330);
+        assert!(p.actions.is_empty());
+        assert!(
+            msg(&p).contains("step 2/2") && msg(&p).contains("set spec.promotedStep: 1"),
+            "{}",
+            msg(&p)
+        );
+        // Promote: 100%, then done.
+        s.promoted_step = Some(1);
+        let p = tick(&s, 400);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(100));
+        let p = tick(&s, 410);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Completed"));
+        assert!(is_true(&p.status.conditions, CONDITION_READY));
+        drop(tick);
+        assert_eq!(publishes, vec![10, 50, 100]);
+    }
+
+    #[test]
+    fn steps_restart_and_pause() {
+        let s = stepped();
+        // Status lost while published at 50%: at the gate, nothing sent.
+        let p = run(&s, None, Some(&pct(OURS, "published", 50, 50)), 0);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.current_step, Some(1));
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "WaitingForPromotion");
+        // Status lost while publishing toward 50%: wait for it, then the gate.
+        let p = run(&s, None, Some(&pct(OURS, "publishing", 20, 50)), 0);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.current_step, Some(1));
+        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        // Paused mid-step past its pause: holds.
+        let paused = EsaContainerAppRolloutSpec {
+            paused: true,
+            ..stepped()
+        };
+        let st = EsaContainerAppRolloutStatus {
+            current_step: Some(0),
+            step_started_at: Some(ts(0).to_string()),
+            ..Default::default()
+        };
+        let p = run(
+            &paused,
+            Some(&st),
+            Some(&pct(OURS, "published", 10, 10)),
+            1000,
+        );
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Paused"));
+        assert!(is_true(&p.status.conditions, CONDITION_PAUSED));
+        // Unpaused: advances at once.
+        let p = run(&s, Some(&st), Some(&pct(OURS, "published", 10, 10)), 1000);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
+        // Another version published by someone else mid-steps: start over with ours.
+        let p = run(
+            &s,
+            Some(&st),
+            Some(&pct(OTHER, "published", 100, 100)),
+            1000,
+        );
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(10));
+        assert!(msg(&p).contains("not ver-200"), "{}", msg(&p));
+    }
+
+    #[test]
+    fn invalid_specs_are_reported_not_acted_on() {
+        let cases = [
+            (
+                EsaContainerAppRolloutSpec {
+                    percentage: Some(10),
+                    regions: Some(vec!["a".into()]),
+                    ..spec()
+                },
+                "at most one of spec.percentage and spec.regions",
+            ),
+            (
+                EsaContainerAppRolloutSpec {
+                    percentage: Some(10),
+                    ..stepped()
+                },
+                "spec.steps drives the percentage",
+            ),
+            (
+                EsaContainerAppRolloutSpec {
+                    percentage: Some(0),
+                    ..spec()
+                },
+                "spec.percentage: 0 is outside 1-100",
+            ),
+            (
+                EsaContainerAppRolloutSpec {
+                    start_time: Some("tomorrow".into()),
+                    ..spec()
+                },
+                "spec.startTime: \"tomorrow\" is not an RFC 3339 time",
+            ),
+            (
+                EsaContainerAppRolloutSpec {
+                    steps: Some(vec![CanaryStep {
+                        percentage: 10,
+                        pause: Some("5 min".into()),
+                    }]),
+                    ..spec()
+                },
+                "spec.steps[0].pause: \"5 min\" is not a duration",
+            ),
+        ];
+        for (s, want) in cases {
+            let p = run(&s, None, Some(&pct(OTHER, "published", 100, 100)), 0);
+            assert!(p.actions.is_empty(), "{want}");
+            assert_eq!(p.status.phase.as_deref(), Some("Degraded"));
+            assert!(is_true(&p.status.conditions, CONDITION_DEGRADED));
+            assert_eq!(reason(&p, CONDITION_DEGRADED), "InvalidSpec");
+            assert!(msg(&p).contains(want), "{} should contain {want}", msg(&p));
+            assert_eq!(p.requeue_after, None);
+        }
+    }
+
+    #[test]
+    fn degraded_status_keeps_observed_fields() {
+        let p = run(&spec(), None, Some(&pct(OURS, "publishing", 40, 100)), 0);
+        let err = CloudError::Api {
+            status: 404,
+            code: "InvalidApp.NotFound".into(),
+            message: "The application does not exist.".into(),
+            request_id: Some("REQ-9".into()),
+            retry_after: None,
+        };
+        let d = degraded_status(Some(&p.status), Some(8), &err, ts(30));
+        assert_eq!(d.phase.as_deref(), Some("Degraded"));
+        assert_eq!(d.observed_generation, Some(8));
+        assert_eq!(d.publish_percentage, Some(40));
+        assert_eq!(d.publishing_version.as_deref(), Some(OURS));
+        assert_eq!(d.last_request_id.as_deref(), Some("REQ-9"));
+        let degraded = d
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_DEGRADED)
+            .expect("Degraded condition");
+        assert_eq!(degraded.status, "True");
+        assert_eq!(degraded.reason, "InvalidApp_NotFound");
+        assert!(degraded.message.contains("The application does not exist."));
+        assert!(degraded.message.contains("REQ-9"));
+        assert!(!is_true(&d.conditions, CONDITION_READY));
+        // A transport error has no RequestId and still gives a valid reason.
+        let d = degraded_status(
+            None,
+            Some(8),
+            &CloudError::Transport("reset".into()),
+            ts(30),
+        );
+        assert!(is_true(&d.conditions, CONDITION_DEGRADED));
+        assert_eq!(d.last_request_id, None);
+        assert!(d.message.unwrap_or_default().contains("reset"));
+    }
+}
