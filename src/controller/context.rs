@@ -185,6 +185,7 @@ where
 
 /// Credentials from a Secret's data (`accessKeyId`, `accessKeySecret`, optional
 /// `securityToken`), or why they cannot be had. Never puts a secret in the message.
+/// Pure, so the path is tested without an API server (the local one has no Secrets).
 pub fn credentials_from_secret(
     name: &str,
     read: Result<Option<BTreeMap<String, Vec<u8>>>, String>,
@@ -202,28 +203,9 @@ pub fn credentials_from_secret(
             )));
         }
     };
-    let field = |key: &str| -> Result<Option<String>, Error> {
-        match data.get(key) {
-            None => Ok(None),
-            Some(bytes) => {
-                let s = std::str::from_utf8(bytes).map_err(|_| {
-                    Error::Credentials(format!("Secret {name:?}: key {key} is not UTF-8"))
-                })?;
-                let s = s.trim();
-                Ok((!s.is_empty()).then(|| s.to_string()))
-            }
-        }
-    };
-    let (Some(id), Some(secret)) = (field("accessKeyId")?, field("accessKeySecret")?) else {
-        return Err(Error::Credentials(format!(
-            "Secret {name:?} must hold non-empty keys accessKeyId and accessKeySecret"
-        )));
-    };
-    let mut credentials = Credentials::new(id, secret);
-    if let Some(token) = field("securityToken")? {
-        credentials = credentials.with_security_token(token);
-    }
-    Ok(credentials)
+    Credentials::from_secret_data(&data).map_err(|e| {
+        Error::Credentials(format!("Secret {name:?} (spec.credentialsSecretRef): {e}"))
+    })
 }
 
 /// `d` spread by +-10% so that many objects do not poll in lockstep.
@@ -287,7 +269,7 @@ mod tests {
                     ("accessKeyId", ""),
                     ("accessKeySecret", "s3cret"),
                 ]))),
-                "non-empty",
+                "is empty",
             ),
         ];
         for (read, needle) in cases {

@@ -501,8 +501,8 @@ fn partition_reached(
     }
     let keep = match p.partition.trim().strip_suffix('%') {
         Some(pct) => match pct.parse::<i64>() {
-            // Kept replicas round down, so at least as many are updated as asked.
-            Ok(v) => total.saturating_mul(v) / 100,
+            // The cloud keeps ceil(percentage of total) replicas on the old version.
+            Ok(v) => (total.saturating_mul(v) + 99) / 100,
             Err(_) => return false,
         },
         None => match p.partition.trim().parse::<i64>() {

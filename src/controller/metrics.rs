@@ -99,8 +99,25 @@ pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
-async fn metrics_handler(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
-    match render(&registry) {
+/// What /metrics shows: the controller's metrics and the cloud client's.
+#[derive(Clone)]
+pub struct Exposition {
+    pub controller: Arc<Registry>,
+    pub cloud: crate::cloud::Metrics,
+}
+
+impl Exposition {
+    /// Both registries as one exposition (one `# EOF` at the end).
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mine = render(&self.controller)?;
+        let mut out = mine.trim_end().trim_end_matches("# EOF").to_string();
+        out.push_str(&self.cloud.encode());
+        Ok(out)
+    }
+}
+
+async fn metrics_handler(State(exposition): State<Exposition>) -> impl IntoResponse {
+    match exposition.render() {
         Ok(body) => (
             StatusCode::OK,
             [(
@@ -115,11 +132,11 @@ async fn metrics_handler(State(registry): State<Arc<Registry>>) -> impl IntoResp
 }
 
 /// Serve /metrics and /healthz on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, exposition: Exposition) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(registry);
+        .with_state(exposition);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics and /healthz");
     axum::serve(listener, app).await?;

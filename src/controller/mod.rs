@@ -5,13 +5,15 @@
 
 pub mod app_plan;
 pub mod conditions;
+pub mod container_app;
 pub mod context;
 pub mod eas;
 pub mod eas_plan;
 pub mod error;
 pub mod metrics;
-pub mod runner;
+pub mod routine;
 pub mod routine_plan;
+pub mod runner;
 pub mod steps;
 
 use std::net::SocketAddr;
@@ -22,8 +24,10 @@ use anyhow::Context as _;
 use kube::runtime::events::{Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
-use crate::cloud::CloudApi;
-use crate::crd::EasServiceRollout;
+use crate::cloud::client::http_client;
+use crate::cloud::config::parse_duration;
+use crate::cloud::{ClientConfig, CloudApi, CloudClient, CredentialsEnv};
+use crate::crd::{EasServiceRollout, EsaContainerAppRollout, EsaRoutineRollout};
 use context::{Context, KubeSecrets, RetryPolicy};
 use eas_plan::Timing;
 
@@ -74,13 +78,14 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "5m", value_parser = parse_duration)]
     pub settled_poll: Duration,
 
-    /// First retry delay after a transient failure (doubles per consecutive failure).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
-    pub retry_base: Duration,
+    /// First delay before reconciling a resource again after a transient failure (doubles
+    /// per consecutive failure of that resource; four times higher when throttled).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_BASE", default_value = "2s", value_parser = parse_duration)]
+    pub requeue_base: Duration,
 
-    /// Longest retry delay.
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
-    pub retry_max: Duration,
+    /// Longest delay before reconciling a failing resource again.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub requeue_max: Duration,
 
     /// Log format.
     #[arg(
@@ -98,19 +103,10 @@ pub struct RunArgs {
     /// Name reported as the Events' reporting controller instance (e.g. the pod name).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_INSTANCE")]
     pub instance: Option<String>,
-}
 
-/// Parse "500ms", "5s", "2m", "1h".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"));
-    }
-    eas_plan::parse_interval(s)
-        .ok_or_else(|| format!("{s:?} is not a duration like 500ms, 5s, 2m or 1h"))
+    /// The cloud client: endpoints, timeouts, retries, rate limits.
+    #[command(flatten)]
+    pub client: ClientConfig,
 }
 
 fn init_logging(format: LogFormat) {
@@ -124,9 +120,19 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Build the one shared cloud client.
-fn build_cloud(_args: &RunArgs, _registry: &mut Registry) -> anyhow::Result<Arc<dyn CloudApi>> {
-    anyhow::bail!("the cloud client is not wired yet")
+/// Build the one shared cloud client: its credentials come from the environment
+/// (static keys, then RRSA), read once here.
+fn build_cloud(args: &RunArgs) -> anyhow::Result<CloudClient> {
+    let env =
+        CredentialsEnv::from_env().context("reading cloud credentials from the environment")?;
+    let provider = env
+        .provider(
+            http_client()?,
+            args.client.sts_endpoint.as_deref(),
+            args.client.call_timeout,
+        )
+        .context("setting up cloud credentials")?;
+    Ok(CloudClient::new(args.client.clone(), provider)?)
 }
 
 /// Run the operator until interrupted.
@@ -135,9 +141,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no usable Kubernetes configuration (KUBECONFIG or in-cluster)")?;
+    let cloud = build_cloud(&args)?;
     let mut registry = Registry::default();
-    let cloud = build_cloud(&args, &mut registry)?;
     let metrics = Arc::new(metrics::Metrics::new(&mut registry));
+    let cloud_metrics = cloud.metrics().clone();
+    let cloud: Arc<dyn CloudApi> = Arc::new(cloud);
     let reporter = Reporter {
         controller: "alicloud-rollouts".into(),
         instance: args.instance.clone(),
@@ -153,14 +161,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             settled: args.settled_poll,
         },
         RetryPolicy {
-            base: args.retry_base,
-            cap: args.retry_max,
+            base: args.requeue_base,
+            cap: args.requeue_max,
         },
     ));
 
-    let registry = Arc::new(registry);
+    let exposition = metrics::Exposition {
+        controller: Arc::new(registry),
+        cloud: cloud_metrics,
+    };
     let listen = args.listen;
-    let server = tokio::spawn(async move { metrics::serve(listen, registry).await });
+    let server = tokio::spawn(async move { metrics::serve(listen, exposition).await });
 
     let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
@@ -174,8 +185,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let ns = ns.clone();
             controllers.push(match kind {
                 Kind::Eas => tokio::spawn(runner::run_controller::<EasServiceRollout>(cx, ns)),
-                Kind::Routine | Kind::Containerapp => {
-                    anyhow::bail!("kind {kind:?} is not implemented yet")
+                Kind::Routine => tokio::spawn(runner::run_controller::<EsaRoutineRollout>(cx, ns)),
+                Kind::Containerapp => {
+                    tokio::spawn(runner::run_controller::<EsaContainerAppRollout>(cx, ns))
                 }
             });
         }

@@ -36,6 +36,9 @@ pub trait Reconciled:
 {
     /// Label used in metrics, logs and `--kinds`.
     const LABEL: &'static str;
+    /// Whether deletion needs the operator (a cloud cleanup); without it no finalizer is
+    /// added and deleting the resource leaves the cloud as it is.
+    const NEEDS_FINALIZER: bool = true;
     type Status: Serialize + Send + Sync;
 
     /// Bring the cloud in line with the spec and write the status.
@@ -64,14 +67,20 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, cx: Arc<Context>) -> Result<A
         let started = Instant::now();
         cx.metrics.reconcile(K::LABEL);
         let api: Api<K> = Api::namespaced(cx.client.clone(), &namespace);
-        let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-            match event {
-                FinalizerEvent::Apply(o) => K::apply(o, &cx).await,
-                FinalizerEvent::Cleanup(o) => K::cleanup(o, &cx).await,
-            }
-        })
-        .await
-        .map_err(Error::from);
+        let result = if K::NEEDS_FINALIZER {
+            finalizer(&api, FINALIZER, obj.clone(), |event| async {
+                match event {
+                    FinalizerEvent::Apply(o) => K::apply(o, &cx).await,
+                    FinalizerEvent::Cleanup(o) => K::cleanup(o, &cx).await,
+                }
+            })
+            .await
+            .map_err(Error::from)
+        } else if obj.meta().deletion_timestamp.is_some() {
+            Ok(Action::await_change())
+        } else {
+            K::apply(obj.clone(), &cx).await
+        };
         cx.metrics.observe(K::LABEL, started.elapsed());
         match result {
             Ok(action) => {
@@ -105,6 +114,29 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, cx: Arc<Context>) -> Result<A
     }
     .instrument(span)
     .await
+}
+
+/// Conditions for a failure that is not the cloud's (credentials, invalid spec): Ready
+/// False and Degraded True with the error's reason.
+pub fn local_degraded(
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    generation: Option<i64>,
+    err: &Error,
+    now: jiff::Timestamp,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    use super::conditions::{Desired, merge};
+    use crate::crd::{CONDITION_DEGRADED, CONDITION_READY};
+    let reason = err.reason();
+    let message = err.to_string();
+    merge(
+        previous,
+        &[
+            Desired::new(CONDITION_READY, false, reason.clone(), message.clone()),
+            Desired::new(CONDITION_DEGRADED, true, reason, message),
+        ],
+        generation,
+        now,
+    )
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.
