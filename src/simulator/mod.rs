@@ -1,14 +1,288 @@
 //! A local stand-in for the EAS and ESA endpoints (`alicloud-rollouts simulator`).
+//!
+//! One port speaks the cloud's wire protocol: PAI-EAS (ROA, `/api/v2/services/...`),
+//! ESA (RPC on `/` with `x-acs-action`) and STS `AssumeRoleWithOIDC`, verifying every V3
+//! signature like the cloud's gateway. State lives in memory and moves with time (a
+//! [`Clock`] that tests can drive by hand). An unsigned admin API under `/_sim/` seeds
+//! state, injects faults and counts calls. The full contract is in `docs/simulator.md`.
+
+pub mod auth;
+pub mod clock;
+pub mod eas;
+pub mod error;
+pub mod esa;
+pub mod seed;
+pub mod server;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use seed::Seed;
+pub use server::{FaultKind, FaultSpec, Sim};
+
+/// The access key accepted when none is configured.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "testid";
+pub const DEFAULT_ACCESS_KEY_SECRET: &str = "testsecret";
 
 /// Command-line options of `alicloud-rollouts simulator`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulatorArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:18080")]
-    pub listen: std::net::SocketAddr,
+    pub listen: SocketAddr,
+    /// An accepted access key as ID:SECRET (repeatable). Default: testid:testsecret.
+    #[arg(long = "access-key", value_name = "ID:SECRET")]
+    pub access_keys: Vec<String>,
+    /// Make every simulated delay and interval N times shorter.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Requests per second allowed per action (0: unlimited). The cloud allows 100.
+    #[arg(long, default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Load the demo objects (llm-chat, edge-auth, app-8806886757837900).
+    #[arg(long)]
+    pub demo: bool,
+    /// Load initial objects from a YAML or JSON seed file.
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+}
+
+/// Everything needed to start a simulator in-process.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Accepted `(id, secret)` pairs; empty means the default test pair.
+    pub access_keys: Vec<(String, String)>,
+    pub time_scale: f64,
+    pub rate_limit: u32,
+    pub demo: bool,
+    pub seed: Option<Seed>,
+    /// Defaults to the wall clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            access_keys: Vec::new(),
+            time_scale: 1.0,
+            rate_limit: 100,
+            demo: false,
+            seed: None,
+            clock: None,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Build from command-line options (reads the seed file).
+    pub fn from_args(args: &SimulatorArgs) -> anyhow::Result<Self> {
+        let mut access_keys = Vec::new();
+        for pair in &args.access_keys {
+            let (id, secret) = pair
+                .split_once(':')
+                .filter(|(id, s)| !id.is_empty() && !s.is_empty())
+                .context("--access-key must be ID:SECRET")?;
+            access_keys.push((id.to_string(), secret.to_string()));
+        }
+        if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+            anyhow::bail!("--time-scale must be a positive number");
+        }
+        let seed = match &args.seed {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading seed file {}", path.display()))?;
+                Some(
+                    Seed::parse(&text)
+                        .with_context(|| format!("parsing seed file {}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(SimConfig {
+            listen: args.listen,
+            access_keys,
+            time_scale: args.time_scale,
+            rate_limit: args.rate_limit,
+            demo: args.demo,
+            seed,
+            clock: None,
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct SimulatorHandle {
+    addr: SocketAddr,
+    sim: Arc<Sim>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimulatorHandle {
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `host:port`, the form the SDKs take as `endpoint`.
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://host:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The simulator's clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.sim.now()
+    }
+
+    /// Direct access to the state, faults and counters (what `/_sim/` serves).
+    pub fn sim(&self) -> &Arc<Sim> {
+        &self.sim
+    }
+
+    /// Stop accepting and close open connections.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Start a simulator in the background (listening on `config.listen`, port 0 allowed).
+pub async fn start(config: SimConfig) -> anyhow::Result<SimulatorHandle> {
+    let mut keys: HashMap<String, String> = config.access_keys.iter().cloned().collect();
+    if keys.is_empty() {
+        keys.insert(
+            DEFAULT_ACCESS_KEY_ID.to_string(),
+            DEFAULT_ACCESS_KEY_SECRET.to_string(),
+        );
+    }
+    let clock = config
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(SystemClock));
+    let sim = Arc::new(Sim::new(
+        clock,
+        server::Settings {
+            keys,
+            time_scale: if config.time_scale.is_finite() && config.time_scale > 0.0 {
+                config.time_scale
+            } else {
+                1.0
+            },
+            rate_limit: config.rate_limit,
+        },
+    ));
+    if config.demo {
+        sim.seed(&Seed::demo())
+            .map_err(|e| anyhow::anyhow!("demo seed: {}", e.message))?;
+    }
+    if let Some(seed) = &config.seed {
+        sim.seed(seed)
+            .map_err(|e| anyhow::anyhow!("seed: {}", e.message))?;
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, sim.clone(), rx));
+    Ok(SimulatorHandle {
+        addr,
+        sim,
+        shutdown: tx,
+        task: Some(task),
+    })
+}
+
+async fn accept_loop(listener: TcpListener, sim: Arc<Sim>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    tokio::spawn(serve_connection(stream, sim.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulator: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    sim: Arc<Sim>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let kill = Arc::new(Notify::new());
+    let kill_for_service = kill.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let sim = sim.clone();
+        let kill = kill_for_service.clone();
+        async move { Ok::<_, Infallible>(sim.handle(req, kill).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        res = conn => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "simulator: connection ended with an error");
+            }
+        }
+        _ = kill.notified() => {}
+        _ = shutdown.changed() => {}
+    }
 }
 
 /// Run the simulator until interrupted.
-pub async fn run(_args: SimulatorArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the simulator is not implemented yet")
+pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let config = SimConfig::from_args(&args)?;
+    let handle = start(config).await?;
+    tracing::info!(
+        listen = %handle.addr(),
+        time_scale = args.time_scale,
+        rate_limit = args.rate_limit,
+        demo = args.demo,
+        "simulator listening (EAS, ESA, STS on one port; admin under /_sim/)"
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("simulator stopping");
+    handle.shutdown().await;
+    Ok(())
 }
