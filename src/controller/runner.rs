@@ -105,7 +105,7 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, cx: Arc<Context>) -> Result<A
                         return Err(e);
                     }
                     cx.clear_failures(&key(obj.as_ref()));
-                    Ok(Action::requeue(jitter(cx.timing.settled)))
+                    Ok(after_terminal(&err, cx.timing.settled))
                 } else {
                     Err(err)
                 }
@@ -137,6 +137,16 @@ pub fn local_degraded(
         generation,
         now,
     )
+}
+
+/// After a failure that waits for a change: the cloud rejected this exact input, so only a
+/// spec change (which the watch delivers) can help; an unreadable credentials Secret can
+/// be fixed without touching the spec, so that is looked at again at the slow interval.
+pub fn after_terminal(err: &Error, settled: std::time::Duration) -> Action {
+    match err {
+        Error::Credentials(_) => Action::requeue(jitter(settled)),
+        _ => Action::await_change(),
+    }
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.
@@ -222,4 +232,35 @@ pub async fn run_controller<K: Reconciled>(cx: Arc<Context>, namespace: Option<S
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::CloudError;
+    use std::time::Duration;
+
+    #[test]
+    fn terminal_cloud_errors_wait_for_a_change_and_credentials_are_rechecked_slowly() {
+        let settled = Duration::from_secs(300);
+        let refused = Error::cloud(
+            "RollbackEdgeContainerAppVersion",
+            CloudError::Api {
+                status: 400,
+                code: "InvalidParameter".into(),
+                message: "no".into(),
+                request_id: None,
+                retry_after: None,
+            },
+        );
+        assert_eq!(after_terminal(&refused, settled), Action::await_change());
+        assert_eq!(
+            after_terminal(&Error::InvalidSpec("x".into()), settled),
+            Action::await_change()
+        );
+        assert_ne!(
+            after_terminal(&Error::Credentials("x".into()), settled),
+            Action::await_change()
+        );
+    }
 }
