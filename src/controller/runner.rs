@@ -263,4 +263,37 @@ mod tests {
             Action::await_change()
         );
     }
+
+    fn dynamic(name: &str, spec: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EasServiceRollout",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": spec,
+        }))
+        .expect("a dynamic object")
+    }
+
+    #[test]
+    fn objects_that_do_not_parse_are_skipped_and_the_rest_pass() {
+        use crate::crd::EasServiceRollout;
+        let good = dynamic(
+            "good",
+            serde_json::json!({"region": "cn-shanghai", "serviceName": "s", "strategy": {"partition": "1"}}),
+        );
+        let bad = dynamic(
+            "bad",
+            serde_json::json!({"region": 7, "strategy": "all at once"}),
+        );
+        match typed_event::<EasServiceRollout>(watcher::Event::Apply(good.clone())) {
+            Some(watcher::Event::Apply(o)) => assert_eq!(o.metadata.name.as_deref(), Some("good")),
+            other => panic!("good object dropped: {other:?}"),
+        }
+        assert!(typed_event::<EasServiceRollout>(watcher::Event::Apply(bad.clone())).is_none());
+        assert!(typed_event::<EasServiceRollout>(watcher::Event::InitApply(bad)).is_none());
+        assert!(matches!(
+            typed_event::<EasServiceRollout>(watcher::Event::InitDone),
+            Some(watcher::Event::InitDone)
+        ));
+    }
 }
