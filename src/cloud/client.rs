@@ -595,6 +595,18 @@ impl CloudClient {
         Self::with_metrics(config, credentials, Metrics::new())
     }
 
+    /// The operator's client: credentials from the environment (read once, here: static
+    /// keys, else RRSA, else none so that every call needs `with_credentials`).
+    pub fn from_environment(config: ClientConfig, metrics: Metrics) -> CloudResult<Self> {
+        let env = super::provider::CredentialsEnv::from_env()?;
+        let provider = env.provider(
+            http_client()?,
+            config.sts_endpoint.as_deref(),
+            config.call_timeout,
+        )?;
+        Self::with_metrics(config, provider, metrics)
+    }
+
     /// A client counting into `metrics`.
     pub fn with_metrics(
         config: ClientConfig,
@@ -788,7 +800,11 @@ impl CloudClient {
             let timeout = config.call_timeout.min(left);
             let err = match self.attempt(req, &endpoint, timeout).await {
                 Ok(answer) if answer.status < 300 => {
-                    let request_id = header_request_id(&answer.headers);
+                    let request_id = header_request_id(&answer.headers).or_else(|| {
+                        serde_json::from_slice::<WireError>(&answer.body)
+                            .ok()
+                            .and_then(|w| w.request_id)
+                    });
                     if let Some(id) = &request_id {
                         tracing::Span::current().record("request_id", id.as_str());
                     }

@@ -19,36 +19,52 @@ pub struct ClientConfig {
     pub sts_endpoint: Option<String>,
 
     /// Use the VPC endpoints of EAS and ESA (`pai-eas-manage-vpc.*`, `esa-vpc.*`).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_VPC_ENDPOINTS", default_value_t = false)]
+    #[arg(
+        long = "cloud-vpc-endpoints",
+        env = "ALICLOUD_ROLLOUTS_VPC_ENDPOINTS",
+        default_value_t = false
+    )]
     pub vpc_endpoints: bool,
 
     /// Timeout of one HTTP attempt (`500ms`, `10s`, `1m`).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_CALL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "cloud-call-timeout", env = "ALICLOUD_ROLLOUTS_CALL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub call_timeout: Duration,
 
     /// Overall deadline of one call, retries and waits included.
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_CALL_DEADLINE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long = "cloud-call-deadline", env = "ALICLOUD_ROLLOUTS_CALL_DEADLINE", default_value = "30s", value_parser = parse_duration)]
     pub call_deadline: Duration,
 
     /// Retries of a transient or throttled failure (0 disables retrying).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_MAX_RETRIES", default_value_t = 4)]
+    #[arg(
+        long = "cloud-max-retries",
+        env = "ALICLOUD_ROLLOUTS_MAX_RETRIES",
+        default_value_t = 4
+    )]
     pub max_retries: u32,
 
     /// First backoff delay; it doubles per retry (plus up to 100% jitter).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_RETRY_BASE", default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long = "cloud-retry-base", env = "ALICLOUD_ROLLOUTS_RETRY_BASE", default_value = "200ms", value_parser = parse_duration)]
     pub retry_base: Duration,
 
     /// Largest backoff delay before jitter.
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_RETRY_MAX", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "cloud-retry-max", env = "ALICLOUD_ROLLOUTS_RETRY_MAX", default_value = "5s", value_parser = parse_duration)]
     pub retry_max: Duration,
 
     /// Requests per second allowed per API action (the cloud allows 100/s per account
     /// and API, shared with every other client of the account).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_RATE_LIMIT", default_value_t = 20)]
+    #[arg(
+        long = "cloud-rate-limit",
+        env = "ALICLOUD_ROLLOUTS_RATE_LIMIT",
+        default_value_t = 20
+    )]
     pub rate_limit_per_api: u32,
 
     /// Burst size of each per-API token bucket.
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_RATE_BURST", default_value_t = 20)]
+    #[arg(
+        long = "cloud-rate-burst",
+        env = "ALICLOUD_ROLLOUTS_RATE_BURST",
+        default_value_t = 20
+    )]
     pub rate_limit_burst: u32,
 }
 
@@ -123,9 +139,9 @@ mod tests {
             "x",
             "--eas-endpoint",
             "127.0.0.1:1",
-            "--call-timeout",
+            "--cloud-call-timeout",
             "750ms",
-            "--rate-limit-per-api",
+            "--cloud-rate-limit",
             "5",
         ])
         .unwrap();

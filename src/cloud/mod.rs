@@ -3,6 +3,23 @@
 //! [`CloudApi`] is the seam between the controller and the cloud. The real
 //! implementation signs requests (V3), retries transient failures with jittered backoff,
 //! shares a rate limiter, and traces and counts every call.
+//!
+//! Wiring it up in the operator (environment read once, at start-up):
+//!
+//! ```no_run
+//! # async fn wire() -> Result<(), alicloud_rollouts::cloud::CloudError> {
+//! use alicloud_rollouts::cloud::{ClientConfig, CloudApi, CloudClient, Metrics};
+//! let metrics = Metrics::new(); // serve metrics.encode() on /metrics
+//! let client = CloudClient::from_environment(ClientConfig::default(), metrics)?;
+//! // Per resource, with the credentials of its Secret:
+//! // let api = client.with_credentials(Credentials::from_secret_data(&secret.data)?);
+//! let svc = client.describe_service("cn-shanghai", "llm-chat").await?;
+//! # let _ = svc; Ok(()) }
+//! ```
+//!
+//! Retries cover transient and throttled errors of every call, mutations included: a
+//! mutation whose answer was lost may have taken effect, so callers treat
+//! "already exists"/"nothing to change" answers after a retry as success where it matters.
 
 pub mod client;
 pub mod config;

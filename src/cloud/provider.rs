@@ -329,10 +329,8 @@ impl CredentialsProvider for RrsaProvider {
     async fn credentials(&self) -> CloudResult<Credentials> {
         let mut cache = self.cache.lock().await;
         let now = (self.clock)();
-        if let Some(c) = cache.as_ref() {
-            if now < stale_at(c.expiration) {
-                return Ok(c.credentials.clone());
-            }
+        if let Some(c) = cache.as_ref().filter(|c| now < stale_at(c.expiration)) {
+            return Ok(c.credentials.clone());
         }
         match self.exchange().await {
             Ok(fresh) => {

@@ -97,7 +97,7 @@ pub fn resolve_int_or_percent(v: &str, total: i64) -> Option<i64> {
 /// Parse "60s", "5m", "1h" (positive).
 pub fn parse_interval(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if v.len() < 2 || v.len() > 10 {
+    if v.len() < 2 || v.len() > 10 || !v.is_ascii() {
         return None;
     }
     let (num, unit) = v.split_at(v.len() - 1);
@@ -785,13 +785,35 @@ mod tests {
         assert_eq!(resolve_int_or_percent("25%", 8), Some(2));
         assert_eq!(resolve_int_or_percent("30%", 8), Some(3)); // 2.4 rounds up
         assert_eq!(resolve_int_or_percent("0%", 8), Some(0));
-        for bad in ["", "%", "-1", "1.5", "101%", "abc", "5 %", "99999999999"] {
+        for bad in [
+            "",
+            "%",
+            "-1",
+            "1.5",
+            "101%",
+            "abc",
+            "5 %",
+            "99999999999",
+            "5µ%",
+            "µ",
+        ] {
             assert_eq!(resolve_int_or_percent(bad, 8), None, "{bad}");
         }
         assert_eq!(parse_interval("60s"), Some(Duration::from_secs(60)));
         assert_eq!(parse_interval("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_interval("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["", "5", "m", "0s", "5d", "-5m", "1.5m", "99999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "0s",
+            "5d",
+            "-5m",
+            "1.5m",
+            "99999999999h",
+            "5µ",
+            "µs",
+        ] {
             assert_eq!(parse_interval(bad), None, "{bad}");
         }
     }

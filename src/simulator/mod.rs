@@ -152,6 +152,11 @@ impl SimulatorHandle {
         self.sim.now()
     }
 
+    /// Move a manual clock forward; `false` when the simulator follows real time.
+    pub fn advance(&self, by: std::time::Duration) -> bool {
+        self.sim.clock.advance(by)
+    }
+
     /// Direct access to the state, faults and counters (what `/_sim/` serves).
     pub fn sim(&self) -> &Arc<Sim> {
         &self.sim
@@ -262,6 +267,24 @@ async fn serve_connection(
     }
 }
 
+/// Wait for Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    }
+}
+
 /// Run the simulator until interrupted.
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
@@ -279,9 +302,7 @@ pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
         demo = args.demo,
         "simulator listening (EAS, ESA, STS on one port; admin under /_sim/)"
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     tracing::info!("simulator stopping");
     handle.shutdown().await;
     Ok(())

@@ -250,8 +250,8 @@ impl Route {
     fn action(&self) -> &str {
         match self {
             Route::Eas { action, .. } => action,
-            Route::Rpc(a) => a,
-            Route::Unknown => "Unknown",
+            Route::Rpc(a) if a == "AssumeRoleWithOIDC" || esa_action(a) => a,
+            Route::Rpc(_) | Route::Unknown => "Unknown",
         }
     }
 }
