@@ -24,6 +24,8 @@ struct Tamper {
     body_sent: Option<Vec<u8>>,
     unsigned: bool,
     token: Option<String>,
+    /// Send spaces in the URL query as `+` (as the Python SDK does; it signs `%20`).
+    plus_for_space: bool,
 }
 
 struct Answer {
@@ -153,6 +155,11 @@ impl Client {
             .map(|(k, v)| format!("{}={}", sign::percent_encode(k), sign::percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
+        let qs = if t.plus_for_space {
+            qs.replace("%20", "+")
+        } else {
+            qs
+        };
         let url = if qs.is_empty() {
             format!("http://{host}{path}")
         } else {
@@ -960,6 +967,8 @@ async fn routine_deployment_replaces_the_split() {
         l.body["CodeVersions"][0]["CodeVersion"],
         "1710000000000000001"
     );
+    assert_eq!(l.body["CodeVersions"][0]["DeployEnv"], "staging");
+    assert_eq!(g.body["HasAssets"], false);
     c.sim.shutdown().await;
 }
 
@@ -1009,13 +1018,18 @@ async fn app_publish_and_rollback_move_through_their_statuses() {
     assert_eq!(s["BaseLineVersion"], V0);
     assert_eq!(app_status(&c, "staging").await["DeployedVersion"], V0);
 
+    // VersionId names the version to return to; staging already serves it.
     c.rpc(
         "RollbackEdgeContainerAppVersion",
-        &[("AppId", APP), ("VersionId", V1)],
+        &[("AppId", APP), ("VersionId", V0)],
     )
     .await
     .assert_ok();
     assert_eq!(app_status(&c, "prod").await["PublishStatus"], "rollbacking");
+    assert_eq!(
+        app_status(&c, "staging").await["PublishStatus"],
+        "published"
+    );
     c.advance(5);
     let s = app_status(&c, "prod").await;
     assert_eq!(s["PublishStatus"], "rollbacked");
@@ -1084,6 +1098,25 @@ async fn app_publish_and_rollback_move_through_their_statuses() {
     l.assert_ok();
     assert_eq!(l.body["Versions"].as_array().unwrap().len(), 2);
     assert_eq!(l.body["TotalCount"], 2);
+
+    // A space sent as `+` in the URL (signed as %20) verifies and decodes to a space.
+    let l = c
+        .send(
+            "GET",
+            "/",
+            &[("AppId", APP), ("SearchKey", "no such*version")],
+            "ListEdgeContainerAppVersions",
+            ESA,
+            Vec::new(),
+            None,
+            Tamper {
+                plus_for_space: true,
+                ..Tamper::default()
+            },
+        )
+        .await;
+    l.assert_ok();
+    assert_eq!(l.body["TotalCount"], 0);
     c.sim.shutdown().await;
 }
 
@@ -1116,7 +1149,8 @@ async fn faults_are_injected_and_calls_counted() {
         a.headers
             .get("x-acs-retry-after")
             .and_then(|v| v.to_str().ok()),
-        Some("2")
+        Some("2000"),
+        "milliseconds, as the SDK reads it"
     );
 
     c.admin(
@@ -1175,9 +1209,13 @@ async fn per_action_rate_limit_throttles() {
     .await
     .unwrap();
     let c = Client::new(sim);
+    // 40 concurrent calls: even on a loaded machine they span far fewer than 8 windows of 5.
+    let started = std::time::Instant::now();
+    let answers =
+        futures::future::join_all((0..40).map(|_| c.rpc("GetRoutine", &[("Name", "edge-auth")])))
+            .await;
     let mut throttled = 0;
-    for _ in 0..12 {
-        let a = c.rpc("GetRoutine", &[("Name", "edge-auth")]).await;
+    for a in &answers {
         if a.status == 400 && a.code() == "Throttling.User" {
             a.assert_error(400, "Throttling.User");
             throttled += 1;
@@ -1185,8 +1223,12 @@ async fn per_action_rate_limit_throttles() {
             a.assert_ok();
         }
     }
-    // 12 calls span at most two one-second windows of 5.
-    assert!(throttled >= 2, "throttled {throttled}");
+    let windows = started.elapsed().as_secs() + 1;
+    assert!(
+        throttled as u64 >= 40 - 5 * (windows + 1),
+        "throttled {throttled} of 40 over {windows} one-second windows"
+    );
+    assert!(throttled > 0);
     // Another action has its own budget.
     c.rpc("ListRoutineCodeVersions", &[("Name", "edge-auth")])
         .await
@@ -1297,4 +1339,161 @@ async fn time_scale_speeds_up_a_real_clock_rollout() {
     }
     assert!(seen_half, "went through the half-way batch");
     c.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_http_garbage_on_the_socket_does_not_stop_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = demo_manual().await;
+    let garbage: [&[u8]; 4] = [
+        b"\x00\x01\x02\xff\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST /_sim/seed HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{{{{{",
+    ];
+    for g in garbage {
+        let mut s = tokio::net::TcpStream::connect(c.sim.addr()).await.unwrap();
+        s.write_all(g).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut buf)).await;
+    }
+    c.rpc("GetRoutine", &[("Name", "edge-auth")])
+        .await
+        .assert_ok();
+    c.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_api_resets_seeds_and_moves_a_manual_clock() {
+    let c = demo_manual().await;
+    let ok = c.admin("POST", "/_sim/reset", None).await;
+    assert_eq!(ok["ok"], true);
+    c.rpc("GetRoutine", &[("Name", "edge-auth")])
+        .await
+        .assert_error(400, "RoutineNotExist");
+
+    let url = format!("{}/_sim/seed", c.sim.base_url());
+    let yaml = "routines:\n  - name: r1\n    codeVersions: ['11', '12']\n    deployed: '12'\n\
+                services:\n  - name: s1\n    region: cn-beijing\n    replicas: 3\n";
+    let resp = c.http.post(&url).body(yaml).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let g = c.rpc("GetRoutine", &[("Name", "r1")]).await;
+    g.assert_ok();
+    assert_eq!(
+        g.body["Envs"][0]["CodeDeploy"]["CodeVersions"][0]["CodeVersion"],
+        "12"
+    );
+    let d = c
+        .eas(
+            "GET",
+            "/api/v2/services/cn-beijing/s1",
+            "DescribeService",
+            None,
+        )
+        .await;
+    d.assert_ok();
+    assert_eq!(d.body["TotalInstance"], 3);
+    let bad = c
+        .http
+        .post(&url)
+        .body("services: [{name: x}]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let before = c.admin("GET", "/_sim/time", None).await["now"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = c
+        .admin("POST", "/_sim/time", Some(json!({"advanceSeconds": 3600})))
+        .await;
+    let (b, a): (jiff::Timestamp, jiff::Timestamp) = (
+        before.parse().unwrap(),
+        after["now"].as_str().unwrap().parse().unwrap(),
+    );
+    assert_eq!(a.duration_since(b), jiff::SignedDuration::from_secs(3600));
+
+    let state = c.admin("GET", "/_sim/state", None).await;
+    assert!(state["services"]["cn-beijing/s1"].is_object(), "{state}");
+    assert!(state["routines"]["r1"].is_object());
+    assert_eq!(state["apps"], json!({}));
+    c.sim.shutdown().await;
+}
+
+/// The binary: flags, a seed file, the log line naming the port, and SIGTERM.
+#[tokio::test]
+async fn binary_serves_a_seed_file_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "apps:\n  - id: app-42\n    versions: [ver-1, ver-2]\n    deployed: ver-1\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"))
+        .args(["simulator", "--listen", "127.0.0.1:0", "--time-scale", "10"])
+        .arg("--seed")
+        .arg(&seed)
+        .args(["--access-key", "ak1:sk1"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        }
+        panic!("the simulator exited without saying where it listens");
+    })
+    .await
+    .expect("listening line within 20 s");
+    let http = reqwest::Client::new();
+    let state: Value = http
+        .get(format!("http://{addr}/_sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["apps"]["app-42"].is_object(), "{state}");
+    assert_eq!(
+        state["services"],
+        json!({}),
+        "no demo objects without --demo"
+    );
+    // The default key is replaced by --access-key.
+    let resp = http
+        .post(format!("http://{addr}/"))
+        .header("x-acs-action", "GetRoutine")
+        .header("x-acs-version", ESA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let pid = child.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops within 10 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
 }

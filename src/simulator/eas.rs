@@ -566,7 +566,7 @@ impl EasService {
         })
     }
 
-    pub fn describe_rollout(&self, scale: f64) -> ApiResult<Rollout> {
+    pub fn describe_rollout(&self) -> ApiResult<Rollout> {
         let r = self.rollout_or_404()?;
         let phase = if r.paused {
             "Paused"
@@ -579,7 +579,6 @@ impl EasService {
         } else {
             "Running"
         };
-        let _ = scale;
         let strategy = match &r.strategy {
             Strategy::Partition(p) => RolloutStrategy {
                 partition: Some(PartitionConfig {
@@ -776,7 +775,7 @@ mod tests {
     }
 
     fn status(s: &EasService) -> RolloutStatus {
-        s.describe_rollout(1.0).unwrap().status.unwrap()
+        s.describe_rollout().unwrap().status.unwrap()
     }
 
     #[test]
@@ -906,7 +905,7 @@ mod tests {
         let st = status(&s);
         assert_eq!(st.updated_replicas, Some(1));
         assert_eq!(st.phase.as_deref(), Some("Paused"));
-        let r = s.describe_rollout(1.0).unwrap();
+        let r = s.describe_rollout().unwrap();
         assert!(r.strategy.unwrap().batch.is_some(), "strategy kept");
         s.update_rollout(&req(r#"{"Paused":false}"#), at(500), 1.0)
             .unwrap();
@@ -920,7 +919,7 @@ mod tests {
     fn no_rollout_replaces_all_at_once_and_rollback_by_version() {
         let mut s = svc(4);
         assert_eq!(
-            s.describe_rollout(1.0).unwrap_err().code,
+            s.describe_rollout().unwrap_err().code,
             "InvalidRollout.NotFound"
         );
         s.update(&image("v2"), false, t0(), 1.0).unwrap();
@@ -1014,5 +1013,73 @@ mod tests {
         assert_eq!(status(&s).updated_replicas, Some(1));
         s.advance(at(6), 60.0);
         assert_eq!(status(&s).updated_replicas, Some(2));
+    }
+
+    /// Random operation sequences keep the invariants users rely on, and never panic.
+    #[test]
+    fn random_operation_sequences_keep_invariants() {
+        use rand::{Rng, SeedableRng};
+        let sizes = ["1", "2", "25%", "50%", "100%", "0", "x"];
+        let intervals = ["1s", "30s", "5m", "1h", "0s", "bad"];
+        let partitions = ["0", "1", "3", "8", "50%", "100%", "150%", "-1"];
+        for seed in 0..200u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut s = svc(rng.random_range(0..10));
+            let mut now = t0();
+            for step in 0..60 {
+                let body = match rng.random_range(0..4) {
+                    0 => format!(
+                        r#"{{"Partition":{{"Partition":"{}"}}}}"#,
+                        partitions[rng.random_range(0..partitions.len())]
+                    ),
+                    1 => format!(
+                        r#"{{"Batch":{{"BatchSize":"{}","Interval":"{}"}}}}"#,
+                        sizes[rng.random_range(0..sizes.len())],
+                        intervals[rng.random_range(0..intervals.len())]
+                    ),
+                    2 => format!(r#"{{"Paused":{}}}"#, rng.random_bool(0.5)),
+                    _ => "{}".to_string(),
+                };
+                let req = parse_rollout_body(body.as_bytes()).unwrap();
+                let _ = match rng.random_range(0..8) {
+                    0 => s.create_rollout(&req, now, 1.0),
+                    1 | 2 => s.update_rollout(&req, now, 1.0),
+                    3 => s.delete_rollout(now, 1.0),
+                    4 => s.update(&image(&format!("v{step}")), rng.random_bool(0.2), now, 1.0),
+                    5 => s.update_version(rng.random_range(0..4), now, 1.0),
+                    6 => s.update(&image("fail"), false, now, 1.0),
+                    _ => Ok(String::new()),
+                };
+                now = add(now, Duration::from_secs(rng.random_range(0..400)));
+                s.advance(now, 1.0);
+                assert!((0..=s.replicas).contains(&s.updated), "seed {seed}: {s:?}");
+                let d = s.describe();
+                assert!(d.current_version.unwrap() <= d.latest_version.unwrap());
+                if let Ok(r) = s.describe_rollout() {
+                    let st = r.status.unwrap();
+                    let complete = st.updated_replicas == st.total_replicas;
+                    match st.phase.as_deref() {
+                        Some("Completed") => {
+                            assert!(complete, "seed {seed}");
+                            assert_eq!(st.current_revision, st.update_revision, "seed {seed}");
+                        }
+                        Some("Paused") | Some("Failed") => {}
+                        Some("Pending") | Some("Running") => assert!(!complete, "seed {seed}"),
+                        other => panic!("seed {seed}: phase {other:?}"),
+                    }
+                    let s_ok = r.strategy.unwrap();
+                    assert!(s_ok.partition.is_some() != s_ok.batch.is_some());
+                }
+                // Left alone without a pause, every rollout settles.
+                if !s.paused() && !s.failed {
+                    let mut probe = s.clone();
+                    probe.advance(add(now, Duration::from_secs(30 * 24 * 3600)), 1.0);
+                    assert!(
+                        probe.next_step_at.is_none(),
+                        "seed {seed}: still moving after 30 days: {probe:?}"
+                    );
+                }
+            }
+        }
     }
 }

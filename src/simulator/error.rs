@@ -8,7 +8,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
-    /// Seconds, sent as `x-acs-retry-after`.
+    /// Milliseconds, sent as `x-acs-retry-after` (the official SDKs read it as milliseconds).
     pub retry_after: Option<u64>,
 }
 

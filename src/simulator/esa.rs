@@ -264,6 +264,9 @@ pub struct AppEnv {
     pub rollback_time: Option<Timestamp>,
     /// When the next change happens (publish start/step, rollback end).
     pub next_at: Option<Timestamp>,
+    /// The version a rollback in flight returns to, and at which percentage.
+    pub rollback_target: Option<String>,
+    pub rollback_percentage: i32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,12 +364,17 @@ impl App {
                         }
                     }
                     Some("rollbacking") => {
+                        let target = env
+                            .rollback_target
+                            .take()
+                            .or_else(|| env.baseline_version.clone());
                         env.publish_status = Some("rollbacked".into());
                         env.deploy_status = "deployed".into();
-                        env.deployed_version = env.baseline_version.clone();
-                        env.publishing_version = env.baseline_version.clone();
-                        env.publish_percentage = 100;
-                        env.expect_percentage = 100;
+                        env.deployed_version = target.clone();
+                        env.publishing_version = target.clone();
+                        env.baseline_version = target;
+                        env.publish_percentage = env.rollback_percentage;
+                        env.expect_percentage = env.rollback_percentage;
                         env.deploy_time = Some(at);
                         env.next_at = None;
                     }
@@ -428,31 +436,38 @@ impl App {
         Ok(())
     }
 
-    pub fn rollback(&mut self, version_id: &str, now: Timestamp, scale: f64) -> ApiResult<()> {
+    /// Roll back to `version_id` (the version to return TO): every environment serving or
+    /// publishing another version goes `rollbacking`, then `rollbacked` with `version_id` at
+    /// `percentage` (100 unless given) as its deployed and baseline version. The API has no
+    /// PublishEnv, so every environment that differs is rolled back; none differing is a no-op.
+    pub fn rollback(
+        &mut self,
+        version_id: &str,
+        percentage: Option<i32>,
+        now: Timestamp,
+        scale: f64,
+    ) -> ApiResult<()> {
         if !self.has_version(version_id) {
             return Err(ApiError::not_found(
                 "InvalidVersion.NotFound",
                 format!("Version {version_id} does not exist in app {}.", self.id),
             ));
         }
-        // Roll back every environment that is publishing (or has published) this version.
-        let mut touched = false;
+        let pct = percentage.unwrap_or(100).clamp(1, 100);
         for env in self.envs.values_mut() {
-            if env.publishing_version.as_deref() == Some(version_id)
-                && env.baseline_version.is_some()
-                && env.baseline_version.as_deref() != Some(version_id)
-            {
-                env.publish_status = Some("rollbacking".into());
-                env.deploy_status = "deploying".into();
-                env.rollback_time = Some(now);
-                env.next_at = Some(add(now, scaled(ROLLBACK_DELAY, scale)));
-                touched = true;
+            let other = |v: &Option<String>| v.as_deref().is_some_and(|v| v != version_id);
+            let serving_other = other(&env.publishing_version)
+                || other(&env.deployed_version)
+                || (env.publish_percentage < 100 && other(&env.baseline_version));
+            if !serving_other {
+                continue;
             }
-        }
-        if !touched {
-            return Err(ApiError::invalid(format!(
-                "Version {version_id} is not being published with a different baseline version to return to."
-            )));
+            env.publish_status = Some("rollbacking".into());
+            env.deploy_status = "deploying".into();
+            env.rollback_target = Some(version_id.to_string());
+            env.rollback_percentage = pct;
+            env.rollback_time = Some(now);
+            env.next_at = Some(add(now, scaled(ROLLBACK_DELAY, scale)));
         }
         Ok(())
     }
@@ -633,16 +648,34 @@ mod tests {
         assert_eq!(s.deployed_version.as_deref(), Some(V1));
         assert_eq!(s.base_line_version.as_deref(), Some(V0));
 
-        a.rollback(V1, at(10), 1.0).unwrap();
+        // VersionId is the version to return to.
+        a.rollback(V0, None, at(10), 1.0).unwrap();
         assert_eq!(
             a.status("prod").publish_status.as_deref(),
             Some("rollbacking")
+        );
+        assert_eq!(
+            a.status("staging").publish_status.as_deref(),
+            Some("published"),
+            "staging already serves V0"
         );
         a.advance(at(12), 1.0);
         let s = a.status("prod");
         assert_eq!(s.publish_status.as_deref(), Some("rollbacked"));
         assert_eq!(s.deployed_version.as_deref(), Some(V0));
+        assert_eq!(s.publishing_version.as_deref(), Some(V0));
+        assert_eq!(s.publish_percentage, Some(100));
         assert_eq!(a.status("staging").deployed_version.as_deref(), Some(V0));
+        assert!(a.rollback("ver-404", None, at(12), 1.0).is_err());
+
+        // With a percentage, the returned-to version serves that share.
+        a.publish(publish(V1, 100, None), at(12), 1.0).unwrap();
+        a.advance(at(30), 1.0);
+        a.rollback(V0, Some(30), at(30), 1.0).unwrap();
+        a.advance(at(40), 1.0);
+        let s = a.status("prod");
+        assert_eq!(s.deployed_version.as_deref(), Some(V0));
+        assert_eq!(s.publish_percentage, Some(30));
     }
 
     #[test]
@@ -662,6 +695,60 @@ mod tests {
         assert!(valid_app_id("app-1"));
         for bad in ["app-", "app-x1", "ap-1", "", "app-1 "] {
             assert!(!valid_app_id(bad), "{bad}");
+        }
+    }
+
+    /// Random publish/rollback/time sequences keep the app status consistent.
+    #[test]
+    fn random_app_sequences_keep_status_consistent() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..200u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut a = app();
+            let mut now = t0();
+            for _ in 0..40 {
+                let v = if rng.random_bool(0.5) { V0 } else { V1 };
+                match rng.random_range(0..3) {
+                    0 => {
+                        let start = rng
+                            .random_bool(0.3)
+                            .then(|| add(now, Duration::from_secs(rng.random_range(0..100))));
+                        let mut p = publish(v, rng.random_range(1..=100), start);
+                        if rng.random_bool(0.3) {
+                            p.publish_type = "region".into();
+                            p.full_release = rng.random_bool(0.5);
+                        }
+                        if rng.random_bool(0.5) {
+                            p.env = "staging".into();
+                        }
+                        a.publish(p, now, 1.0).unwrap();
+                    }
+                    1 => {
+                        let pct = rng.random_bool(0.5).then(|| rng.random_range(1..=100));
+                        a.rollback(v, pct, now, 1.0).unwrap();
+                    }
+                    _ => {}
+                }
+                now = add(now, Duration::from_secs(rng.random_range(0..20)));
+                a.advance(now, 1.0);
+                for env in APP_ENVS {
+                    let s = a.status(env);
+                    let (pct, expect) =
+                        (s.publish_percentage.unwrap(), s.expect_percentage.unwrap());
+                    assert!((0..=100).contains(&pct), "seed {seed}: {s:?}");
+                    match s.publish_status.as_deref() {
+                        Some("publishing") => assert!(pct <= expect, "seed {seed}: {s:?}"),
+                        Some("published") | Some("rollbacked") => {
+                            assert_eq!(pct, expect, "seed {seed}: {s:?}");
+                            assert_eq!(s.deploy_status.as_deref(), Some("deployed"));
+                            assert_eq!(s.deployed_version, s.publishing_version);
+                        }
+                        Some("rollbacking") => {}
+                        other => panic!("seed {seed}: {other:?}"),
+                    }
+                    assert!(s.base_line_version.is_some());
+                }
+            }
         }
     }
 }

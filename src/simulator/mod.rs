@@ -288,6 +288,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 /// Run the simulator until interrupted.
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

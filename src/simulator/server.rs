@@ -111,17 +111,18 @@ impl World {
 
 // ---------------------------------------------------------------- faults
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultKind {
+    #[default]
     Error,
     Throttle,
     Latency,
     Drop,
 }
 
-/// One injected fault (see /work/notes/sim-api.md).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One injected fault (see docs/simulator.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultSpec {
     /// Action name, or "*"/absent for every action.
@@ -134,6 +135,8 @@ pub struct FaultSpec {
     pub code: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
+    /// Adds `x-acs-retry-after`, sent in MILLISECONDS (seconds x 1000), the unit the
+    /// official SDKs read.
     #[serde(default)]
     pub retry_after_seconds: Option<u64>,
     #[serde(default)]
@@ -147,6 +150,10 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    fn retry_after(&self) -> Option<u64> {
+        self.retry_after_seconds.map(|s| s.saturating_mul(1000))
+    }
+
     fn validate(&self) -> ApiResult<()> {
         if let Some(r) = self.rate
             && !(0.0..=1.0).contains(&r)
@@ -321,14 +328,16 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// Split a raw query into decoded pairs (`+` is a literal plus, as RFC 3986 encoders send).
+/// Split a raw query into decoded pairs. `+` means a space: the official SDKs build the URL
+/// with form encoding (space as `+`) while signing `%20`; a literal plus arrives as `%2B`.
 fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    let form = |s: &str| decode(&s.replace('+', " "));
     raw.unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
+            Some((k, v)) => (form(k), form(v)),
+            None => (form(p), String::new()),
         })
         .collect()
 }
@@ -395,8 +404,8 @@ fn json_response(
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-acs-request-id", v);
     }
-    if let Some(secs) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    if let Some(ms) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&ms.to_string())
     {
         h.insert("x-acs-retry-after", v);
     }
@@ -499,7 +508,7 @@ impl Sim {
                     if let Some(s) = f.spec.status {
                         e = ApiError::new(s, &e.code, e.message);
                     }
-                    e.retry_after = f.spec.retry_after_seconds;
+                    e.retry_after = f.spec.retry_after();
                     out.error = Some(e);
                 }
                 FaultKind::Error => {
@@ -514,7 +523,7 @@ impl Sim {
                         "The request processing has failed due to some unknown error, exception or failure.".into()
                     });
                     let mut e = ApiError::new(status, code, message);
-                    e.retry_after = f.spec.retry_after_seconds;
+                    e.retry_after = f.spec.retry_after();
                     out.error = Some(e);
                 }
             }
@@ -928,7 +937,10 @@ fn eas_action(
         }
         "ListServiceVersions" => {
             let (page, size) = query.page(100, 100)?;
-            to_json(&svc.list_versions(page, size))
+            let v = to_json(&svc.list_versions(page, size))?;
+            Ok(extend_items(v, "Versions", |_| {
+                vec![("ServiceRunnable", json!("true"))]
+            }))
         }
         "UpdateServiceVersion" => {
             let body = parse_json_body(req.body)?;
@@ -952,7 +964,7 @@ fn eas_action(
             ack(Some(svc.update_rollout(&r, now, scale)?))
         }
         "DescribeServiceRollout" => {
-            let rollout = svc.describe_rollout(scale)?;
+            let rollout = svc.describe_rollout()?;
             to_json(&crate::cloud::model::DescribeServiceRolloutResponse {
                 request_id: String::new(),
                 rollout: Some(rollout),
@@ -1041,6 +1053,28 @@ fn routine_mut<'a>(world: &'a mut World, name: &str) -> ApiResult<&'a mut Routin
     })
 }
 
+/// Add, to each object of the array `list`, fields the official SDKs parse but the shared
+/// wire model does not carry.
+fn extend_items(
+    mut v: Value,
+    list: &str,
+    extra: impl Fn(&Value) -> Vec<(&'static str, Value)>,
+) -> Value {
+    if let Some(Value::Array(items)) = v.get_mut(list) {
+        for item in items.iter_mut() {
+            let fields = extra(item);
+            if let Value::Object(m) = item {
+                for (k, val) in fields {
+                    if !val.is_null() {
+                        m.insert(k.to_string(), val);
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
 fn esa_dispatch(
     world: &mut World,
     action: &str,
@@ -1066,13 +1100,40 @@ fn esa_dispatch(
         }
         "GetRoutine" => {
             let name = p.req("Name")?;
-            to_json(&routine_mut(world, name)?.get())
+            let mut v = to_json(&routine_mut(world, name)?.get())?;
+            if let Value::Object(m) = &mut v {
+                m.insert("HasAssets".into(), Value::Bool(false));
+            }
+            Ok(v)
         }
         "ListRoutineCodeVersions" => {
             let name = p.req("Name")?;
             let (page, size) = p.page(20, 20)?;
             let search = p.opt("SearchKeyWord");
-            to_json(&routine_mut(world, name)?.list_versions(page, size, search))
+            let routine = routine_mut(world, name)?;
+            let deployed_in = |cv: &str| -> &'static str {
+                let in_env = |env: &str| {
+                    routine
+                        .envs
+                        .get(env)
+                        .is_some_and(|d| d.splits.iter().any(|s| s.code_version == cv))
+                };
+                match (in_env("staging"), in_env("production")) {
+                    (true, true) => "all",
+                    (false, true) => "production",
+                    (true, false) => "staging",
+                    (false, false) => "none",
+                }
+            };
+            let v = to_json(&routine.list_versions(page, size, search))?;
+            Ok(extend_items(v, "CodeVersions", |item| {
+                let cv = item["CodeVersion"].as_str().unwrap_or_default();
+                vec![
+                    ("DeployEnv", json!(deployed_in(cv))),
+                    ("BuildId", json!(0)),
+                    ("HasEnvVars", json!(false)),
+                ]
+            }))
         }
         "PublishRoutineCodeVersion" => {
             let name = p.req("Name")?.to_string();
@@ -1150,16 +1211,24 @@ fn esa_dispatch(
         "RollbackEdgeContainerAppVersion" => {
             let id = app_id(p)?;
             let version = version_id(p)?;
-            percentage(p)?;
-            p.boolean("UsedPercent")?;
-            app_mut(world, &id)?.rollback(&version, now, scale)?;
+            let pct = percentage(p)?;
+            let used_percent = p.boolean("UsedPercent")?.unwrap_or(pct.is_some());
+            let pct = if used_percent { pct } else { None };
+            app_mut(world, &id)?.rollback(&version, pct, now, scale)?;
             ack(None)
         }
         "ListEdgeContainerAppVersions" => {
             let id = app_id(p)?;
             let (page, size) = p.page(20, 100)?;
             let search = p.opt("SearchKey");
-            to_json(&app_mut(world, &id)?.list_versions(page, size, search))
+            let v = to_json(&app_mut(world, &id)?.list_versions(page, size, search))?;
+            Ok(extend_items(v, "Versions", |item| {
+                vec![
+                    ("AppId", json!(id)),
+                    ("UpdateTime", item["CreateTime"].clone()),
+                    ("LastPublishTime", item["PublishTime"].clone()),
+                ]
+            }))
         }
         "GetEdgeContainerAppVersion" => {
             let id = app_id(p)?;
@@ -1222,12 +1291,12 @@ mod tests {
     }
 
     #[test]
-    fn query_parsing_keeps_plus_and_decodes_percent() {
+    fn query_parsing_reads_plus_as_space_and_decodes_percent() {
         assert_eq!(
             parse_query(Some("a=1%2B1&b=x+y&c&=v&%ZZ=1")),
             vec![
                 ("a".into(), "1+1".into()),
-                ("b".into(), "x+y".into()),
+                ("b".into(), "x y".into()),
                 ("c".into(), "".into()),
                 ("".into(), "v".into()),
                 ("%ZZ".into(), "1".into()),
