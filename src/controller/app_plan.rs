@@ -35,7 +35,11 @@ use crate::cloud::error::CloudError;
 use crate::cloud::model::{
     AppStatus, PublishEdgeContainerAppVersionRequest, RollbackEdgeContainerAppVersionRequest,
 };
+use crate::crd::common::CONDITION_PROGRESSING;
 use crate::crd::container_app::{EsaContainerAppRolloutSpec, EsaContainerAppRolloutStatus};
+
+/// Progressing reason while a publish waits for `spec.startTime`.
+pub const REASON_SCHEDULED: &str = "Scheduled";
 
 pub const PUBLISH_TYPE_PERCENTAGE: &str = "percentage";
 pub const PUBLISH_TYPE_REGION: &str = "region";
@@ -157,7 +161,11 @@ impl<'a> View<'a> {
             return false;
         }
         match target {
-            Target::Percentage(p) => self.by_percentage() && self.percentage() == Some(*p),
+            // A publish in flight that does not say its target is taken as ours: sending
+            // it again would only race the cloud.
+            Target::Percentage(p) => {
+                self.by_percentage() && self.percentage().is_none_or(|x| x == *p)
+            }
             Target::Regions {
                 regions,
                 full_release,
@@ -233,9 +241,17 @@ struct Ctx<'a> {
     now: Timestamp,
     /// `spec.startTime` when still in the future.
     start: Option<Timestamp>,
+    /// The last plan for this generation sent a publish scheduled for `start` (its
+    /// Progressing reason is `Scheduled`): do not send it again before `start`, in case the
+    /// cloud does not show scheduled publishes.
+    sent_scheduled: bool,
 }
 
 impl Ctx<'_> {
+    fn scheduled_pending(&self) -> bool {
+        self.start.is_some() && self.sent_scheduled
+    }
+
     fn publish(&self, target: &Target) -> AppAction {
         let s = self.spec;
         let mut r = PublishEdgeContainerAppVersionRequest {
@@ -275,7 +291,7 @@ impl Ctx<'_> {
         o.ready_reason = "Progressing".to_string();
         if let Some(start) = self.start {
             o.message = format!("{head}: scheduled for {start}");
-            o.progressing_reason = "Scheduled".to_string();
+            o.progressing_reason = REASON_SCHEDULED.to_string();
             o.requeue_after = Some(steps::until(self.now, start));
         } else {
             o.message = format!("{head}: {}", self.view.describe(self.env));
@@ -292,7 +308,7 @@ impl Ctx<'_> {
             self.view.describe(self.env)
         } else if !self.view.ours {
             format!(
-                "{} (not {v}: changed outside this resource?); publishing {v} again",
+                "{}, not {v} (changed outside this resource?), so publishing {v} again",
                 self.view.describe(self.env)
             )
         } else if self.view.state == PUBLISH_STATUS_ROLLBACKING
@@ -312,7 +328,7 @@ impl Ctx<'_> {
         o.requeue_after = Some(POLL_IN_FLIGHT);
         if let Some(start) = self.start {
             o.message = format!("{}; scheduled for {start}", o.message);
-            o.progressing_reason = "Scheduled".to_string();
+            o.progressing_reason = REASON_SCHEDULED.to_string();
         }
         o
     }
@@ -366,6 +382,14 @@ pub fn plan(input: &AppInput<'_>) -> AppPlan {
                 view,
                 now: input.now,
                 start,
+                sent_scheduled: input.status.is_some_and(|s| {
+                    s.observed_generation == input.generation
+                        && s.conditions.iter().any(|c| {
+                            c.type_ == CONDITION_PROGRESSING
+                                && c.status == "True"
+                                && c.reason == REASON_SCHEDULED
+                        })
+                }),
             };
             if spec.rollback {
                 rollback(&ctx)
@@ -435,7 +459,7 @@ fn fixed(ctx: &Ctx<'_>) -> Decision {
         return Decision::settled(o);
     }
     let head = format!("publishing {v} to {} of {}", target.describe(), ctx.env);
-    if ctx.view.shows(PUBLISH_STATUS_PUBLISHING, &target) {
+    if ctx.view.shows(PUBLISH_STATUS_PUBLISHING, &target) || ctx.scheduled_pending() {
         return Decision::settled(ctx.in_flight(head));
     }
     if spec.paused {
@@ -552,7 +576,8 @@ fn progression(
                 ),
                 _ => format!("{label}: publishing {v} to {at}"),
             };
-            let mut o = if view.shows(PUBLISH_STATUS_PUBLISHING, &target) {
+            let mut o = if view.shows(PUBLISH_STATUS_PUBLISHING, &target) || ctx.scheduled_pending()
+            {
                 ctx.in_flight(head)
             } else {
                 action = Some(ctx.publish(&target));
@@ -780,19 +805,21 @@ mod tests {
         p.status.message.clone().unwrap_or_default()
     }
 
+    /// (publish_type, percentage, regions, full_release) expected in a publish request.
+    type Sent = (
+        &'static str,
+        Option<i32>,
+        Option<Vec<&'static str>>,
+        Option<bool>,
+    );
+
     #[test]
     fn publish_table() {
         struct Case {
             name: &'static str,
             spec: EsaContainerAppRolloutSpec,
             cloud: Option<AppStatus>,
-            /// (publish_type, percentage, regions, full_release) expected in the request.
-            send: Option<(
-                &'static str,
-                Option<i32>,
-                Option<Vec<&'static str>>,
-                Option<bool>,
-            )>,
+            send: Option<Sent>,
             phase: &'static str,
             ready: bool,
             message: &'static str,
@@ -839,6 +866,19 @@ mod tests {
                 message: "cloud shows ver-200 publishing at 40% of 100%",
             },
             Case {
+                name: "ours publishing without saying its target: poll, do not race it",
+                spec: spec(),
+                cloud: Some(AppStatus {
+                    publish_status: Some("publishing".into()),
+                    publishing_version: Some(OURS.into()),
+                    ..Default::default()
+                }),
+                send: None,
+                phase: "Progressing",
+                ready: false,
+                message: "cloud shows ver-200 publishing",
+            },
+            Case {
                 name: "ours published at another percentage",
                 spec: EsaContainerAppRolloutSpec {
                     percentage: Some(30),
@@ -857,7 +897,7 @@ mod tests {
                 send: Some(("percentage", Some(100), None, None)),
                 phase: "Progressing",
                 ready: false,
-                message: "cloud shows ver-100 published at 100% (not ver-200: changed outside this resource?); publishing ver-200 again",
+                message: "cloud shows ver-100 published at 100%, not ver-200 (changed outside this resource?), so publishing ver-200 again",
             },
             Case {
                 name: "another version publishing: publish ours",
@@ -1035,6 +1075,23 @@ mod tests {
             msg(&p)
         );
         assert_eq!(p.requeue_after, Some(Duration::from_secs(3600)));
+        // The cloud does not show the scheduled publish at all: not sent again before the
+        // start time (the last plan for this generation sent it)...
+        let sent = run(&s, None, None, now);
+        let p = run(&s, Some(&sent.status), None, now + 60);
+        assert!(p.actions.is_empty(), "scheduled publish not repeated");
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(3540)));
+        // ...unless the spec changed since.
+        let p = run(
+            &s,
+            Some(&EsaContainerAppRolloutStatus {
+                observed_generation: Some(6),
+                ..sent.status.clone()
+            }),
+            None,
+            now + 60,
+        );
+        assert!(published(&p).is_some());
         // A start time already past is not sent.
         let p = run(&s, None, None, now + 7200);
         assert_eq!(published(&p).map(|r| r.start_time.clone()), Some(None));
@@ -1150,7 +1207,6 @@ mod tests {
         assert!(p.actions.is_empty());
         assert_eq!(p.status.phase.as_deref(), Some("Completed"));
         assert!(is_true(&p.status.conditions, CONDITION_READY));
-        drop(tick);
         assert_eq!(publishes, vec![10, 50, 100]);
     }
 

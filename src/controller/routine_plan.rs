@@ -26,8 +26,9 @@ use super::steps::{
 use crate::cloud::error::CloudError;
 use crate::cloud::model::{
     CodeVersionSplit, CreateRoutineCodeDeploymentRequest, CreateRoutineCodeDeploymentResponse,
-    RoutineEnv,
+    GetRoutineResponse, RoutineEnv,
 };
+use crate::crd::common::EsaEnv;
 use crate::crd::routine::{
     CodeVersionWeight, EsaRoutineRolloutSpec, EsaRoutineRolloutStatus, RoutineCanary,
 };
@@ -62,6 +63,15 @@ pub struct RoutinePlan {
     pub actions: Vec<RoutineAction>,
     pub status: EsaRoutineRolloutStatus,
     pub requeue_after: Option<Duration>,
+}
+
+/// The entry of GetRoutine's answer for `env`, when it has a deployment: what
+/// [`RoutineInput::observed`] wants.
+pub fn observed_env(resp: &GetRoutineResponse, env: EsaEnv) -> Option<&RoutineEnv> {
+    resp.envs
+        .iter()
+        .find(|e| e.env.eq_ignore_ascii_case(env.routine_wire()))
+        .filter(|e| e.code_deploy.is_some())
 }
 
 /// A split as (version, percentage) sorted by version, entries at 0% dropped: the form in
@@ -520,7 +530,6 @@ mod tests {
     use crate::controller::conditions::is_true;
     use crate::crd::common::{
         CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
-        EsaEnv,
     };
 
     const STABLE: &str = "1710000000000000001";
@@ -1096,5 +1105,24 @@ mod tests {
             p.status.split.as_deref(),
             Some(&*format!("{CANARY}:10,{STABLE}:90"))
         );
+    }
+
+    #[test]
+    fn observed_env_picks_the_spec_env() {
+        let resp = GetRoutineResponse {
+            envs: vec![
+                RoutineEnv {
+                    env: "staging".into(),
+                    code_deploy: None,
+                },
+                env(&[(STABLE, 100)]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            observed_env(&resp, EsaEnv::Production).map(|e| e.env.as_str()),
+            Some("production")
+        );
+        assert_eq!(observed_env(&resp, EsaEnv::Staging), None, "no deployment");
     }
 }
