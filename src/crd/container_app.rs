@@ -9,6 +9,8 @@ use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef, esa_region_schema}
 use super::validation::{MAX_STEPS, UTC_TIMESTAMP_PATTERN, immutable, rule, rule_at, steps_rules};
 
 /// Desired published version of one edge container app environment.
+// Printer columns repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "rollouts.alicloud.dev",
@@ -138,7 +140,7 @@ pub struct EsaContainerAppRolloutSpec {
     pub full_release: Option<bool>,
     /// Start publishing at this time (RFC 3339, UTC, e.g. 2026-06-05T16:00:00Z).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 20), extend("x-kubernetes-validations" = [
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [
         rule(
             &format!("self.matches('{UTC_TIMESTAMP_PATTERN}')"),
             "startTime must be a UTC time in RFC 3339 form ending in Z, e.g. 2026-06-05T16:00:00Z",

@@ -12,6 +12,8 @@ use super::validation::{
 };
 
 /// Desired rollout of one PAI-EAS service.
+// Printer columns repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "rollouts.alicloud.dev",

@@ -9,6 +9,8 @@ use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef, esa_region_schema}
 use super::validation::{MAX_STEPS, immutable, rule, rule_at, steps_rules};
 
 /// Desired code-version split of one routine environment.
+// Printer columns repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "rollouts.alicloud.dev",

@@ -393,3 +393,36 @@ fn printed_stream_holds_every_generated_file() {
     }
     assert_eq!(stream.matches("kind: CustomResourceDefinition").count(), 3);
 }
+
+/// The examples are what users copy: each must read into its Rust type, which is what the
+/// controllers will see (the API server checks the rest in tests/crd_schema.rs).
+#[test]
+fn examples_read_into_the_rust_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let raw: Value = serde_yaml::from_str(&text).unwrap();
+        let kind = raw["kind"].as_str().unwrap_or_default().to_string();
+        let parsed = match kind.as_str() {
+            "EasServiceRollout" => serde_yaml::from_str::<EasServiceRollout>(&text).map(drop),
+            "EsaRoutineRollout" => serde_yaml::from_str::<EsaRoutineRollout>(&text).map(drop),
+            "EsaContainerAppRollout" => {
+                serde_yaml::from_str::<EsaContainerAppRollout>(&text).map(drop)
+            }
+            other => panic!("{}: unknown kind {other:?}", path.display()),
+        };
+        parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            raw["metadata"]["namespace"].is_null(),
+            "{}: examples carry no namespace",
+            path.display()
+        );
+        seen.insert(kind);
+    }
+    assert_eq!(seen.len(), 3, "an example for every kind: {seen:?}");
+}
