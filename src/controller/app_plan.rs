@@ -17,7 +17,8 @@
 //!   already past is not sent (the cloud defaults to now).
 //! - `spec.steps`: the percentage progression of [`super::steps::plan_steps`]; a step's
 //!   timer starts when the cloud shows ours `published` at that percentage.
-//! - `spec.rollback`: RollbackEdgeContainerAppVersion for `spec.versionId`, sent only while
+//! - `spec.rollback`: RollbackEdgeContainerAppVersion back TO the baseline version (the
+//!   cloud's BaseLineVersion, else the one recorded in status), for `spec.versionId`, sent only while
 //!   the cloud shows ours and neither `rollbacking` nor `rollbacked`; when the cloud does
 //!   not show ours there is nothing to roll back. Wins over `paused`.
 //! - `spec.paused`: nothing is sent.
@@ -245,6 +246,8 @@ struct Ctx<'a> {
     /// Progressing reason is `Scheduled`): do not send it again before `start`, in case the
     /// cloud does not show scheduled publishes.
     sent_scheduled: bool,
+    /// The baseline version recorded in status by an earlier reconcile.
+    prev_baseline: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -382,6 +385,7 @@ pub fn plan(input: &AppInput<'_>) -> AppPlan {
                 view,
                 now: input.now,
                 start,
+                prev_baseline: input.status.and_then(|s| s.baseline_version.as_deref()),
                 sent_scheduled: input.status.is_some_and(|s| {
                     s.observed_generation == input.generation
                         && s.conditions.iter().any(|c| {
@@ -517,8 +521,29 @@ fn rollback(ctx: &Ctx<'_>) -> Decision {
         );
         return Decision::settled(o);
     }
+    // RollbackEdgeContainerAppVersion takes the version to return TO: the baseline that
+    // served before ours (the cloud's, else the one recorded in status before ours
+    // became the baseline).
+    let target = view
+        .app
+        .and_then(|a| non_empty(&a.base_line_version))
+        .filter(|b| *b != v.as_str())
+        .or_else(|| {
+            ctx.prev_baseline
+                .filter(|b| !b.is_empty() && *b != v.as_str())
+        });
+    let Some(target) = target else {
+        // The declared state cannot be reached: say so (Degraded) and wait for a spec change.
+        let mut o = Outcome::invalid(format!(
+            "cannot roll back {v} in {}: the cloud reports no earlier baseline version to return to ({}); publish the previous version with spec.versionId instead",
+            ctx.env,
+            view.describe(ctx.env)
+        ));
+        o.ready_reason = "NoBaseline".to_string();
+        return Decision::settled(o);
+    };
     o.message = format!(
-        "rolling back {v} in {} ({})",
+        "rolling back {v} to {target} in {} ({})",
         ctx.env,
         view.describe(ctx.env)
     );
@@ -526,7 +551,7 @@ fn rollback(ctx: &Ctx<'_>) -> Decision {
         action: Some(AppAction::Rollback(
             RollbackEdgeContainerAppVersionRequest {
                 app_id: ctx.spec.app_id.clone(),
-                version_id: v.clone(),
+                version_id: target.to_string(),
                 percentage: None,
                 used_percent: None,
                 remarks: ctx.spec.remarks.clone(),
@@ -1106,7 +1131,8 @@ mod tests {
         };
         let p = run(&s, None, Some(&pct(OURS, "published", 100, 100)), 0);
         let r = rolled_back(&p).expect("rolls back");
-        assert_eq!((r.app_id.as_str(), r.version_id.as_str()), ("app-1", OURS));
+        // The request names the version to return TO: the baseline, not ours.
+        assert_eq!((r.app_id.as_str(), r.version_id.as_str()), ("app-1", OTHER));
         assert_eq!(reason(&p, CONDITION_PROGRESSING), "RollingBack");
         assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
         // Also mid-publish, and while paused.
@@ -1150,6 +1176,30 @@ mod tests {
             assert_eq!(p.status.phase.as_deref(), Some("RolledBack"));
             assert!(msg(&p).contains("nothing to roll back"), "{}", msg(&p));
         }
+    }
+
+    #[test]
+    fn rollback_returns_to_the_baseline_or_says_why_it_cannot() {
+        let s = EsaContainerAppRolloutSpec {
+            rollback: true,
+            ..spec()
+        };
+        // Ours became the baseline (a 100% publish): the baseline recorded earlier is the target.
+        let mut cloud = pct(OURS, "published", 100, 100);
+        cloud.base_line_version = Some(OURS.into());
+        let earlier = EsaContainerAppRolloutStatus {
+            baseline_version: Some(OTHER.into()),
+            ..Default::default()
+        };
+        let p = run(&s, Some(&earlier), Some(&cloud), 0);
+        let r = rolled_back(&p).expect("rolls back to the recorded baseline");
+        assert_eq!(r.version_id, OTHER);
+        // No baseline anywhere: no call, Degraded with a message saying what to do.
+        let p = run(&s, None, Some(&cloud), 0);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Degraded"));
+        assert!(is_true(&p.status.conditions, CONDITION_DEGRADED));
+        assert!(msg(&p).contains("no earlier baseline"), "{}", msg(&p));
     }
 
     /// Drive a stepped publish against a fake cloud that reports `publishing` once after

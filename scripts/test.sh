@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The full test suite: lint, unit and integration tests (against the local real
+# Kubernetes API server and the cloud simulator), and the official Python SDK
+# conformance tests against the simulator.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --no-lint  skip fmt/clippy (faster while iterating)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lint=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-lint) lint=0 ;;
+    *) echo "usage: scripts/test.sh [--no-lint]" >&2; exit 2 ;;
+  esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alicloud-rollouts/target}"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ "$lint" = 1 ]; then
+  step "cargo fmt --check"
+  cargo fmt --all --check
+  step "cargo clippy -D warnings"
+  cargo clippy --all-targets --locked -- -D warnings
+fi
+
+step "local Kubernetes API server"
+eval "$(bash scripts/local-apiserver.sh up)"
+kubectl version --client >/dev/null
+
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+
+step "cargo test (unit, CRD schema, client and simulator over HTTP, end to end)"
+cargo build --locked --bin alicloud-rollouts
+rust_rc=0
+cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$logs/cargo.log" || rust_rc=$?
+
+step "official Python SDKs against the simulator"
+sdk_rc=0
+bash scripts/sdk-tests.sh 2>&1 | tee "$logs/sdk.log" || sdk_rc=$?
+
+# One closing line for the whole suite: Rust and Python counts added up.
+read -r passed failed < <(
+  awk '
+    /^test result: /   { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    /^=+ .* in [0-9.]+s/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    END { print p + 0, f + 0 }
+  ' "$logs/cargo.log" "$logs/sdk.log"
+)
+if [ "$rust_rc" -ne 0 ] || [ "$sdk_rc" -ne 0 ]; then
+  [ "$failed" -gt 0 ] || failed=1
+  echo "suite: $passed passed, $failed failed"
+  exit 1
+fi
+if [ "$passed" -eq 0 ]; then
+  echo "no test ran: treating as a failure" >&2
+  exit 1
+fi
+echo "suite: $passed passed, $failed failed"
