@@ -169,7 +169,14 @@ async fn execute(
 ) -> Result<String, Error> {
     let ack = match action {
         Action::CreateRollout(request) => {
-            cloud.create_service_rollout(region, service, request).await
+            match cloud.create_service_rollout(region, service, request).await {
+                // A retried create whose first answer was lost: it exists, as wanted; the
+                // next reconcile reads it and corrects strategy or pause if needed.
+                Err(e) if e.code().ends_with("AlreadyExists") => {
+                    return Ok(e.request_id().unwrap_or_default().to_string());
+                }
+                other => other,
+            }
         }
         Action::UpdateRollout(request) => {
             cloud.update_service_rollout(region, service, request).await

@@ -24,9 +24,8 @@ use anyhow::Context as _;
 use kube::runtime::events::{Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
-use crate::cloud::client::http_client;
 use crate::cloud::config::parse_duration;
-use crate::cloud::{ClientConfig, CloudApi, CloudClient, CredentialsEnv};
+use crate::cloud::{ClientConfig, CloudApi, CloudClient};
 use crate::crd::{EasServiceRollout, EsaContainerAppRollout, EsaRoutineRollout};
 use context::{Context, KubeSecrets, RetryPolicy};
 use eas_plan::Timing;
@@ -126,16 +125,8 @@ fn init_logging(format: LogFormat) {
 /// Build the one shared cloud client: its credentials come from the environment
 /// (static keys, then RRSA), read once here.
 fn build_cloud(args: &RunArgs) -> anyhow::Result<CloudClient> {
-    let env =
-        CredentialsEnv::from_env().context("reading cloud credentials from the environment")?;
-    let provider = env
-        .provider(
-            http_client()?,
-            args.client.sts_endpoint.as_deref(),
-            args.client.call_timeout,
-        )
-        .context("setting up cloud credentials")?;
-    Ok(CloudClient::new(args.client.clone(), provider)?)
+    CloudClient::from_environment(args.client.clone(), crate::cloud::Metrics::new())
+        .context("setting up the cloud client and its credentials")
 }
 
 /// Run the operator until interrupted.

@@ -32,10 +32,7 @@ impl Reconciled for EsaRoutineRollout {
             .get_routine(region, &spec.routine)
             .await
             .map_err(|e| Error::cloud("GetRoutine", e))?;
-        let env = routine
-            .envs
-            .iter()
-            .find(|e| e.env.eq_ignore_ascii_case(spec.env.routine_wire()));
+        let env = routine_plan::observed_env(&routine, spec.env);
         let plan = routine_plan::plan(&RoutineInput {
             spec,
             generation: obj.metadata.generation,
