@@ -239,6 +239,57 @@ async fn partition_advances_rolls_back_and_unreadable_credentials_degrade() {
         Some("True")
     );
     assert_eq!(env.sim.count("UpdateService").await, 1);
+
+    // A terminal cloud error: Degraded with the cloud's code and message, no retry until
+    // the spec changes.
+    env.sim
+        .fault(json!({"action": "UpdateServiceRollout", "kind": "error", "status": 400, "code": "InvalidParameter", "count": 1}))
+        .await;
+    let before = env.sim.count("UpdateServiceRollout").await;
+    env.kubectl
+        .patch(res, r#"{"spec":{"strategy":{"partition":"2"}}}"#);
+    let obj = env
+        .wait_obj(
+            "Degraded InvalidParameter",
+            res,
+            Duration::from_secs(30),
+            |o| match condition(o, "Degraded") {
+                Some((s, r)) if s == "True" && r == "InvalidParameter" => Ok(()),
+                other => Err(format!("Degraded {other:?}")),
+            },
+        )
+        .await;
+    assert!(
+        obj["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("InvalidParameter"),
+        "{obj}"
+    );
+    assert!(obj["status"]["lastRequestId"].is_string(), "{obj}");
+    // Longer than the settled poll (5 s here).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        env.sim.count("UpdateServiceRollout").await,
+        before + 1,
+        "no retry"
+    );
+    // A spec change is acted on (the rollout is complete, so only the strategy changes).
+    env.kubectl
+        .patch(res, r#"{"spec":{"strategy":{"partition":"3"}}}"#);
+    let obj = env
+        .wait_obj("partition 3 applied", res, Duration::from_secs(30), |o| {
+            (o["status"]["cloudStrategy"] == "partition=3"
+                && condition(o, "Degraded").map(|c| c.0).as_deref() == Some("False"))
+            .then_some(())
+            .ok_or_else(|| "not applied".into())
+        })
+        .await;
+    assert_eq!(env.sim.count("UpdateServiceRollout").await, before + 2);
+    assert_eq!(
+        condition(&obj, "Ready").map(|c| c.0).as_deref(),
+        Some("True")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

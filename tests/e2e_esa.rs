@@ -209,7 +209,7 @@ async fn container_app_publishes_by_percentage_widens_and_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn container_app_publishes_by_region_and_a_refused_rollback_degrades_without_retry() {
+async fn container_app_publishes_by_region_and_a_rollback_without_baseline_degrades() {
     let env = Env::start("app-regions", SEED, 1.0, "containerapp").await;
     let res = "esacontainerapprollout/search-frontend";
     env.kubectl.apply(&example("containerapp-regions.yaml"));
@@ -236,17 +236,16 @@ async fn container_app_publishes_by_region_and_a_refused_rollback_degrades_witho
     assert_eq!(regions, ["jiangsu", "zhejiang"]);
     assert_eq!(env.sim.count("PublishEdgeContainerAppVersion").await, 1);
 
-    // A full release made this version the baseline: the cloud refuses to roll it back.
-    // That is terminal: Degraded with the cloud's code and message, and no retry until the
-    // spec changes.
+    // A full release made this version the baseline: there is nothing to return to. The
+    // operator says so (Degraded) instead of sending a rollback that would do nothing.
     env.kubectl.patch(res, r#"{"spec":{"rollback":true}}"#);
     let obj = env
         .wait_obj(
-            "Degraded by the cloud's refusal",
+            "Degraded: no baseline",
             res,
             Duration::from_secs(30),
             |o| match condition(o, "Degraded") {
-                Some((s, r)) if s == "True" && r == "InvalidParameter" => Ok(()),
+                Some((s, _)) if s == "True" => Ok(()),
                 other => Err(format!("Degraded {other:?}")),
             },
         )
@@ -255,17 +254,13 @@ async fn container_app_publishes_by_region_and_a_refused_rollback_degrades_witho
         obj["status"]["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("RequestId"),
+            .contains("baseline"),
         "{obj}"
     );
     assert!(!ready(&obj));
-    // Longer than the operator's settled poll (5 s in these tests).
+    // Longer than the operator's settled poll (5 s in these tests): nothing is sent.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(
-        env.sim.count("RollbackEdgeContainerAppVersion").await,
-        1,
-        "no retry"
-    );
+    assert_eq!(env.sim.count("RollbackEdgeContainerAppVersion").await, 0);
 
     // Taking the rollback back is a spec change: the operator looks again and is Ready.
     env.kubectl.patch(res, r#"{"spec":{"rollback":false}}"#);
