@@ -139,6 +139,30 @@ async fn batch_rollout_follows_each_batch_pauses_resumes_and_becomes_ready() {
         "pause + resume: {calls:?}"
     );
 
+    // /healthz and /metrics: reconciles, mutations and the cloud client's calls.
+    let addr = env.operator.metrics_addr().await;
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .expect("healthz answers");
+    assert!(health.status().is_success());
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    for needle in [
+        "alicloud_rollouts_reconciles_total{kind=\"eas\"}",
+        "alicloud_rollouts_cloud_mutations_total{kind=\"eas\",action=\"UpdateService\"} 1",
+        "alicloud_rollouts_reconcile_duration_seconds_bucket",
+        "alicloud_rollouts_cloud_calls_total",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+
     // Events record each mutation with the cloud RequestId.
     let events = env
         .kubectl

@@ -251,6 +251,24 @@ impl Operator {
         self.spawn();
     }
 
+    /// Where the operator serves /metrics and /healthz (from its start-up log line).
+    pub async fn metrics_addr(&self) -> String {
+        wait_for(
+            "the operator's listen address",
+            Duration::from_secs(30),
+            || async {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                log.lines()
+                    .rev()
+                    .find(|l| l.contains("serving /metrics and /healthz"))
+                    .and_then(|l| l.split("addr=").nth(1))
+                    .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+                    .ok_or_else(|| "not logged yet".to_string())
+            },
+        )
+        .await
+    }
+
     /// The last lines of the operator's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let all = std::fs::read_to_string(&self.log).unwrap_or_default();
