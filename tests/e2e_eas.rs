@@ -441,6 +441,47 @@ async fn operator_killed_mid_rollout_finishes_without_duplicate_mutations() {
         .as_array()
         .map(Vec::len);
     assert_eq!(versions, Some(2), "exactly one new version: {state}");
+
+    // The worst case of a crash between the push and the status write: the status records
+    // are lost. A fresh process reads the cloud's config and does not push it again.
+    env.operator.kill();
+    env.kubectl.must(&[
+        "patch",
+        res,
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"appliedServiceConfigHash":null,"appliedPaused":null}}"#,
+    ]);
+    let wiped = env.kubectl.get(res);
+    assert!(
+        wiped["status"]["appliedServiceConfigHash"].is_null(),
+        "{wiped}"
+    );
+    env.operator.restart();
+    env.wait_obj(
+        "the hash recorded again",
+        res,
+        Duration::from_secs(30),
+        |o| {
+            o["status"]["appliedServiceConfigHash"]
+                .is_string()
+                .then_some(())
+                .ok_or_else(|| "not recorded".into())
+        },
+    )
+    .await;
+    // Longer than the settled poll (5 s here): still one push, one create, no update.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let calls = env.sim.calls().await;
+    assert_eq!(calls.get("UpdateService"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("CreateServiceRollout"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("UpdateServiceRollout"), None, "{calls:?}");
+    assert!(
+        calls.get("DescribeService").is_some_and(|n| *n >= 1),
+        "{calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

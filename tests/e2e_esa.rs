@@ -276,3 +276,38 @@ async fn container_app_publishes_by_region_and_a_rollback_without_baseline_degra
         "nothing re-published"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routine_canary_survives_an_operator_restart_without_extra_deployments() {
+    let mut env = Env::start("routine-restart", SEED, 1.0, "routine").await;
+    // Every step approved, pauses of seconds.
+    let manifest = example("routine-canary.yaml")
+        .replace("pause: 10m", "pause: 2s")
+        .replace("pause: 30m", "pause: 2s")
+        .replace("pause: 1h", "pause: 2s")
+        .replace("promotedStep: 1", "promotedStep: 3");
+    env.kubectl.apply(&manifest);
+    let res = "esaroutinerollout/image-resizer-staging";
+    env.wait_obj("canary at 20%", res, Duration::from_secs(30), |o| {
+        (canary_share(o) >= 20)
+            .then_some(())
+            .ok_or_else(|| format!("canary at {}", canary_share(o)))
+    })
+    .await;
+    env.operator.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.operator.restart();
+    let out = env
+        .kubectl
+        .run(&["wait", "--for=condition=Ready", "--timeout=60s", res]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        support::e2e::text(&out),
+        env.operator.log_tail()
+    );
+    let obj = env.kubectl.get(res);
+    assert_eq!(split(&obj), vec![(CANARY.to_string(), 100)], "{obj}");
+    // 5%, 20%, 50%, 80%, 100%: one deployment each, none repeated by the new process.
+    assert_eq!(env.sim.count("CreateRoutineCodeDeployment").await, 5);
+}
