@@ -182,7 +182,22 @@ async fn batch_rollout_follows_each_batch_pauses_resumes_and_becomes_ready() {
     ] {
         assert!(reasons.contains(&r), "event {r} missing: {reasons:?}");
     }
-    assert!(events.to_string().contains("RequestId"), "{events}");
+    // Pause and resume are two Events, each with its own note and RequestId.
+    let notes: Vec<&str> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == "bert-embeddings")
+        .filter(|e| e["reason"] == "UpdateServiceRollout")
+        .filter_map(|e| e["note"].as_str())
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("paused=true")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("paused=false")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().all(|n| n.contains("RequestId")), "{notes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
 use rand::Rng;
 use serde::Serialize;
@@ -73,7 +73,9 @@ pub struct Context {
     pub client: kube::Client,
     pub cloud: Arc<dyn CloudApi>,
     pub secrets: Arc<dyn SecretSource>,
+    /// Records failures: a failure repeated within minutes becomes one Event with a count.
     pub recorder: Recorder,
+    reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub timing: Timing,
     pub retry: RetryPolicy,
@@ -85,16 +87,17 @@ impl Context {
         client: kube::Client,
         cloud: Arc<dyn CloudApi>,
         secrets: Arc<dyn SecretSource>,
-        recorder: Recorder,
+        reporter: Reporter,
         metrics: Arc<Metrics>,
         timing: Timing,
         retry: RetryPolicy,
     ) -> Self {
         Context {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
             client,
             cloud,
             secrets,
-            recorder,
+            reporter,
             metrics,
             timing,
             retry,
@@ -160,7 +163,14 @@ impl Context {
             action: truncate(action, 128),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        // Each mutation gets its own Event: the shared recorder would fold a second
+        // mutation with the same reason into the first one's series, keeping the first
+        // note (and so the wrong RequestId).
+        let recorder = match type_ {
+            EventType::Normal => Recorder::new(self.client.clone(), self.reporter.clone()),
+            EventType::Warning => self.recorder.clone(),
+        };
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use prometheus_client::registry::Registry;
 
 use crate::cloud::config::parse_duration;
@@ -148,7 +148,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client.clone(),
         cloud,
         Arc::new(KubeSecrets(client.clone())),
-        Recorder::new(client, reporter),
+        reporter,
         metrics,
         Timing {
             active: args.active_poll,
