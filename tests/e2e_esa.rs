@@ -311,3 +311,65 @@ async fn routine_canary_survives_an_operator_restart_without_extra_deployments()
     // 5%, 20%, 50%, 80%, 100%: one deployment each, none repeated by the new process.
     assert_eq!(env.sim.count("CreateRoutineCodeDeployment").await, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_app_steps_hold_at_the_gate_pause_and_finish() {
+    const SEED_STEPS: &str = r#"
+apps:
+  - id: app-880745210937327616
+    versions: [ver-880745731614552000, ver-880745731614552064]
+    deployed: ver-880745731614552000
+"#;
+    let env = Env::start("app-steps", SEED_STEPS, 1.0, "containerapp").await;
+    let manifest = example("containerapp-steps.yaml")
+        .replace("pause: 15m", "pause: 2s")
+        .replace("pause: 1h", "pause: 2s");
+    env.kubectl.apply(&manifest);
+    let res = "esacontainerapprollout/recommendation-svc";
+    let pct = |o: &Value| o["status"]["publishPercentage"].as_i64().unwrap_or(-1);
+
+    // 1% for 2 s, then the manual gate at 10%.
+    let obj = env
+        .wait_obj(
+            "holding at the 10% gate",
+            res,
+            Duration::from_secs(40),
+            |o| {
+                (pct(o) == 10 && o["status"]["publishStatus"] == "published")
+                    .then_some(())
+                    .ok_or_else(|| format!("at {}%", pct(o)))
+            },
+        )
+        .await;
+    assert!(!ready(&obj), "a gate is not Ready: {obj}");
+    assert_eq!(env.sim.count("PublishEdgeContainerAppVersion").await, 2);
+
+    // Pause, then promote: nothing moves while paused.
+    env.kubectl
+        .patch(res, r#"{"spec":{"paused":true,"promotedStep":3}}"#);
+    env.wait_obj("Paused", res, Duration::from_secs(20), |o| {
+        (condition(o, "Paused").map(|c| c.0).as_deref() == Some("True"))
+            .then_some(())
+            .ok_or_else(|| "not paused".into())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(pct(&env.kubectl.get(res)), 10, "no progress while paused");
+    assert_eq!(env.sim.count("PublishEdgeContainerAppVersion").await, 2);
+
+    // Resume: 50% for 2 s, then 100%.
+    env.kubectl.patch(res, r#"{"spec":{"paused":false}}"#);
+    let out = env
+        .kubectl
+        .run(&["wait", "--for=condition=Ready", "--timeout=60s", res]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        support::e2e::text(&out),
+        env.operator.log_tail()
+    );
+    let obj = env.kubectl.get(res);
+    assert_eq!(pct(&obj), 100, "{obj}");
+    assert_eq!(phase(&obj), "Completed");
+    assert_eq!(env.sim.count("PublishEdgeContainerAppVersion").await, 4);
+}
