@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use super::app_plan::{self, AppAction, AppInput};
 use super::context::{Context, jitter, write_status};
 use super::error::Error;
-use super::runner::{Reconciled, local_degraded};
+use super::runner::{Reconciled, esa_requeue, local_degraded};
 use crate::crd::{EsaContainerAppRollout, EsaContainerAppRolloutStatus};
 
 #[async_trait]
@@ -89,13 +89,7 @@ impl Reconciled for EsaContainerAppRollout {
             let api: Api<Self> = Api::namespaced(cx.client.clone(), &namespace);
             write_status(&api, obj.as_ref(), &status).await?;
         }
-        let requeue = if plan.actions.is_empty() {
-            plan.requeue_after.unwrap_or(cx.timing.settled)
-        } else {
-            plan.requeue_after
-                .unwrap_or(cx.timing.active)
-                .min(cx.timing.active)
-        };
+        let requeue = esa_requeue(!plan.actions.is_empty(), plan.requeue_after, cx.timing);
         Ok(Requeue::requeue(jitter(requeue)))
     }
 

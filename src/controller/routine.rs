@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use super::context::{Context, jitter, write_status};
 use super::error::Error;
 use super::routine_plan::{self, RoutineAction, RoutineInput};
-use super::runner::{Reconciled, local_degraded};
+use super::runner::{Reconciled, esa_requeue, local_degraded};
 use crate::crd::{EsaRoutineRollout, EsaRoutineRolloutStatus};
 
 #[async_trait]
@@ -73,14 +73,7 @@ impl Reconciled for EsaRoutineRollout {
             let api: Api<Self> = Api::namespaced(cx.client.clone(), &namespace);
             write_status(&api, obj.as_ref(), &status).await?;
         }
-        let requeue = if plan.actions.is_empty() {
-            plan.requeue_after.unwrap_or(cx.timing.settled)
-        } else {
-            // Look again soon to see the split the cloud reports.
-            plan.requeue_after
-                .unwrap_or(cx.timing.active)
-                .min(cx.timing.active)
-        };
+        let requeue = esa_requeue(!plan.actions.is_empty(), plan.requeue_after, cx.timing);
         Ok(Requeue::requeue(jitter(requeue)))
     }
 

@@ -139,6 +139,22 @@ pub fn local_degraded(
     )
 }
 
+/// When to look again at an ESA rollout: the planner's due time (a step's pause), the
+/// operator's active poll while a mutation was just sent or one is in flight (the planner's
+/// in-flight poll is capped by `--active-poll`), the settled poll otherwise.
+pub fn esa_requeue(
+    sent: bool,
+    planned: Option<std::time::Duration>,
+    timing: super::eas_plan::Timing,
+) -> std::time::Duration {
+    match planned {
+        _ if sent => planned.unwrap_or(timing.active).min(timing.active),
+        Some(d) if d == super::steps::POLL_IN_FLIGHT => d.min(timing.active),
+        Some(d) => d,
+        None => timing.settled,
+    }
+}
+
 /// After a failure that waits for a change: the cloud rejected this exact input, so only a
 /// spec change (which the watch delivers) can help; an unreadable credentials Secret can
 /// be fixed without touching the spec, so that is looked at again at the slow interval.
@@ -262,6 +278,30 @@ mod tests {
             after_terminal(&Error::Credentials("x".into()), settled),
             Action::await_change()
         );
+    }
+
+    #[test]
+    fn esa_requeue_table() {
+        use super::super::eas_plan::Timing;
+        use super::super::steps::POLL_IN_FLIGHT;
+        let t = Timing {
+            active: Duration::from_secs(2),
+            settled: Duration::from_secs(300),
+        };
+        let cases = [
+            (true, None, t.active),
+            (true, Some(Duration::from_secs(60)), t.active),
+            (false, Some(POLL_IN_FLIGHT), t.active),
+            (
+                false,
+                Some(Duration::from_secs(42)),
+                Duration::from_secs(42),
+            ),
+            (false, None, t.settled),
+        ];
+        for (sent, planned, want) in cases {
+            assert_eq!(esa_requeue(sent, planned, t), want, "{sent} {planned:?}");
+        }
     }
 
     fn dynamic(name: &str, spec: serde_json::Value) -> DynamicObject {
