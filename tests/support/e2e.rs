@@ -104,10 +104,16 @@ pub struct Sim {
 impl Sim {
     /// Start with `seed` (YAML, the seed-file shape) at `time_scale`.
     pub async fn start(seed: &str, time_scale: f64) -> Sim {
+        Sim::start_with_keys(seed, time_scale, Vec::new()).await
+    }
+
+    /// Same, accepting only `keys` (id, secret) instead of the default test pair.
+    pub async fn start_with_keys(seed: &str, time_scale: f64, keys: Vec<(String, String)>) -> Sim {
         let seed = Seed::parse(seed).expect("test seed parses");
         let handle = start(SimConfig {
             time_scale,
             seed: Some(seed),
+            access_keys: keys,
             ..SimConfig::default()
         })
         .await
