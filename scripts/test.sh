@@ -16,7 +16,7 @@ for arg in "$@"; do
   esac
 done
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alicloud-rollouts/target}"
+# Build output goes to ./target unless CARGO_TARGET_DIR says otherwise (CI keeps it in ~/.cache).
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 if [ "$lint" = 1 ]; then
@@ -27,7 +27,8 @@ if [ "$lint" = 1 ]; then
 fi
 
 step "local Kubernetes API server"
-eval "$(bash scripts/local-apiserver.sh up)"
+apiserver_env=$(bash scripts/local-apiserver.sh up)
+eval "$apiserver_env"
 kubectl version --client >/dev/null
 
 logs="$(mktemp -d)"

@@ -101,7 +101,7 @@ check "api-resources lists Lease and Event" \
   bash -c 'kubectl api-resources | grep -q "coordination.k8s.io/v1 .*Lease" && kubectl api-resources | grep -q "events.k8s.io/v1 .*Event"'
 check "register a CRD" kubectl apply --validate=false -f "$WORK/crd.yaml"
 check "CRD established" kubectl wait --for condition=Established --timeout=30s crd/gadgets.smoke.alicloud-rollouts.io
-check "create a valid object" bash -c "$(declare -f gadget); NS=$NS; gadget ok 1 3 | kubectl apply --validate=false -f -"
+check "create a valid object (kubectl validating it too)" bash -c "$(declare -f gadget); NS=$NS; gadget ok 1 3 | kubectl apply -f -"
 check "CEL rule refuses a bad object" \
   fails_with "low must not exceed high" bash -c "$(declare -f gadget); NS=$NS; gadget bad 5 2 | kubectl apply --validate=false -f -"
 check "defaulting" bash -c "printf 'apiVersion: smoke.alicloud-rollouts.io/v1alpha1\nkind: Gadget\nmetadata: {name: dflt, namespace: $NS}\nspec: {high: 2}\n' |

@@ -6,6 +6,7 @@
 //! [`Clock`] that tests can drive by hand). An unsigned admin API under `/_sim/` seeds
 //! state, injects faults and counts calls. The full contract is in `docs/simulator.md`.
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod eas;
