@@ -303,14 +303,14 @@ impl Kubectl {
         }
     }
 
+    /// Every request is bounded (`kubectl wait` bounds itself with `--timeout`).
     pub fn run(&self, args: &[&str]) -> Output {
-        self.api
-            .kubectl()
-            .arg("-n")
-            .arg(&self.namespace)
-            .args(args)
-            .output()
-            .expect("kubectl runs")
+        let mut cmd = self.api.kubectl();
+        cmd.arg("-n").arg(&self.namespace);
+        if args.first() != Some(&"wait") {
+            cmd.arg("--request-timeout=30s");
+        }
+        cmd.args(args).output().expect("kubectl runs")
     }
 
     pub fn must(&self, args: &[&str]) -> String {
@@ -327,6 +327,7 @@ impl Kubectl {
             .args([
                 "-n",
                 &self.namespace,
+                "--request-timeout=30s",
                 "apply",
                 "--validate=false",
                 "-f",
