@@ -10,6 +10,7 @@ pub mod context;
 pub mod eas;
 pub mod eas_plan;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod routine;
 pub mod routine_plan;
@@ -103,6 +104,19 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_INSTANCE")]
     pub instance: Option<String>,
 
+    /// Run the controllers only while holding the Lease `alicloud-rollouts` (for more
+    /// than one replica).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    pub leader_election_namespace: String,
+
     /// The cloud client: endpoints, timeouts, retries, rate limits.
     #[command(flatten)]
     pub client: ClientConfig,
@@ -167,6 +181,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listen = args.listen;
     let server = tokio::spawn(async move { metrics::serve(listen, exposition).await });
 
+    // With leader election, wait for the Lease (serving /healthz meanwhile), then keep it.
+    let mut leadership: tokio::task::JoinHandle<()> = tokio::spawn(futures::future::pending());
+    if args.leader_elect {
+        let identity = args
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("alicloud-rollouts-{}", uuid::Uuid::new_v4()));
+        let elector = leader::Elector::new(
+            kube::Api::namespaced(client.clone(), &args.leader_election_namespace),
+            "alicloud-rollouts",
+            &identity,
+            Duration::from_secs(15),
+        );
+        elector.acquire(Duration::from_secs(2)).await;
+        leadership = tokio::spawn(async move { elector.hold(Duration::from_secs(5)).await });
+    }
+
     let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -189,6 +220,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = futures::future::join_all(controllers) => {
             tracing::info!("controllers stopped");
+        }
+        _ = &mut leadership => {
+            anyhow::bail!("lost the leader-election Lease; stopping so that another replica takes over");
         }
         served = server => {
             match served {
