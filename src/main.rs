@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator (one controller per kind).
-    Run(alicloud_rollouts::controller::RunArgs),
+    Run(Box<alicloud_rollouts::controller::RunArgs>),
     /// Run the local EAS/ESA cloud simulator.
     Simulator(alicloud_rollouts::simulator::SimulatorArgs),
     /// Print every CustomResourceDefinition as YAML (or write one file per kind).
@@ -35,7 +35,7 @@ struct CrdsArgs {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => alicloud_rollouts::controller::run(args).await,
+        Command::Run(args) => alicloud_rollouts::controller::run(*args).await,
         Command::Simulator(args) => alicloud_rollouts::simulator::run(args).await,
         Command::Crds(CrdsArgs { out_dir: None }) => {
             print!("{}", alicloud_rollouts::crd::render_yaml()?);

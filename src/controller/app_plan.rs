@@ -601,7 +601,11 @@ fn progression(
                 ),
                 _ => format!("{label}: publishing {v} to {at}"),
             };
-            let mut o = if view.shows(PUBLISH_STATUS_PUBLISHING, &target) || ctx.scheduled_pending()
+            // Already there (e.g. a last step at 100%, after which the final 100% is the
+            // same target): publishing it again would be a duplicate mutation.
+            let mut o = if view.shows(PUBLISH_STATUS_PUBLISHING, &target)
+                || view.shows(PUBLISH_STATUS_PUBLISHED, &target)
+                || ctx.scheduled_pending()
             {
                 ctx.in_flight(head)
             } else {
@@ -1200,6 +1204,40 @@ mod tests {
         assert_eq!(p.status.phase.as_deref(), Some("Degraded"));
         assert!(is_true(&p.status.conditions, CONDITION_DEGRADED));
         assert!(msg(&p).contains("no earlier baseline"), "{}", msg(&p));
+    }
+
+    /// A spec whose last step is 100%: once the cloud shows it published, the final 100%
+    /// is the same target and is not sent again.
+    #[test]
+    fn a_last_step_at_100_is_not_published_twice() {
+        let s = EsaContainerAppRolloutSpec {
+            steps: Some(vec![
+                CanaryStep {
+                    percentage: 50,
+                    pause: None,
+                },
+                CanaryStep {
+                    percentage: 100,
+                    pause: None,
+                },
+            ]),
+            promoted_step: Some(1),
+            ..spec()
+        };
+        let prev = EsaContainerAppRolloutStatus {
+            current_step: Some(1),
+            ..Default::default()
+        };
+        let cloud = pct(OURS, "published", 100, 100);
+        let p = run(&s, Some(&prev), Some(&cloud), 10);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        let next = run(&s, Some(&p.status), Some(&cloud), 20);
+        assert!(next.actions.is_empty(), "{:?}", next.actions);
+        assert!(
+            is_true(&next.status.conditions, CONDITION_READY),
+            "{:?}",
+            next.status
+        );
     }
 
     /// Drive a stepped publish against a fake cloud that reports `publishing` once after

@@ -1,15 +1,287 @@
 //! The reconcilers, one per kind (`alicloud-rollouts run`).
+//!
+//! One kube-rs controller per kind, all sharing one cloud client (one rate limiter, one
+//! credential chain), one event recorder and one metrics registry.
 
 pub mod app_plan;
 pub mod conditions;
+pub mod container_app;
+pub mod context;
+pub mod eas;
+pub mod eas_plan;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod routine;
 pub mod routine_plan;
+pub mod runner;
 pub mod steps;
 
-/// Command-line options of `alicloud-rollouts run`.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::runtime::events::Reporter;
+use prometheus_client::registry::Registry;
+
+use crate::cloud::config::parse_duration;
+use crate::cloud::{ClientConfig, CloudApi, CloudClient};
+use crate::crd::{EasServiceRollout, EsaContainerAppRollout, EsaRoutineRollout};
+use context::{Context, KubeSecrets, RetryPolicy};
+use eas_plan::Timing;
+
+/// A kind this operator can run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// EasServiceRollout.
+    Eas,
+    /// EsaRoutineRollout.
+    Routine,
+    /// EsaContainerAppRollout.
+    Containerapp,
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Command-line options of `alicloud-rollouts run` (each also read from the environment).
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Kinds to run, comma-separated.
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_KINDS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "eas,routine,containerapp"
+    )]
+    pub kinds: Vec<Kind>,
+
+    /// Namespaces to watch, comma-separated; all namespaces when not given.
+    #[arg(
+        long = "namespaces",
+        env = "ALICLOUD_ROLLOUTS_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// How often to look at a rollout that is moving.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_ACTIVE_POLL", default_value = "5s", value_parser = parse_duration)]
+    pub active_poll: Duration,
+
+    /// How often to look at a rollout that has settled (completed, paused, failed).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "5m", value_parser = parse_duration)]
+    pub settled_poll: Duration,
+
+    /// First delay before reconciling a resource again after a transient failure (doubles
+    /// per consecutive failure of that resource; four times higher when throttled).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_BASE", default_value = "2s", value_parser = parse_duration)]
+    pub requeue_base: Duration,
+
+    /// Longest delay before reconciling a failing resource again.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub requeue_max: Duration,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Address serving /metrics and /healthz.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Name reported as the Events' reporting controller instance (e.g. the pod name).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_INSTANCE")]
+    pub instance: Option<String>,
+
+    /// Run the controllers only while holding the Lease `alicloud-rollouts` (for more
+    /// than one replica).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    pub leader_election_namespace: String,
+
+    /// The cloud client: endpoints, timeouts, retries, rate limits.
+    #[command(flatten)]
+    pub client: ClientConfig,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    // A second initialisation (e.g. in-process tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Build the one shared cloud client: its credentials come from the environment
+/// (static keys, then RRSA), read once here.
+fn build_cloud(args: &RunArgs) -> anyhow::Result<CloudClient> {
+    CloudClient::from_environment(args.client.clone(), crate::cloud::Metrics::new())
+        .context("setting up the cloud client and its credentials")
+}
 
 /// Run the operator until interrupted.
-pub async fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the controller is not implemented yet")
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default()
+        .await
+        .context("no usable Kubernetes configuration (KUBECONFIG or in-cluster)")?;
+    let cloud = build_cloud(&args)?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
+    let cloud_metrics = cloud.metrics().clone();
+    let cloud: Arc<dyn CloudApi> = Arc::new(cloud);
+    let reporter = Reporter {
+        controller: "alicloud-rollouts".into(),
+        instance: args.instance.clone(),
+    };
+    let cx = Arc::new(Context::new(
+        client.clone(),
+        cloud,
+        Arc::new(KubeSecrets(client.clone())),
+        reporter,
+        metrics,
+        Timing {
+            active: args.active_poll,
+            settled: args.settled_poll,
+        },
+        RetryPolicy {
+            base: args.requeue_base,
+            cap: args.requeue_max,
+        },
+    ));
+
+    let exposition = metrics::Exposition {
+        controller: Arc::new(registry),
+        cloud: cloud_metrics,
+    };
+    let listen = args.listen;
+    let server = tokio::spawn(async move { metrics::serve(listen, exposition).await });
+
+    // With leader election, wait for the Lease (serving /healthz meanwhile), then keep it.
+    let mut leadership: tokio::task::JoinHandle<()> = tokio::spawn(futures::future::pending());
+    if args.leader_elect {
+        let identity = args
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("alicloud-rollouts-{}", uuid::Uuid::new_v4()));
+        let elector = leader::Elector::new(
+            kube::Api::namespaced(client.clone(), &args.leader_election_namespace),
+            "alicloud-rollouts",
+            &identity,
+            Duration::from_secs(15),
+        );
+        elector.acquire(Duration::from_secs(2)).await;
+        leadership = tokio::spawn(async move { elector.hold(Duration::from_secs(5)).await });
+    }
+
+    let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut controllers = Vec::new();
+    for kind in dedup(&args.kinds) {
+        for ns in &namespaces {
+            let cx = cx.clone();
+            let ns = ns.clone();
+            controllers.push(match kind {
+                Kind::Eas => tokio::spawn(runner::run_controller::<EasServiceRollout>(cx, ns)),
+                Kind::Routine => tokio::spawn(runner::run_controller::<EsaRoutineRollout>(cx, ns)),
+                Kind::Containerapp => {
+                    tokio::spawn(runner::run_controller::<EsaContainerAppRollout>(cx, ns))
+                }
+            });
+        }
+    }
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {
+            tracing::info!("controllers stopped");
+        }
+        _ = &mut leadership => {
+            anyhow::bail!("lost the leader-election Lease; stopping so that another replica takes over");
+        }
+        served = server => {
+            match served {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.context(format!("serving metrics on {listen}"))),
+                Err(e) => anyhow::bail!("metrics server task failed: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dedup(kinds: &[Kind]) -> Vec<Kind> {
+    let mut out = Vec::new();
+    for k in kinds {
+        if !out.contains(k) {
+            out.push(*k);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let cli = Cli::try_parse_from(["x"]).expect("defaults parse");
+        assert_eq!(
+            cli.run.kinds,
+            [Kind::Eas, Kind::Routine, Kind::Containerapp]
+        );
+        assert!(cli.run.namespaces.is_empty());
+        assert_eq!(cli.run.active_poll, Duration::from_secs(5));
+        assert_eq!(cli.run.settled_poll, Duration::from_secs(300));
+        let cli = Cli::try_parse_from([
+            "x",
+            "--kinds",
+            "eas",
+            "--namespaces",
+            "a,b",
+            "--active-poll",
+            "500ms",
+            "--log-format",
+            "json",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.run.kinds, [Kind::Eas]);
+        assert_eq!(cli.run.namespaces, ["a", "b"]);
+        assert_eq!(cli.run.active_poll, Duration::from_millis(500));
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["x", "--active-poll", "soon"]).is_err());
+    }
 }

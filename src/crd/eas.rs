@@ -213,6 +213,9 @@ pub struct EasServiceRolloutStatus {
     /// Hash of the last `serviceConfig` pushed with UpdateService.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_service_config_hash: Option<String>,
+    /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_paused: Option<bool>,
     /// Cloud identity this resource manages, recorded at first contact ("region/service").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_ref: Option<String>,

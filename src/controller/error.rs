@@ -1,0 +1,184 @@
+//! Errors of a reconcile, each knowing how the controller should react to it.
+
+use std::time::Duration;
+
+use crate::cloud::{CloudError, ErrorKind};
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A cloud call failed; the error says whether it is worth retrying.
+    #[error("{action}: {source}")]
+    Cloud {
+        /// The cloud action that failed (e.g. `CreateServiceRollout`).
+        action: &'static str,
+        #[source]
+        source: CloudError,
+    },
+    /// The spec cannot be acted upon as it is; waits for a change of the spec.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// The resource's credentials Secret could not be used.
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// A Kubernetes API call failed (status write, finalizer patch...).
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer machinery failed around the apply/cleanup branches.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// How to react to an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// Say why in a Degraded condition and wait for a spec change (no hot retry).
+    WaitForChange,
+    /// Retry with a short jittered backoff that grows per object.
+    Retry,
+    /// Retry, backing off harder.
+    RetryThrottled,
+}
+
+impl Error {
+    pub fn cloud(action: &'static str, source: CloudError) -> Self {
+        Error::Cloud { action, source }
+    }
+
+    pub fn reaction(&self) -> Reaction {
+        match self {
+            Error::Cloud { source, .. } => match source.kind() {
+                ErrorKind::Terminal => Reaction::WaitForChange,
+                ErrorKind::Transient => Reaction::Retry,
+                ErrorKind::Throttled => Reaction::RetryThrottled,
+            },
+            Error::InvalidSpec(_) | Error::Credentials(_) => Reaction::WaitForChange,
+            Error::Kube(_) | Error::Finalizer(_) => Reaction::Retry,
+        }
+    }
+
+    /// A short stable label: the metric label, and the condition/Event reason.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Cloud { source, .. } => source.code().to_string(),
+            Error::InvalidSpec(_) => "InvalidSpec".into(),
+            Error::Credentials(_) => "CredentialsUnavailable".into(),
+            Error::Kube(_) => "KubernetesApi".into(),
+            Error::Finalizer(_) => "Finalizer".into(),
+        }
+    }
+
+    /// The cloud RequestId, when the cloud answered.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Cloud { source, .. } => source.request_id(),
+            _ => None,
+        }
+    }
+
+    /// What the cloud asked us to wait, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Cloud {
+                source: CloudError::Api { retry_after, .. },
+                ..
+            } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner,
+            F::AddFinalizer(k) | F::RemoveFinalizer(k) => Error::Kube(k),
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
+}
+
+/// Backoff before the next attempt after `attempt` consecutive failures (1-based), before
+/// jitter: exponential from `base`, capped at `cap`; throttling starts four times higher.
+pub fn backoff(reaction: Reaction, attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let start = match reaction {
+        Reaction::RetryThrottled => base.saturating_mul(4),
+        _ => base,
+    };
+    let exp = attempt.saturating_sub(1).min(16);
+    start.saturating_mul(1u32 << exp).min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str) -> CloudError {
+        CloudError::Api {
+            status,
+            code: code.into(),
+            message: "m".into(),
+            request_id: Some("req-1".into()),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn reactions_follow_the_error_class() {
+        let cases = [
+            (
+                Error::cloud("X", api(400, "InvalidParameter")),
+                Reaction::WaitForChange,
+            ),
+            (
+                Error::cloud("X", api(500, "InternalError")),
+                Reaction::Retry,
+            ),
+            (
+                Error::cloud("X", api(400, "Throttling.User")),
+                Reaction::RetryThrottled,
+            ),
+            (Error::InvalidSpec("x".into()), Reaction::WaitForChange),
+            (Error::Credentials("x".into()), Reaction::WaitForChange),
+            (Error::Finalizer("x".into()), Reaction::Retry),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.reaction(), want, "{err}");
+        }
+    }
+
+    #[test]
+    fn reason_is_the_cloud_code() {
+        let e = Error::cloud("UpdateService", api(404, "InvalidService.NotFound"));
+        assert_eq!(e.reason(), "InvalidService.NotFound");
+        assert_eq!(e.request_id(), Some("req-1"));
+        assert_eq!(
+            Error::Credentials("x".into()).reason(),
+            "CredentialsUnavailable"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps_and_throttling_is_harder() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(60);
+        assert_eq!(
+            backoff(Reaction::Retry, 1, base, cap),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            backoff(Reaction::Retry, 2, base, cap),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            backoff(Reaction::Retry, 4, base, cap),
+            Duration::from_secs(8)
+        );
+        assert_eq!(backoff(Reaction::Retry, 30, base, cap), cap);
+        assert!(
+            backoff(Reaction::RetryThrottled, 1, base, cap)
+                > backoff(Reaction::Retry, 1, base, cap)
+        );
+    }
+}

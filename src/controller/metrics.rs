@@ -1,0 +1,171 @@
+//! Prometheus metrics of the reconcilers, and the /metrics + /healthz endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+fn new_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Counters and histograms shared by the reconcilers.
+pub struct Metrics {
+    reconciles: Family<Labels, Counter>,
+    failures: Family<Labels, Counter>,
+    mutations: Family<Labels, Counter>,
+    duration: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    /// Create the metrics and register them in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            reconciles: Family::default(),
+            failures: Family::default(),
+            mutations: Family::default(),
+            duration: Family::new_with_constructor(new_histogram),
+        };
+        registry.register(
+            "alicloud_rollouts_reconciles",
+            "Reconciles started, by kind",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "alicloud_rollouts_reconcile_failures",
+            "Reconciles that failed, by kind and reason (cloud error code or local cause)",
+            m.failures.clone(),
+        );
+        registry.register(
+            "alicloud_rollouts_cloud_mutations",
+            "Cloud mutations made by the reconcilers, by kind and action",
+            m.mutations.clone(),
+        );
+        registry.register(
+            "alicloud_rollouts_reconcile_duration_seconds",
+            "Time spent in one reconcile, by kind",
+            m.duration.clone(),
+        );
+        m
+    }
+
+    pub fn reconcile(&self, kind: &str) {
+        self.reconciles
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc();
+    }
+
+    pub fn failure(&self, kind: &str, reason: &str) {
+        self.failures
+            .get_or_create(&vec![
+                ("kind".into(), kind.into()),
+                ("reason".into(), reason.into()),
+            ])
+            .inc();
+    }
+
+    pub fn mutation(&self, kind: &str, action: &str) {
+        self.mutations
+            .get_or_create(&vec![
+                ("kind".into(), kind.into()),
+                ("action".into(), action.into()),
+            ])
+            .inc();
+    }
+
+    pub fn observe(&self, kind: &str, took: Duration) {
+        self.duration
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Render the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// What /metrics shows: the controller's metrics and the cloud client's.
+#[derive(Clone)]
+pub struct Exposition {
+    pub controller: Arc<Registry>,
+    pub cloud: crate::cloud::Metrics,
+}
+
+impl Exposition {
+    /// Both registries as one exposition (one `# EOF` at the end).
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mine = render(&self.controller)?;
+        let mut out = mine.trim_end().trim_end_matches("# EOF").to_string();
+        out.push_str(&self.cloud.encode());
+        Ok(out)
+    }
+}
+
+async fn metrics_handler(State(exposition): State<Exposition>) -> impl IntoResponse {
+    match exposition.render() {
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Serve /metrics and /healthz on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, exposition: Exposition) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(exposition);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics and /healthz");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_up_in_the_text_format() {
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        m.reconcile("eas");
+        m.reconcile("eas");
+        m.failure("eas", "Throttling.User");
+        m.mutation("eas", "UpdateServiceRollout");
+        m.observe("eas", Duration::from_millis(20));
+        let text = render(&registry).expect("encodes");
+        assert!(
+            text.contains("alicloud_rollouts_reconciles_total{kind=\"eas\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"Throttling.User\""), "{text}");
+        assert!(text.contains("action=\"UpdateServiceRollout\""), "{text}");
+        assert!(
+            text.contains("alicloud_rollouts_reconcile_duration_seconds_count{kind=\"eas\"} 1"),
+            "{text}"
+        );
+    }
+}
