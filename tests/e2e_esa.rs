@@ -209,7 +209,7 @@ async fn container_app_publishes_by_percentage_widens_and_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn container_app_publishes_by_region_and_a_rollback_without_baseline_degrades() {
+async fn container_app_publishes_by_region_and_rolls_back_after_a_full_release() {
     let env = Env::start("app-regions", SEED, 1.0, "containerapp").await;
     let res = "esacontainerapprollout/search-frontend";
     env.kubectl.apply(&example("containerapp-regions.yaml"));
@@ -236,40 +236,28 @@ async fn container_app_publishes_by_region_and_a_rollback_without_baseline_degra
     assert_eq!(regions, ["jiangsu", "zhejiang"]);
     assert_eq!(env.sim.count("PublishEdgeContainerAppVersion").await, 1);
 
-    // A full release made this version the baseline: there is nothing to return to. The
-    // operator says so (Degraded) instead of sending a rollback that would do nothing.
+    assert_eq!(
+        obj["status"]["rollbackVersion"], "ver-880712551003893000",
+        "the version serving before the publish is kept for a rollback: {obj}"
+    );
+
+    // A full release made this version the baseline; a rollback still returns to the
+    // version that served before it, recorded in status before the publish.
     env.kubectl.patch(res, r#"{"spec":{"rollback":true}}"#);
     let obj = env
-        .wait_obj(
-            "Degraded: no baseline",
-            res,
-            Duration::from_secs(30),
-            |o| match condition(o, "Degraded") {
-                Some((s, _)) if s == "True" => Ok(()),
-                other => Err(format!("Degraded {other:?}")),
-            },
-        )
+        .wait_obj("rolled back", res, Duration::from_secs(40), |o| {
+            (o["status"]["publishStatus"] == "rollbacked" && phase(o) == "RolledBack" && ready(o))
+                .then_some(())
+                .ok_or_else(|| "not rolled back".into())
+        })
         .await;
-    assert!(
-        obj["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("baseline"),
-        "{obj}"
+    assert_eq!(
+        obj["status"]["deployedVersion"], "ver-880712551003893000",
+        "previous version back: {obj}"
     );
-    assert!(!ready(&obj));
-    // Longer than the operator's settled poll (5 s in these tests): nothing is sent.
+    // Longer than the operator's settled poll (5 s in these tests): sent once only.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(env.sim.count("RollbackEdgeContainerAppVersion").await, 0);
-
-    // Taking the rollback back is a spec change: the operator looks again and is Ready.
-    env.kubectl.patch(res, r#"{"spec":{"rollback":false}}"#);
-    env.wait_obj("Ready again", res, Duration::from_secs(30), |o| {
-        (ready(o) && condition(o, "Degraded").map(|c| c.0).as_deref() == Some("False"))
-            .then_some(())
-            .ok_or_else(|| "not ready".into())
-    })
-    .await;
+    assert_eq!(env.sim.count("RollbackEdgeContainerAppVersion").await, 1);
     assert_eq!(
         env.sim.count("PublishEdgeContainerAppVersion").await,
         1,

@@ -246,7 +246,7 @@ struct Ctx<'a> {
     /// Progressing reason is `Scheduled`): do not send it again before `start`, in case the
     /// cloud does not show scheduled publishes.
     sent_scheduled: bool,
-    /// The baseline version recorded in status by an earlier reconcile.
+    /// `status.rollbackVersion`: the last baseline seen that was not ours.
     prev_baseline: Option<&'a str>,
 }
 
@@ -385,7 +385,7 @@ pub fn plan(input: &AppInput<'_>) -> AppPlan {
                 view,
                 now: input.now,
                 start,
-                prev_baseline: input.status.and_then(|s| s.baseline_version.as_deref()),
+                prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
                 sent_scheduled: input.status.is_some_and(|s| {
                     s.observed_generation == input.generation
                         && s.conditions.iter().any(|c| {
@@ -423,6 +423,15 @@ pub fn plan(input: &AppInput<'_>) -> AppPlan {
         publishing_version: a.and_then(|a| a.publishing_version.clone()),
         deployed_version: a.and_then(|a| a.deployed_version.clone()),
         baseline_version: a.and_then(|a| a.base_line_version.clone()),
+        rollback_version: a
+            .and_then(|a| non_empty(&a.base_line_version))
+            .filter(|b| *b != spec.version_id)
+            .map(str::to_string)
+            .or_else(|| {
+                prev.rollback_version
+                    .clone()
+                    .filter(|v| *v != spec.version_id)
+            }),
         publish_percentage: a.and_then(|a| a.publish_percentage),
         expect_percentage: a.and_then(|a| a.expect_percentage),
         publish_type: a.and_then(|a| a.publish_type.clone()),
@@ -1183,6 +1192,28 @@ mod tests {
     }
 
     #[test]
+    fn rollback_version_is_the_last_baseline_that_was_not_ours() {
+        let full = |version: &str, baseline: &str| {
+            let mut a = pct(version, "published", 100, 100);
+            a.base_line_version = Some(baseline.into());
+            a
+        };
+        // Before our publish: the cloud's baseline is recorded.
+        let p = run(&spec(), None, Some(&full(OTHER, OTHER)), 0);
+        assert_eq!(p.status.rollback_version.as_deref(), Some(OTHER));
+        // Ours became the baseline: the earlier one is kept.
+        let p = run(&spec(), Some(&p.status), Some(&full(OURS, OURS)), 1);
+        assert_eq!(p.status.rollback_version.as_deref(), Some(OTHER));
+        // A new version in spec: ours (now the old one) is what a rollback returns to.
+        let next = EsaContainerAppRolloutSpec {
+            version_id: "ver-next".into(),
+            ..spec()
+        };
+        let p = run(&next, Some(&p.status), Some(&full(OURS, OURS)), 2);
+        assert_eq!(p.status.rollback_version.as_deref(), Some(OURS));
+    }
+
+    #[test]
     fn rollback_returns_to_the_baseline_or_says_why_it_cannot() {
         let s = EsaContainerAppRolloutSpec {
             rollback: true,
@@ -1192,12 +1223,13 @@ mod tests {
         let mut cloud = pct(OURS, "published", 100, 100);
         cloud.base_line_version = Some(OURS.into());
         let earlier = EsaContainerAppRolloutStatus {
-            baseline_version: Some(OTHER.into()),
+            rollback_version: Some(OTHER.into()),
             ..Default::default()
         };
         let p = run(&s, Some(&earlier), Some(&cloud), 0);
         let r = rolled_back(&p).expect("rolls back to the recorded baseline");
         assert_eq!(r.version_id, OTHER);
+        assert_eq!(p.status.rollback_version.as_deref(), Some(OTHER), "kept");
         // No baseline anywhere: no call, Degraded with a message saying what to do.
         let p = run(&s, None, Some(&cloud), 0);
         assert!(p.actions.is_empty());

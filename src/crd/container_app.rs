@@ -193,6 +193,10 @@ pub struct EsaContainerAppRolloutStatus {
     pub deployed_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_version: Option<String>,
+    /// The version `rollback: true` returns to: the last baseline the cloud reported that
+    /// was not `spec.versionId` (kept after a full release makes ours the baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_percentage: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
