@@ -1,0 +1,129 @@
+//! The install manifests in deploy/: they render with kustomize, grant the operator what
+//! it uses, and start it with arguments it accepts.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use alicloud_rollouts::controller::RunArgs;
+use clap::Parser;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+#[derive(Parser, Debug)]
+struct Run {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+fn rendered() -> Vec<Value> {
+    let server = support::apiserver::ensure();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = server
+        .kubectl()
+        .arg("kustomize")
+        .arg(root.join("deploy"))
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/ failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8 output");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("each rendered document is YAML"))
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+/// May the rules let `verb` on `group`/`resource`?
+fn allows(rules: &[&Value], group: &str, resource: &str, verb: &str) -> bool {
+    rules.iter().any(|r| {
+        strings(&r["apiGroups"]).contains(group)
+            && strings(&r["resources"]).contains(resource)
+            && strings(&r["verbs"]).contains(verb)
+    })
+}
+
+#[test]
+fn rbac_grants_what_the_operator_uses() {
+    let docs = rendered();
+    let cluster_rules: Vec<&Value> = of_kind(&docs, "ClusterRole")
+        .iter()
+        .flat_map(|r| r["rules"].as_sequence().into_iter().flatten())
+        .collect();
+    for crd in alicloud_rollouts::crd::all() {
+        let plural = crd.spec.names.plural;
+        for verb in ["get", "list", "watch", "patch", "update"] {
+            assert!(
+                allows(&cluster_rules, "rollouts.alicloud.dev", &plural, verb),
+                "{verb} {plural}"
+            );
+        }
+        assert!(allows(
+            &cluster_rules,
+            "rollouts.alicloud.dev",
+            &format!("{plural}/status"),
+            "patch"
+        ));
+        assert!(allows(
+            &cluster_rules,
+            "rollouts.alicloud.dev",
+            &format!("{plural}/finalizers"),
+            "update"
+        ));
+    }
+    assert!(allows(&cluster_rules, "", "secrets", "get"));
+    assert!(
+        !allows(&cluster_rules, "", "secrets", "list"),
+        "no listing of Secrets"
+    );
+    assert!(allows(&cluster_rules, "events.k8s.io", "events", "create"));
+    let lease_rules: Vec<&Value> = of_kind(&docs, "Role")
+        .iter()
+        .flat_map(|r| r["rules"].as_sequence().into_iter().flatten())
+        .collect();
+    for verb in ["get", "create", "update"] {
+        assert!(
+            allows(&lease_rules, "coordination.k8s.io", "leases", verb),
+            "{verb} leases"
+        );
+    }
+}
+
+#[test]
+fn the_deployment_starts_the_operator_with_arguments_it_accepts() {
+    let docs = rendered();
+    let deployments = of_kind(&docs, "Deployment");
+    assert_eq!(deployments.len(), 1);
+    let container = &deployments[0]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("run"));
+    let parsed = Run::try_parse_from(args.iter().map(String::as_str))
+        .unwrap_or_else(|e| panic!("deploy/deployment.yaml args {args:?} are refused: {e}"));
+    assert!(
+        parsed.args.leader_elect,
+        "two replicas need leader election"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let probe = &container["livenessProbe"]["httpGet"]["path"];
+    assert_eq!(probe, "/healthz");
+}
