@@ -626,33 +626,18 @@ fn progression(
             }
             o
         }
-        StepState::WaitingForPause { due } => {
-            let mut o = Outcome::new(
-                PHASE_PROGRESSING,
-                format!(
-                    "{label}: {v} at {at} since {}; next step at {due}",
-                    sp.started_at.unwrap_or(input.now)
-                ),
-            );
-            o.progressing = true;
-            o.progressing_reason = "WaitingForPause".to_string();
-            o.ready_reason = "Progressing".to_string();
-            o.requeue_after = Some(steps::until(input.now, due));
-            o
-        }
-        StepState::WaitingForPromotion => {
-            let mut o = Outcome::new(
-                PHASE_PROGRESSING,
-                format!(
-                    "{label}: {v} at {at} holds for manual promotion: set spec.promotedStep: {}",
-                    sp.current
-                ),
-            );
-            o.progressing = true;
-            o.progressing_reason = "WaitingForPromotion".to_string();
-            o.ready_reason = "Progressing".to_string();
-            o
-        }
+        StepState::WaitingForPause { due } => Outcome::waiting_for_pause(
+            format!(
+                "{label}: {v} at {at} since {}; next step at {due}",
+                sp.started_at.unwrap_or(input.now)
+            ),
+            input.now,
+            due,
+        ),
+        StepState::WaitingForPromotion => Outcome::waiting_for_promotion(format!(
+            "{label}: {v} at {at} holds for manual promotion: set spec.promotedStep: {}",
+            sp.current
+        )),
         StepState::Paused => {
             let where_ = if sp.at_target {
                 format!("at {label} ({v} at {at})")

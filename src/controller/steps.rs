@@ -407,6 +407,25 @@ impl Outcome {
         }
     }
 
+    /// Holding at a step until its pause ends at `due`.
+    pub fn waiting_for_pause(message: String, now: Timestamp, due: Timestamp) -> Self {
+        let mut o = Outcome::new(PHASE_PROGRESSING, message);
+        o.progressing = true;
+        o.progressing_reason = "WaitingForPause".to_string();
+        o.ready_reason = "Progressing".to_string();
+        o.requeue_after = Some(until(now, due));
+        o
+    }
+
+    /// Holding at a manual gate until `promotedStep` reaches it.
+    pub fn waiting_for_promotion(message: String) -> Self {
+        let mut o = Outcome::new(PHASE_PROGRESSING, message);
+        o.progressing = true;
+        o.progressing_reason = "WaitingForPromotion".to_string();
+        o.ready_reason = "Progressing".to_string();
+        o
+    }
+
     pub fn invalid(message: String) -> Self {
         let mut o = Outcome::new(PHASE_DEGRADED, message);
         o.ready_reason = REASON_INVALID_SPEC.to_string();
