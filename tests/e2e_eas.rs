@@ -538,4 +538,49 @@ async fn cloud_faults_delay_but_do_not_break_a_rollout() {
         Some(2),
         "one new version despite retries: {state}"
     );
+    // The faults really fired: rejected calls are counted too.
+    let calls = env.sim.calls().await;
+    assert!(
+        calls
+            .get("CreateServiceRollout")
+            .copied()
+            .unwrap_or_default()
+            >= 7,
+        "6 injected 500s then success: {calls:?}"
+    );
+    assert!(
+        calls.get("UpdateService").copied().unwrap_or_default() >= 7,
+        "6 throttled pushes then success: {calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_followed_by_a_failed_push_is_still_owned_and_cleaned_up() {
+    let env = Env::start("eas-orphan", SEED, SCALE, "eas").await;
+    // The config push is refused for good: the rollout created just before it must not be
+    // forgotten by the resource.
+    env.sim
+        .fault(json!({"action": "UpdateService", "kind": "error", "status": 400, "code": "InvalidParameter"}))
+        .await;
+    env.kubectl.apply(&example("eas-batch.yaml"));
+    let res = "easservicerollout/bert-embeddings";
+    let obj = env
+        .wait_obj(
+            "Degraded by the push",
+            res,
+            Duration::from_secs(30),
+            |o| match condition(o, "Degraded") {
+                Some((s, r)) if s == "True" && r == "InvalidParameter" => Ok(()),
+                other => Err(format!("Degraded {other:?}")),
+            },
+        )
+        .await;
+    assert_eq!(env.sim.count("CreateServiceRollout").await, 1);
+    assert_eq!(
+        obj["status"]["cloudRef"], "cn-hangzhou/bert_embeddings",
+        "ownership recorded before the first mutation: {obj}"
+    );
+    // deletionPolicy Delete: deleting the resource removes the rollout it created.
+    env.kubectl.must(&["delete", res, "--timeout=30s"]);
+    assert_eq!(env.sim.count("DeleteServiceRollout").await, 1);
 }

@@ -86,9 +86,29 @@ impl Reconciled for EasServiceRollout {
             }
             (DeletionPolicy::Delete, Some((region, service))) => {
                 let namespace = obj.namespace().unwrap_or_default();
-                let cloud = cx
+                let cloud = match cx
                     .cloud_for(&namespace, obj.spec.credentials_secret_ref.as_ref())
-                    .await?;
+                    .await
+                {
+                    Ok(cloud) => cloud,
+                    // The credentials Secret went first (e.g. the whole namespace is being
+                    // deleted): holding the finalizer would block the deletion forever, so
+                    // let go and say what is left in the cloud.
+                    Err(e @ Error::Credentials(_)) => {
+                        cx.event(
+                            obj.as_ref(),
+                            EventType::Warning,
+                            "CleanupSkipped",
+                            "Cleanup",
+                            format!(
+                                "could not delete the rollout of {region}/{service}: {e}; it is left in the cloud"
+                            ),
+                        )
+                        .await;
+                        return Ok(Requeue::await_change());
+                    }
+                    Err(e) => return Err(e),
+                };
                 match cloud.delete_service_rollout(region, service).await {
                     Ok(ack) => {
                         cx.metrics.mutation(Self::LABEL, "DeleteServiceRollout");
@@ -117,7 +137,14 @@ impl Reconciled for EasServiceRollout {
     }
 
     fn degraded_status(&self, err: &Error, now: jiff::Timestamp) -> EasServiceRolloutStatus {
-        let prev = self.status.clone().unwrap_or_default();
+        let mut prev = self.status.clone().unwrap_or_default();
+        // A cloud call failed, so this target was reached and something may have been
+        // created in it before the failure (a CreateServiceRollout followed by a refused
+        // UpdateService): record the ownership, so cleanup and the immutability check
+        // still know the cloud object.
+        if prev.cloud_ref.is_none() && matches!(err, Error::Cloud { .. }) {
+            prev.cloud_ref = Some(eas_plan::cloud_ref(&self.spec));
+        }
         eas_plan::degraded_status(
             &prev,
             self.metadata.generation,

@@ -402,18 +402,10 @@ pub fn is_subset(want: &Value, have: &Value) -> bool {
     }
 }
 
-/// "5m" -> 300 s. Accepts s, m and h.
+/// "5m" -> 300 s: the CRD's duration grammar (one number, one unit of s, m or h), also
+/// applied to the interval the cloud reports. Never panics, whatever the text.
 pub fn parse_interval(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
+    crate::crd::validation::parse_duration(s.trim())
 }
 
 fn is_count_or_percent(s: &str, zero_ok: bool) -> bool {
@@ -1162,6 +1154,11 @@ mod tests {
         assert_eq!(parse_interval("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_interval("m"), None);
         assert_eq!(parse_interval(""), None);
+        // Non-ASCII text (a stored object from before validation, or a cloud answer) is
+        // refused, never a panic.
+        for odd in ["5分", "5м", "é", "5 m", "-5m"] {
+            assert_eq!(parse_interval(odd), None, "{odd}");
+        }
         assert_eq!(
             split_cloud_ref("cn-shanghai/svc"),
             Some(("cn-shanghai", "svc"))
