@@ -16,6 +16,7 @@ pub mod routine;
 pub mod routine_plan;
 pub mod runner;
 pub mod steps;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
