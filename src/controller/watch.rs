@@ -12,14 +12,14 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource};
 
 use super::context::Context;
-use super::runner::Reconciled;
+use super::runner::Rollout;
 
 /// Watch `K` (in `namespace`, or everywhere), skipping objects that do not parse as `K`
 /// so that one malformed object never stops the watch for the others. A skipped object is
 /// not silent: it is logged and gets a Warning Event and a Degraded condition saying what
 /// to fix (once per generation). Only generation (spec, deletion) and finalizer changes
 /// trigger a reconcile, so status writes do not loop.
-pub fn watch<K: Reconciled>(
+pub fn watch<K: Rollout>(
     cx: Arc<Context>,
     namespace: Option<&str>,
 ) -> (
@@ -66,13 +66,13 @@ fn object_id(obj: &DynamicObject) -> String {
 }
 
 /// `obj` as `K`, or the reason it is not one.
-fn parse<K: Reconciled>(obj: &DynamicObject) -> Result<K, String> {
+fn parse<K: Rollout>(obj: &DynamicObject) -> Result<K, String> {
     obj.clone().try_parse::<K>().map_err(|e| e.to_string())
 }
 
 /// The watch event as `K`; an object that does not parse is handed to `malformed` (when
 /// it is created or changed) and left out.
-fn typed_event<K: Reconciled>(
+fn typed_event<K: Rollout>(
     event: watcher::Event<DynamicObject>,
     malformed: &dyn Fn(&DynamicObject, &str),
 ) -> Option<watcher::Event<K>> {
@@ -129,7 +129,7 @@ fn malformed_status(
 
 /// Log, Event and Degraded condition for an object that does not parse, once per
 /// generation; the writes run in the background so the watch never waits on them.
-fn report_malformed<K: Reconciled>(
+fn report_malformed<K: Rollout>(
     cx: &Arc<Context>,
     reported: &std::sync::Mutex<HashSet<(String, i64)>>,
     obj: &DynamicObject,
@@ -181,7 +181,7 @@ fn report_malformed<K: Reconciled>(
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(e) = cx.recorder.publish(&ev, &reference).await {
+        if let Err(e) = cx.writes.publish(&reference, &ev).await {
             tracing::warn!(error = %e, "could not publish an Event");
         }
     });

@@ -211,6 +211,10 @@ pub struct EsaContainerAppRolloutStatus {
     pub step_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step_at: Option<String>,
+    /// Cloud identity this resource manages, recorded before its first mutation
+    /// ("region/appId/env").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -191,6 +191,10 @@ pub struct EsaRoutineRolloutStatus {
     /// Split rendered for printing, e.g. "v2:10,v1:90".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
+    /// Cloud identity this resource manages, recorded before its first mutation
+    /// ("region/routine/env").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
