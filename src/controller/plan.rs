@@ -18,6 +18,13 @@ pub trait CloudAction {
     fn describe(&self) -> String;
 }
 
+/// A validated spec names the cloud object it manages.
+pub trait CloudTarget {
+    /// The cloud object ("region/name..."), recorded in `status.cloudRef` before its first
+    /// mutation.
+    fn cloud_ref(&self) -> String;
+}
+
 /// When to look at the object again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {

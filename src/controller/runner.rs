@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
-use super::plan::{CloudAction, Input, Plan};
+use super::plan::{CloudAction, CloudTarget, Input, Plan};
 use super::requeue::jitter;
 use super::status::{self, RolloutObject, RolloutStatus};
 use crate::cloud::CloudApi;
@@ -50,16 +50,13 @@ pub trait Rollout:
     /// added and deleting the resource leaves the cloud as it is.
     const NEEDS_FINALIZER: bool = false;
     /// The spec as the planner consumes it, parsed by [`Rollout::validate`].
-    type Spec: Send + Sync;
+    type Spec: CloudTarget + Send + Sync;
     /// What [`Rollout::read`] learns from the cloud.
     type Observed: Send + Sync;
     type Action: CloudAction + Send + Sync;
 
     /// Parse the spec (pure), or say what to fix. Called before the cloud is read.
     fn validate(&self) -> Result<Self::Spec, String>;
-    /// The cloud object the resource manages ("region/name..."), recorded in
-    /// `status.cloudRef` before its first mutation.
-    fn cloud_ref(spec: &Self::Spec) -> String;
     /// Read what the planner needs from the cloud (the status as last written says what
     /// is already known).
     async fn read(
@@ -145,7 +142,7 @@ async fn converge<K: Rollout>(
     stored: &mut Option<K::Status>,
 ) -> Result<Action, Error> {
     let spec = obj.validate().map_err(Error::InvalidSpec)?;
-    let cloud_ref = K::cloud_ref(&spec);
+    let cloud_ref = spec.cloud_ref();
     if let Some(recorded) = stored.as_ref().and_then(|s| s.cloud_ref())
         && recorded != cloud_ref
     {

@@ -30,10 +30,6 @@ impl Rollout for EsaContainerAppRollout {
         spec::validate(&self.spec)
     }
 
-    fn cloud_ref(spec: &AppSpec) -> String {
-        spec::cloud_ref(spec)
-    }
-
     async fn read(
         spec: &AppSpec,
         _status: Option<&EsaContainerAppRolloutStatus>,
@@ -43,9 +39,7 @@ impl Rollout for EsaContainerAppRollout {
             .get_edge_container_app_status(spec.region, &spec.app_id, spec.env.app_wire())
             .await
             .map_err(|e| Error::cloud("GetEdgeContainerAppStatus", e))?;
-        Ok(Observed {
-            app: answer.app_status,
-        })
+        Ok(answer.app_status)
     }
 
     fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatus> {

@@ -52,10 +52,7 @@ pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
 
 /// What the shell read: GetEdgeContainerAppStatus's `AppStatus` for the spec's
 /// environment; None when the app has never been published there.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observed {
-    pub app: Option<AppStatus>,
-}
+pub type Observed = Option<AppStatus>;
 
 /// A cloud mutation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +107,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
         Mode::Fixed(target) => fixed(&ctx, target),
     };
     d.outcome.paused = spec.paused;
-    let mut status = mirror(spec, input.status, input.observed.app.as_ref());
+    let mut status = mirror(spec, input.status, input.observed.as_ref());
     status.current_step = d.steps.current_step;
     status.step_started_at = d.steps.step_started_at.clone();
     status.next_step_at = d.steps.next_step_at.clone();
@@ -292,7 +289,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             spec,
             env: spec.env.app_wire(),
-            view: View::new(input.observed.app.as_ref(), &spec.version_id),
+            view: View::new(input.observed.as_ref(), &spec.version_id),
             now: input.now,
             start: spec.start_time.filter(|t| *t > input.now),
             prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
@@ -593,9 +590,7 @@ mod tests {
         cloud: Option<&AppStatus>,
         now: i64,
     ) -> AppPlan {
-        let observed = Observed {
-            app: cloud.cloned(),
-        };
+        let observed: Observed = cloud.cloned();
         let p = decide(
             plan,
             Input {

@@ -2,6 +2,7 @@
 
 use jiff::Timestamp;
 
+use crate::controller::plan::CloudTarget;
 use crate::controller::steps::Steps;
 use crate::crd::common::EsaEnv;
 use crate::crd::container_app::EsaContainerAppRolloutSpec;
@@ -125,9 +126,11 @@ fn mode(spec: &EsaContainerAppRolloutSpec) -> Result<Mode, String> {
     }
 }
 
-/// "region/appId/env": the cloud identity a container app rollout manages.
-pub fn cloud_ref(spec: &AppSpec) -> String {
-    format!("{}/{}/{}", spec.region, spec.app_id, spec.env.app_wire())
+impl CloudTarget for AppSpec {
+    /// "region/appId/env": the cloud identity a container app rollout manages.
+    fn cloud_ref(&self) -> String {
+        format!("{}/{}/{}", self.region, self.app_id, self.env.app_wire())
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +243,7 @@ mod tests {
     fn modes_and_targets() {
         let v = validate(&spec()).expect("valid");
         assert_eq!(v.mode, Mode::Fixed(Target::Percentage(100)));
-        assert_eq!(cloud_ref(&v), "cn-hangzhou/app-1/prod");
+        assert_eq!(v.cloud_ref(), "cn-hangzhou/app-1/prod");
         let v = validate(&EsaContainerAppRolloutSpec {
             regions: Some(vec!["b".into(), "a".into(), "b".into()]),
             full_release: Some(true),

@@ -36,10 +36,6 @@ impl Rollout for EasServiceRollout {
         spec::validate(&self.spec)
     }
 
-    fn cloud_ref(spec: &EasSpec) -> String {
-        spec::cloud_ref(spec)
-    }
-
     async fn read(
         spec: &EasSpec,
         status: Option<&EasServiceRolloutStatus>,

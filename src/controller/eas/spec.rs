@@ -6,6 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::cloud::model::{BatchConfig, PartitionConfig, ServiceRolloutRequest};
+use crate::controller::plan::CloudTarget;
 use crate::crd::validation::{IntOrPercent, parse_duration};
 use crate::crd::{DeletionPolicy, EasServiceRolloutSpec};
 
@@ -134,9 +135,11 @@ pub fn config_hash(config: &Value) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// "region/serviceName": the cloud identity of the rollout.
-pub fn cloud_ref(spec: &EasSpec) -> String {
-    format!("{}/{}", spec.region, spec.service)
+impl CloudTarget for EasSpec {
+    /// "region/serviceName": the cloud identity of the rollout.
+    fn cloud_ref(&self) -> String {
+        format!("{}/{}", self.region, self.service)
+    }
 }
 
 /// Split a recorded cloud ref back into (region, service).
@@ -262,6 +265,6 @@ mod tests {
             config_hash(&json!({"a": 2, "b": 1}))
         );
         let v = validate(&spec_partition("1")).expect("valid");
-        assert_eq!(cloud_ref(&v), "cn-shanghai/svc");
+        assert_eq!(v.cloud_ref(), "cn-shanghai/svc");
     }
 }

@@ -30,10 +30,6 @@ impl Rollout for EsaRoutineRollout {
         spec::validate(&self.spec)
     }
 
-    fn cloud_ref(spec: &RoutineSpec) -> String {
-        spec::cloud_ref(spec)
-    }
-
     async fn read(
         spec: &RoutineSpec,
         _status: Option<&EsaRoutineRolloutStatus>,

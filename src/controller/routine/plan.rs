@@ -30,10 +30,7 @@ pub const STRATEGY_PERCENTAGE: &str = "percentage";
 
 /// What the shell read: GetRoutine's entry for the spec's environment, when it has a
 /// deployment.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observed {
-    pub env: Option<RoutineEnv>,
-}
+pub type Observed = Option<RoutineEnv>;
 
 /// The one cloud mutation of this kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,19 +58,16 @@ pub type RoutineInput<'a> = Input<'a, RoutineSpec, EsaRoutineRolloutStatus, Obse
 
 /// The entry of GetRoutine's answer for `env`, when it has a deployment.
 pub fn observed_env(resp: GetRoutineResponse, env: EsaEnv) -> Observed {
-    Observed {
-        env: resp
-            .envs
-            .into_iter()
-            .find(|e| e.env.eq_ignore_ascii_case(env.routine_wire()))
-            .filter(|e| e.code_deploy.is_some()),
-    }
+    resp.envs
+        .into_iter()
+        .find(|e| e.env.eq_ignore_ascii_case(env.routine_wire()))
+        .filter(|e| e.code_deploy.is_some())
 }
 
 /// Decide. Pure: the same input always gives the same plan.
 pub fn plan(input: &RoutineInput<'_>) -> Plan<RoutineAction, EsaRoutineRolloutStatus> {
     let spec = input.spec;
-    let cloud = cloud_split(&input.observed.env);
+    let cloud = cloud_split(input.observed);
     let mut d = match &spec.mode {
         Mode::Fixed(want) => fixed(spec, want, &cloud),
         Mode::Canary(c) => canary(input, c, &cloud),
@@ -86,7 +80,6 @@ pub fn plan(input: &RoutineInput<'_>) -> Plan<RoutineAction, EsaRoutineRolloutSt
         next_step_at: d.steps.next_step_at.clone(),
         deployment_id: input
             .observed
-            .env
             .as_ref()
             .and_then(|e| e.code_deploy.as_ref())
             .and_then(|cd| cd.deploy_id.clone()),
@@ -363,9 +356,7 @@ mod tests {
         cloud: Option<&RoutineEnv>,
         now: i64,
     ) -> RoutinePlan {
-        let observed = Observed {
-            env: cloud.cloned(),
-        };
+        let observed: Observed = cloud.cloned();
         decide(
             plan,
             Input {
@@ -807,15 +798,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            observed_env(resp.clone(), EsaEnv::Production)
-                .env
-                .map(|e| e.env),
+            observed_env(resp.clone(), EsaEnv::Production).map(|e| e.env),
             Some("production".to_string())
         );
-        assert_eq!(
-            observed_env(resp, EsaEnv::Staging).env,
-            None,
-            "no deployment"
-        );
+        assert_eq!(observed_env(resp, EsaEnv::Staging), None, "no deployment");
     }
 }

@@ -1,6 +1,7 @@
 //! An `EsaRoutineRolloutSpec` parsed into what the routine planner consumes.
 
 use crate::cloud::model::CodeVersionSplit;
+use crate::controller::plan::CloudTarget;
 use crate::controller::steps::Steps;
 use crate::crd::common::EsaEnv;
 use crate::crd::routine::{CodeVersionWeight, EsaRoutineRolloutSpec, RoutineCanary};
@@ -128,14 +129,16 @@ fn versions(c: &RoutineCanary) -> Result<(), String> {
     Ok(())
 }
 
-/// "region/routine/env": the cloud identity a routine rollout manages.
-pub fn cloud_ref(spec: &RoutineSpec) -> String {
-    format!(
-        "{}/{}/{}",
-        spec.region,
-        spec.routine,
-        spec.env.routine_wire()
-    )
+impl CloudTarget for RoutineSpec {
+    /// "region/routine/env": the cloud identity a routine rollout manages.
+    fn cloud_ref(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.region,
+            self.routine,
+            self.env.routine_wire()
+        )
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +264,6 @@ mod tests {
                 canary: CANARY.into()
             }
         );
-        assert_eq!(cloud_ref(&v), "cn-hangzhou/edge-fn/production");
+        assert_eq!(v.cloud_ref(), "cn-hangzhou/edge-fn/production");
     }
 }
