@@ -2,7 +2,7 @@
 //!
 //! It holds exactly the calls the operator makes. [`super::client::CloudClient`] is the
 //! real implementation (it also has plain methods for the calls the operator does not
-//! make).
+//! make); [`super::fake::FakeCloud`] is the in-memory test double.
 
 use std::sync::Arc;
 

@@ -2,7 +2,8 @@
 //!
 //! [`CloudApi`] is the seam between the controller and the cloud. The real
 //! implementation, [`CloudClient`], signs requests (V3), retries transient failures with
-//! jittered backoff, shares a rate limiter, and traces and counts every call.
+//! jittered backoff, shares a rate limiter, and traces and counts every call;
+//! [`FakeCloud`] is the in-memory test double.
 //!
 //! Layout: each module imports only modules listed before it (never one listed after,
 //! and never through this module's re-exports), so no two modules import each other:
@@ -16,6 +17,7 @@
 //! | [`provider`] | the operator's own credentials (static keys, RRSA via STS) |
 //! | [`api`] | the [`CloudApi`] trait |
 //! | [`client`] | [`CloudClient`]: transport, retries, rate limit, metrics, tracing |
+//! | [`fake`] | [`FakeCloud`]: the in-memory [`CloudApi`] for tests |
 //!
 //! Wiring it up in the operator (environment read once, at start-up):
 //!
@@ -40,6 +42,7 @@ pub mod config;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod fake;
 pub mod metrics;
 pub mod model;
 pub mod provider;
@@ -55,13 +58,14 @@ pub use config::ClientConfig;
 pub use credentials::Credentials;
 pub use endpoint::Product;
 pub use error::{CloudError, CloudResult, ErrorKind};
+pub use fake::{FakeCall, FakeCloud};
 pub use metrics::Metrics;
 pub use provider::{CredentialsEnv, CredentialsProvider, RrsaProvider, StaticProvider};
 
 #[cfg(test)]
 mod layering {
     /// Every module, in the order of the layout table: a module may use only those before it.
-    const LAYERS: [(&str, &str); 14] = [
+    const LAYERS: [(&str, &str); 15] = [
         ("error", include_str!("error.rs")),
         ("model", include_str!("model.rs")),
         ("sign", include_str!("sign.rs")),
@@ -76,6 +80,7 @@ mod layering {
         ("provider", include_str!("provider.rs")),
         ("api", include_str!("api.rs")),
         ("client", include_str!("client.rs")),
+        ("fake", include_str!("fake.rs")),
     ];
 
     /// The sibling modules `source` names through `super::` or `crate::cloud::`, outside
