@@ -160,6 +160,25 @@ impl UpdateType {
     }
 }
 
+/// What UpdateService with `UpdateType=merge` does to the service config: an RFC 7396
+/// JSON merge patch (objects merge key by key, `null` removes a key, anything else
+/// replaces).
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ServiceVersion {
