@@ -17,6 +17,8 @@ pub mod routine;
 pub mod runner;
 pub mod status;
 pub mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod watch;
 
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@
 
 pub mod plan;
 pub mod spec;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 
