@@ -444,3 +444,22 @@ pub struct ListEdgeContainerAppVersionsResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<i64>,
 }
+
+/// Wire values the operator reads or sends, named once.
+pub mod wire {
+    /// Phases of an EAS rollout (DescribeServiceRollout's `Status.Phase`).
+    pub const EAS_PHASE_RUNNING: &str = "Running";
+    pub const EAS_PHASE_PAUSED: &str = "Paused";
+    pub const EAS_PHASE_COMPLETED: &str = "Completed";
+    pub const EAS_PHASE_FAILED: &str = "Failed";
+    /// The only `Strategy` CreateRoutineCodeDeployment accepts.
+    pub const ROUTINE_STRATEGY_PERCENTAGE: &str = "percentage";
+    /// `PublishType` of PublishEdgeContainerAppVersion and GetEdgeContainerAppStatus.
+    pub const PUBLISH_TYPE_PERCENTAGE: &str = "percentage";
+    pub const PUBLISH_TYPE_REGION: &str = "region";
+    /// `PublishStatus` of GetEdgeContainerAppStatus.
+    pub const PUBLISH_STATUS_PUBLISHING: &str = "publishing";
+    pub const PUBLISH_STATUS_PUBLISHED: &str = "published";
+    pub const PUBLISH_STATUS_ROLLBACKING: &str = "rollbacking";
+    pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
+}

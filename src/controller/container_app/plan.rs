@@ -26,6 +26,10 @@
 use jiff::Timestamp;
 
 use super::spec::{AppSpec, Mode, Target};
+use crate::cloud::model::wire::{
+    PUBLISH_STATUS_PUBLISHED, PUBLISH_STATUS_PUBLISHING, PUBLISH_STATUS_ROLLBACKED,
+    PUBLISH_STATUS_ROLLBACKING, PUBLISH_TYPE_PERCENTAGE, PUBLISH_TYPE_REGION,
+};
 use crate::cloud::model::{
     AppStatus, PublishEdgeContainerAppVersionRequest, RollbackEdgeContainerAppVersionRequest,
 };
@@ -41,14 +45,6 @@ use crate::crd::container_app::EsaContainerAppRolloutStatus;
 
 /// Progressing reason while a publish waits for `spec.startTime`.
 pub const REASON_SCHEDULED: &str = "Scheduled";
-
-/// Wire values of the edge container app APIs.
-pub const PUBLISH_TYPE_PERCENTAGE: &str = "percentage";
-pub const PUBLISH_TYPE_REGION: &str = "region";
-pub const PUBLISH_STATUS_PUBLISHING: &str = "publishing";
-pub const PUBLISH_STATUS_PUBLISHED: &str = "published";
-pub const PUBLISH_STATUS_ROLLBACKING: &str = "rollbacking";
-pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
 
 /// What the shell read: GetEdgeContainerAppStatus's `AppStatus` for the spec's
 /// environment; None when the app has never been published there.

@@ -17,6 +17,9 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::spec::{EasSpec, Strategy};
+use crate::cloud::model::wire::{
+    EAS_PHASE_COMPLETED, EAS_PHASE_FAILED, EAS_PHASE_PAUSED, EAS_PHASE_RUNNING,
+};
 use crate::cloud::model::{
     BatchConfig, PartitionConfig, Rollout, RolloutStatus, ServiceRolloutRequest,
 };
@@ -25,10 +28,6 @@ use crate::controller::plan::{CloudAction, Input, Plan, Requeue};
 use crate::controller::status::settle;
 use crate::crd::EasServiceRolloutStatus;
 use crate::crd::validation::{IntOrPercent, parse_duration};
-
-/// The cloud phases DescribeServiceRollout reports.
-pub const PHASE_RUNNING: &str = "Running";
-pub const PHASE_FAILED: &str = "Failed";
 
 /// What the shell read from the cloud.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -120,8 +119,8 @@ fn rollout_action(
         update.batch = want.batch;
     }
     let cloud_paused = match phase(rollout) {
-        Some(PHASE_PAUSED) => Some(true),
-        Some(PHASE_RUNNING) => Some(false),
+        Some(EAS_PHASE_PAUSED) => Some(true),
+        Some(EAS_PHASE_RUNNING) => Some(false),
         _ => prev.and_then(|p| p.applied_paused),
     };
     if cloud_paused.unwrap_or(false) != spec.paused {
@@ -186,14 +185,14 @@ fn outcome(
     let mut o = if !actions.is_empty() {
         let what: Vec<String> = actions.iter().map(CloudAction::describe).collect();
         Outcome::moving(PHASE_PROGRESSING, "Applying", what.join("; "))
-    } else if phase_name == PHASE_FAILED {
+    } else if phase_name == EAS_PHASE_FAILED {
         Outcome::needs_person(
             "RolloutFailed",
             format!("the cloud reports the rollout Failed ({replicas})"),
         )
-    } else if phase_name == PHASE_PAUSED || (spec.paused && phase_name != PHASE_COMPLETED) {
+    } else if phase_name == EAS_PHASE_PAUSED || (spec.paused && phase_name != EAS_PHASE_COMPLETED) {
         Outcome::new(PHASE_PAUSED, format!("paused ({replicas})"))
-    } else if phase_name == PHASE_COMPLETED {
+    } else if phase_name == EAS_PHASE_COMPLETED {
         Outcome::done(
             PHASE_COMPLETED,
             "Completed",

@@ -12,6 +12,7 @@
 //! - `paused`: nothing is sent (neither a step nor a correction).
 
 use super::spec::{Canary, Mode, RoutineSpec};
+use crate::cloud::model::wire::ROUTINE_STRATEGY_PERCENTAGE;
 use crate::cloud::model::{
     CodeVersionSplit, CreateRoutineCodeDeploymentRequest, CreateRoutineCodeDeploymentResponse,
     GetRoutineResponse, RoutineEnv,
@@ -24,9 +25,6 @@ use crate::controller::status::settle;
 use crate::controller::steps::{StepInput, Wording, plan_steps};
 use crate::crd::common::EsaEnv;
 use crate::crd::routine::{CodeVersionWeight, EsaRoutineRolloutStatus};
-
-/// The strategy CreateRoutineCodeDeployment accepts today.
-pub const STRATEGY_PERCENTAGE: &str = "percentage";
 
 /// What the shell read: GetRoutine's entry for the spec's environment, when it has a
 /// deployment.
@@ -100,7 +98,7 @@ pub fn plan(input: &RoutineInput<'_>) -> Plan<RoutineAction, EsaRoutineRolloutSt
             RoutineAction::Deploy(CreateRoutineCodeDeploymentRequest {
                 name: spec.routine.clone(),
                 env: spec.env.routine_wire().to_string(),
-                strategy: STRATEGY_PERCENTAGE.to_string(),
+                strategy: ROUTINE_STRATEGY_PERCENTAGE.to_string(),
                 code_versions,
             })
         })
