@@ -18,8 +18,11 @@ pub trait CloudAction {
     fn describe(&self) -> String;
 }
 
-/// A validated spec names the cloud object it manages.
-pub trait CloudTarget {
+/// A kind's spec in the form its planner consumes: parsed from the object (parse, don't
+/// validate), and naming the cloud object it manages.
+pub trait ValidSpec<K>: Sized {
+    /// Parse `obj`'s spec, or say what to fix.
+    fn parse(obj: &K) -> Result<Self, String>;
     /// The cloud object ("region/name..."), recorded in `status.cloudRef` before its first
     /// mutation.
     fn cloud_ref(&self) -> String;

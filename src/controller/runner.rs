@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
-use super::plan::{CloudAction, CloudTarget, Input, Plan};
+use super::plan::{CloudAction, Input, Plan, ValidSpec};
 use super::requeue::jitter;
 use super::status::{self, RolloutObject, RolloutStatus};
 use crate::cloud::CloudApi;
@@ -50,13 +50,11 @@ pub trait Rollout:
     /// added and deleting the resource leaves the cloud as it is.
     const NEEDS_FINALIZER: bool = false;
     /// The spec as the planner consumes it, parsed by [`Rollout::validate`].
-    type Spec: CloudTarget + Send + Sync;
+    type Spec: ValidSpec<Self> + Send + Sync;
     /// What [`Rollout::read`] learns from the cloud.
     type Observed: Send + Sync;
     type Action: CloudAction + Send + Sync;
 
-    /// Parse the spec (pure), or say what to fix. Called before the cloud is read.
-    fn validate(&self) -> Result<Self::Spec, String>;
     /// Read what the planner needs from the cloud (the status as last written says what
     /// is already known).
     async fn read(
@@ -141,7 +139,7 @@ async fn converge<K: Rollout>(
     cx: &Context,
     stored: &mut Option<K::Status>,
 ) -> Result<Action, Error> {
-    let spec = obj.validate().map_err(Error::InvalidSpec)?;
+    let spec = K::Spec::parse(obj).map_err(Error::InvalidSpec)?;
     let cloud_ref = spec.cloud_ref();
     if let Some(recorded) = stored.as_ref().and_then(|s| s.cloud_ref())
         && recorded != cloud_ref

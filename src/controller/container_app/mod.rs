@@ -28,10 +28,6 @@ impl Rollout for EsaContainerAppRollout {
     type Observed = Observed;
     type Action = AppAction;
 
-    fn validate(&self) -> Result<AppSpec, String> {
-        spec::validate(&self.spec)
-    }
-
     async fn read(
         spec: &AppSpec,
         _status: Option<&EsaContainerAppRolloutStatus>,

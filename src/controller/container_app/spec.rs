@@ -2,10 +2,10 @@
 
 use jiff::Timestamp;
 
-use crate::controller::plan::CloudTarget;
+use crate::controller::plan::ValidSpec;
 use crate::controller::steps::Steps;
 use crate::crd::common::EsaEnv;
-use crate::crd::container_app::EsaContainerAppRolloutSpec;
+use crate::crd::container_app::{EsaContainerAppRollout, EsaContainerAppRolloutSpec};
 
 /// The spec, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +126,11 @@ fn mode(spec: &EsaContainerAppRolloutSpec) -> Result<Mode, String> {
     }
 }
 
-impl CloudTarget for AppSpec {
+impl ValidSpec<EsaContainerAppRollout> for AppSpec {
+    fn parse(obj: &EsaContainerAppRollout) -> Result<Self, String> {
+        validate(&obj.spec)
+    }
+
     /// "region/appId/env": the cloud identity a container app rollout manages.
     fn cloud_ref(&self) -> String {
         format!("{}/{}/{}", self.region, self.app_id, self.env.app_wire())

@@ -34,10 +34,6 @@ impl Rollout for EasServiceRollout {
     type Observed = Observed;
     type Action = EasAction;
 
-    fn validate(&self) -> Result<EasSpec, String> {
-        spec::validate(&self.spec)
-    }
-
     async fn read(
         spec: &EasSpec,
         status: Option<&EasServiceRolloutStatus>,

@@ -6,9 +6,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::cloud::model::{BatchConfig, PartitionConfig, ServiceRolloutRequest};
-use crate::controller::plan::CloudTarget;
+use crate::controller::plan::ValidSpec;
 use crate::crd::validation::{IntOrPercent, parse_duration};
-use crate::crd::{DeletionPolicy, EasServiceRolloutSpec};
+use crate::crd::{DeletionPolicy, EasServiceRollout, EasServiceRolloutSpec};
 
 /// The spec, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +135,11 @@ pub fn config_hash(config: &Value) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
-impl CloudTarget for EasSpec {
+impl ValidSpec<EasServiceRollout> for EasSpec {
+    fn parse(obj: &EasServiceRollout) -> Result<Self, String> {
+        validate(&obj.spec)
+    }
+
     /// "region/serviceName": the cloud identity of the rollout.
     fn cloud_ref(&self) -> String {
         format!("{}/{}", self.region, self.service)

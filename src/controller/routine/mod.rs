@@ -28,10 +28,6 @@ impl Rollout for EsaRoutineRollout {
     type Observed = Observed;
     type Action = RoutineAction;
 
-    fn validate(&self) -> Result<RoutineSpec, String> {
-        spec::validate(&self.spec)
-    }
-
     async fn read(
         spec: &RoutineSpec,
         _status: Option<&EsaRoutineRolloutStatus>,

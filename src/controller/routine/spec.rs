@@ -1,10 +1,12 @@
 //! An `EsaRoutineRolloutSpec` parsed into what the routine planner consumes.
 
 use crate::cloud::model::CodeVersionSplit;
-use crate::controller::plan::CloudTarget;
+use crate::controller::plan::ValidSpec;
 use crate::controller::steps::Steps;
 use crate::crd::common::EsaEnv;
-use crate::crd::routine::{CodeVersionWeight, EsaRoutineRolloutSpec, RoutineCanary};
+use crate::crd::routine::{
+    CodeVersionWeight, EsaRoutineRollout, EsaRoutineRolloutSpec, RoutineCanary,
+};
 
 /// The spec, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +131,11 @@ fn versions(c: &RoutineCanary) -> Result<(), String> {
     Ok(())
 }
 
-impl CloudTarget for RoutineSpec {
+impl ValidSpec<EsaRoutineRollout> for RoutineSpec {
+    fn parse(obj: &EsaRoutineRollout) -> Result<Self, String> {
+        validate(&obj.spec)
+    }
+
     /// "region/routine/env": the cloud identity a routine rollout manages.
     fn cloud_ref(&self) -> String {
         format!(
