@@ -1782,24 +1782,25 @@ async fn pause_lag_reports_running_after_an_accepted_pause_then_paused() {
     a.assert_ok();
     assert_eq!(a.body["Message"], "Rollout paused successfully");
     let mut phases = Vec::new();
-    for _ in 0..4 {
+    for step in 0..4 {
         let r = c.rollout().await;
         assert_eq!(r["Status"]["UpdatedReplicas"], 1, "the pause holds: {r}");
         phases.push(r["Status"]["Phase"].as_str().unwrap().to_string());
+        if step == 1 {
+            // Sent again while not shown (as a poller inferring the pause from the phase
+            // would): acknowledged, and the window is not restarted.
+            c.eas(
+                "PUT",
+                ROLLOUT,
+                "UpdateServiceRollout",
+                Some(json!({"Paused": true})),
+            )
+            .await
+            .assert_ok();
+        }
         c.advance(10);
     }
     assert_eq!(phases, ["Running", "Running", "Running", "Paused"]);
-    // A pause sent again while it is not shown is acknowledged and changes nothing.
-    let a = c
-        .eas(
-            "PUT",
-            ROLLOUT,
-            "UpdateServiceRollout",
-            Some(json!({"Paused": true})),
-        )
-        .await;
-    a.assert_ok();
-    assert_eq!(c.rollout().await["Status"]["Phase"], "Paused");
     // Resuming shows at once.
     let a = c
         .eas(
