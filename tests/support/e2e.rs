@@ -95,6 +95,21 @@ where
     }
 }
 
+/// A lag in seconds from the environment variable `name`; zero when unset.
+fn lag_from_env(name: &str) -> Duration {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let secs: f64 = v
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?}: expected seconds"));
+            alicloud_rollouts::simulator::lag::lag_from_secs(secs, name)
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+        _ => Duration::ZERO,
+    }
+}
+
 /// An in-process simulator with its admin API.
 pub struct Sim {
     pub handle: SimulatorHandle,
@@ -109,15 +124,31 @@ impl Sim {
 
     /// Same, accepting only `keys` (id, secret) instead of the default test pair.
     pub async fn start_with_keys(seed: &str, time_scale: f64, keys: Vec<(String, String)>) -> Sim {
-        let seed = Seed::parse(seed).expect("test seed parses");
-        let handle = start(SimConfig {
-            time_scale,
-            seed: Some(seed),
-            access_keys: keys,
-            ..SimConfig::default()
-        })
+        Sim::start_with(
+            seed,
+            SimConfig {
+                time_scale,
+                access_keys: keys,
+                ..SimConfig::default()
+            },
+        )
         .await
-        .expect("simulator starts");
+    }
+
+    /// Start with `seed` and every other setting from `config` (e.g. `read_lag`,
+    /// `pause_lag`). Where `config` leaves a lag at zero, the environment variables
+    /// `ALICLOUD_ROLLOUTS_SIM_READ_LAG` / `ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG` (seconds) set
+    /// it, so a whole end-to-end run repeats against an eventually consistent cloud:
+    /// `ALICLOUD_ROLLOUTS_SIM_READ_LAG=3 ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG=5 cargo test --test e2e_eas`.
+    pub async fn start_with(seed: &str, mut config: SimConfig) -> Sim {
+        config.seed = Some(Seed::parse(seed).expect("test seed parses"));
+        if config.read_lag.is_zero() {
+            config.read_lag = lag_from_env("ALICLOUD_ROLLOUTS_SIM_READ_LAG");
+        }
+        if config.pause_lag.is_zero() {
+            config.pause_lag = lag_from_env("ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG");
+        }
+        let handle = start(config).await.expect("simulator starts");
         Sim {
             handle,
             http: reqwest::Client::new(),
