@@ -213,6 +213,14 @@ pub struct EasServiceRolloutStatus {
     /// Hash of the last `serviceConfig` pushed with UpdateService.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_service_config_hash: Option<String>,
+    /// The leaf paths (JSON pointers) of the `serviceConfig` last pushed: a field removed
+    /// from the spec later is removed from the service (sent as null in the merge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_service_config_keys: Vec<String>,
+    /// The rollout's revision when the current `serviceConfig` was pushed, until the cloud
+    /// reports another one: until then the rollout is not Ready, whatever its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_before_push: Option<String>,
     /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_paused: Option<bool>,

@@ -436,8 +436,22 @@ pub struct Env {
 
 impl Env {
     pub async fn start(test: &str, seed: &str, time_scale: f64, kinds: &str) -> Env {
+        Env::start_with(
+            test,
+            seed,
+            SimConfig {
+                time_scale,
+                ..SimConfig::default()
+            },
+            kinds,
+        )
+        .await
+    }
+
+    /// Same, with every simulator setting from `config` (e.g. its read lag).
+    pub async fn start_with(test: &str, seed: &str, config: SimConfig, kinds: &str) -> Env {
         let api = cluster();
-        let sim = Sim::start(seed, time_scale).await;
+        let sim = Sim::start_with(seed, config).await;
         let namespace = namespace(test);
         let operator = Operator::start(&api, &sim, &namespace, kinds);
         let kubectl = Kubectl::new(&api, &namespace);

@@ -109,15 +109,16 @@ async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
         "0",
         json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
     );
-    // Write 1 (ownership) succeeds, write 2 (after the mutations) fails.
-    h.writes.fail_status_write(2);
-    let err = apply(&obj, &h.cx)
+    // Writes 1 (ownership) and 2 succeed with the create; write 3, after the push, fails.
+    h.writes.fail_status_write(3);
+    apply(&obj, &h.cx).await.expect("created");
+    let err = apply(&h.reread(&obj), &h.cx)
         .await
         .expect_err("the status write failed");
     assert!(err.to_string().contains("injected"), "{err}");
     assert_eq!(h.mutations(), ["CreateServiceRollout", "UpdateService"]);
-    // The next reconcile sees only the ownership record; it reads the cloud and neither
-    // repeats nor undoes what was done.
+    // The next reconcile sees the status from before the push; it reads the cloud and
+    // neither repeats nor undoes what was done.
     let again = h.reread(&obj);
     assert_eq!(
         again
