@@ -237,7 +237,11 @@ impl Context {
             action: truncate(action, 128),
             secondary: None,
         };
-        if let Err(e) = self.writes.publish(&obj.object_ref(&()), &ev).await {
+        // Without the resourceVersion: a repeated Warning stays one Event series even though
+        // the object changed in between (each status write changes it).
+        let mut reference = obj.object_ref(&());
+        reference.resource_version = None;
+        if let Err(e) = self.writes.publish(&reference, &ev).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }

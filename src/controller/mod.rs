@@ -8,6 +8,7 @@ pub mod container_app;
 pub mod context;
 pub mod eas;
 pub mod error;
+pub mod intent;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
@@ -81,6 +82,12 @@ pub struct RunArgs {
     /// How often to look at a rollout that has settled (completed, paused, failed).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "5m", value_parser = parse_duration)]
     pub settled_poll: Duration,
+
+    /// How long the cloud has to show a mutation it accepted: until then the same call is
+    /// not sent again (a lagging read is not a lost mutation); after it, it is sent once
+    /// more, with a Warning Event.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_MUTATION_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub mutation_grace: Duration,
 
     /// First delay before reconciling a resource again after a transient failure (doubles
     /// per consecutive failure of that resource; four times higher when throttled).
@@ -171,6 +178,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Timing {
             active: args.active_poll,
             settled: args.settled_poll,
+            grace: args.mutation_grace,
         },
         RetryPolicy {
             base: args.requeue_base,

@@ -17,6 +17,9 @@ pub struct Timing {
     pub active: Duration,
     /// Once it has settled: completed, paused, waiting, failed (`--settled-poll`).
     pub settled: Duration,
+    /// How long the cloud has to show an accepted mutation before the same call is sent
+    /// again, once (`--mutation-grace`).
+    pub grace: Duration,
 }
 
 impl Timing {
@@ -58,6 +61,7 @@ mod tests {
     const T: Timing = Timing {
         active: Duration::from_secs(2),
         settled: Duration::from_secs(300),
+        grace: Duration::from_secs(30),
     };
 
     #[test]

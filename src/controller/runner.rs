@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
+use super::intent::{self, Intent};
 use super::plan::{CloudAction, Input, Plan, ValidSpec};
 use super::requeue::jitter;
 use super::status::{self, RolloutObject, RolloutStatus};
@@ -164,15 +165,75 @@ async fn converge<K: Rollout>(
     if !plan.actions.is_empty() {
         record_ownership(obj, cx, stored, cloud_ref).await?;
     }
+    let in_flight = stored
+        .as_ref()
+        .map(|s| s.mutations_in_flight().to_vec())
+        .unwrap_or_default();
+    let mut now_in_flight = Vec::new();
+    let (mut sent, mut held) = (false, false);
+    let mut stuck = None;
     for action in &plan.actions {
+        let (name, request) = (action.name(), action.describe());
+        let record = intent::find(&in_flight, name, &request);
+        let now = jiff::Timestamp::now();
+        let resent = match intent::decide(record, now, cx.timing.grace) {
+            Intent::Send => false,
+            Intent::Hold { .. } => {
+                now_in_flight.extend(record.cloned());
+                held = true;
+                continue;
+            }
+            Intent::Stuck { accepted_at } => {
+                now_in_flight.extend(record.cloned());
+                stuck = Some(format!(
+                    "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does                      not show it; nothing more is sent until the cloud shows it or the spec changes"
+                ));
+                continue;
+            }
+            Intent::Resend { accepted_at } => {
+                let note = format!(
+                    "the cloud accepted {name} ({request}) at {accepted_at} but does not show it                      after {:?}: sending it once more",
+                    cx.timing.grace
+                );
+                cx.event(obj, EventType::Warning, "MutationNotVisible", name, note)
+                    .await;
+                true
+            }
+        };
         let request_id = K::execute(&spec, cloud.as_ref(), action, &mut status).await?;
         report_mutation(obj, cx, action, &request_id).await;
         *status.shared().last_request_id = Some(request_id);
+        now_in_flight.push(intent::accepted(name, &request, now, resent));
+        sent = true;
+    }
+    *status.shared().mutations_in_flight = now_in_flight;
+    if let Some(message) = &stuck {
+        cx.event(
+            obj,
+            EventType::Warning,
+            "MutationNotVisible",
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
+        status = status::degraded(
+            Some(&status),
+            obj.meta().generation,
+            "MutationNotVisible",
+            message,
+            None,
+            jiff::Timestamp::now(),
+        );
     }
     if stored.as_ref() != Some(&status) {
         cx.write_status(obj, &status).await?;
     }
-    let delay = cx.timing.delay(plan.requeue, !plan.actions.is_empty());
+    let requeue = if stuck.is_some() {
+        super::plan::Requeue::Settled
+    } else {
+        plan.requeue
+    };
+    let delay = cx.timing.delay(requeue, sent || held);
     Ok(Action::requeue(jitter(delay)))
 }
 

@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::conditions::{Desired, merge};
 use super::outcome::{Outcome, PHASE_DEGRADED, bounded_message, condition_reason};
-use crate::crd::common::{CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY};
+use crate::crd::common::{
+    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, MutationInFlight,
+};
 use crate::crd::{
     EasServiceRollout, EasServiceRolloutStatus, EsaContainerAppRollout,
     EsaContainerAppRolloutStatus, EsaRoutineRollout, EsaRoutineRolloutStatus, SecretRef,
@@ -24,6 +26,7 @@ pub struct Shared<'a> {
     pub last_request_id: &'a mut Option<String>,
     /// The cloud object this resource manages, recorded before its first mutation.
     pub cloud_ref: &'a mut Option<String>,
+    pub mutations_in_flight: &'a mut Vec<MutationInFlight>,
 }
 
 /// A kind's status.
@@ -34,6 +37,7 @@ pub trait RolloutStatus:
     fn conditions(&self) -> &[Condition];
     fn cloud_ref(&self) -> Option<&str>;
     fn last_request_id(&self) -> Option<&str>;
+    fn mutations_in_flight(&self) -> &[MutationInFlight];
 }
 
 /// The parts of a kind's object the shared loop reads.
@@ -65,6 +69,7 @@ macro_rules! rollout_status {
                     message: &mut self.message,
                     last_request_id: &mut self.last_request_id,
                     cloud_ref: &mut self.cloud_ref,
+                    mutations_in_flight: &mut self.mutations_in_flight,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -75,6 +80,9 @@ macro_rules! rollout_status {
             }
             fn last_request_id(&self) -> Option<&str> {
                 self.last_request_id.as_deref()
+            }
+            fn mutations_in_flight(&self) -> &[MutationInFlight] {
+                &self.mutations_in_flight
             }
         }
     )*};

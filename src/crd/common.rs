@@ -108,6 +108,25 @@ pub struct CanaryStep {
     pub pause: Option<String>,
 }
 
+/// A mutation the cloud accepted and has not shown yet in its reads: the same call is not
+/// sent again within the operator's grace period (`--mutation-grace`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutationInFlight {
+    /// The cloud action, e.g. `UpdateServiceRollout`.
+    #[schemars(length(max = 64))]
+    pub action: String,
+    /// What was sent, as its Event says it.
+    #[schemars(length(max = 1024))]
+    pub request: String,
+    /// When the cloud accepted it (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub accepted_at: String,
+    /// Whether it has been sent a second time already.
+    #[serde(default)]
+    pub resent: bool,
+}
+
 /// Standard condition types.
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_PROGRESSING: &str = "Progressing";

@@ -211,6 +211,10 @@ pub struct EsaContainerAppRolloutStatus {
     pub step_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step_at: Option<String>,
+    /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mutations_in_flight: Vec<super::common::MutationInFlight>,
     /// Cloud identity this resource manages, recorded before its first mutation
     /// ("region/appId/env").
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -224,6 +224,10 @@ pub struct EasServiceRolloutStatus {
     /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_paused: Option<bool>,
+    /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mutations_in_flight: Vec<super::common::MutationInFlight>,
     /// Cloud identity this resource manages, recorded before its first mutation
     /// ("region/serviceName").
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -191,6 +191,10 @@ pub struct EsaRoutineRolloutStatus {
     /// Split rendered for printing, e.g. "v2:10,v1:90".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
+    /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mutations_in_flight: Vec<super::common::MutationInFlight>,
     /// Cloud identity this resource manages, recorded before its first mutation
     /// ("region/routine/env").
     #[serde(default, skip_serializing_if = "Option::is_none")]
