@@ -126,3 +126,60 @@ async fn a_field_removed_from_service_config_is_removed_from_the_service() {
     );
     assert_eq!(env.sim.count("UpdateService").await, pushes + 1, "one push");
 }
+
+/// Invariant: only an invalid spec waits for a spec change. A routine that does not exist
+/// yet (another tool creates it a little later) is Stalled, says when it is looked at again,
+/// and is rolled out once it exists, with no one touching the resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routine_created_after_the_manifest_is_picked_up_without_a_spec_change() {
+    let env = Env::start("safety-late", "services: []\n", 1.0, "routine").await;
+    env.kubectl.apply(
+        &json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EsaRoutineRollout",
+            "metadata": {"name": "late"},
+            "spec": {
+                "routine": "late-fn",
+                "env": "production",
+                "codeVersions": [{"codeVersion": "1723599747213377175", "percentage": 100}],
+            },
+        })
+        .to_string(),
+    );
+    let res = "esaroutinerollout/late";
+    let stalled = env
+        .wait_obj(
+            "Stalled",
+            res,
+            Duration::from_secs(30),
+            |o| match condition(o, "Stalled") {
+                Some((s, _)) if s == "True" => Ok(()),
+                other => Err(format!("Stalled {other:?}")),
+            },
+        )
+        .await;
+    assert!(
+        stalled["status"]["nextCheckAt"].is_string(),
+        "{}",
+        stalled["status"]
+    );
+    assert_eq!(env.sim.count("CreateRoutineCodeDeployment").await, 0);
+    let generation = stalled["metadata"]["generation"].clone();
+
+    env.sim
+        .seed("routines:\n  - name: late-fn\n    codeVersions: [\"1723599747213377175\"]\n")
+        .await;
+    let done = env
+        .wait_obj("Ready", res, Duration::from_secs(60), |o| {
+            (condition(o, "Ready").map(|c| c.0).as_deref() == Some("True"))
+                .then_some(())
+                .ok_or_else(|| "not Ready".to_string())
+        })
+        .await;
+    assert_eq!(done["metadata"]["generation"], generation, "no spec change");
+    assert_eq!(
+        condition(&done, "Stalled").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+    assert_eq!(env.sim.count("CreateRoutineCodeDeployment").await, 1);
+}

@@ -213,6 +213,17 @@ impl Context {
         jitter(delay.max(at_least.unwrap_or_default()))
     }
 
+    /// Delay before looking again at `key`, which needs a person; grows with each look.
+    pub fn next_recheck(&self, key: &str) -> Duration {
+        let attempt = {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let n = failures.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        jitter(self.timing.recheck_after(attempt))
+    }
+
     /// Forget the failures of `key` after a successful reconcile.
     pub fn clear_failures(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -351,7 +362,7 @@ mod tests {
             let shown = err.to_string();
             assert!(shown.contains(needle), "{shown}");
             assert!(!shown.contains("s3cret"), "{shown}");
-            assert_eq!(err.reaction(), Reaction::WaitForChange);
+            assert_eq!(err.reaction(), Reaction::NeedsPerson);
             assert_eq!(err.reason(), "CredentialsUnavailable");
         }
     }

@@ -89,6 +89,12 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_MUTATION_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub mutation_grace: Duration,
 
+    /// How soon a rollout that needs a person (a cloud object not found, a permission or
+    /// credentials refused) is looked at again; doubles per consecutive look, up to 8x.
+    /// A fix made outside the spec is picked up then. An invalid spec waits for a change.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_STALLED_RECHECK", default_value = "3m", value_parser = parse_duration)]
+    pub stalled_recheck: Duration,
+
     /// First delay before reconciling a resource again after a transient failure (doubles
     /// per consecutive failure of that resource; four times higher when throttled).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_BASE", default_value = "2s", value_parser = parse_duration)]
@@ -179,6 +185,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             active: args.active_poll,
             settled: args.settled_poll,
             grace: args.mutation_grace,
+            recheck: args.stalled_recheck,
         },
         RetryPolicy {
             base: args.requeue_base,

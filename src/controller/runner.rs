@@ -115,9 +115,6 @@ pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Acti
             apply(obj.as_ref(), &cx).await
         };
         cx.metrics.observe(K::LABEL, started.elapsed());
-        if result.is_ok() {
-            cx.clear_failures(&key(obj.as_ref()));
-        }
         result
     }
     .instrument(span)
@@ -130,7 +127,10 @@ pub async fn apply<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     // The status as the API server has it, kept up to date with our own writes.
     let mut stored = obj.status().cloned();
     match converge(obj, cx, &mut stored).await {
-        Ok(action) => Ok(action),
+        Ok(action) => {
+            cx.clear_failures(&key(obj));
+            Ok(action)
+        }
         Err(err) => fail(obj, cx, stored.as_ref(), err).await,
     }
 }
@@ -275,14 +275,19 @@ async fn report_mutation<K: Rollout>(obj: &K, cx: &Context, action: &K::Action, 
 /// other.
 async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     match obj.cleanup(cx).await {
-        Ok(()) => Ok(Action::await_change()),
+        Ok(()) => {
+            cx.clear_failures(&key(obj));
+            Ok(Action::await_change())
+        }
         Err(err) => fail(obj, cx, obj.status(), err).await,
     }
 }
 
-/// Report a failed reconcile: the failure metric, a Warning Event, and by the error's
-/// kind either Degraded and a wait (the spec must change, or a person must act) or an
-/// error for [`error_policy`] to back off on.
+/// Report a failed reconcile: the failure metric and a Warning Event; then by the error's
+/// kind: an invalid spec is Degraded and waits for a spec change; what needs a person
+/// elsewhere (a missing cloud object, a permission, credentials) is Degraded and Stalled
+/// and looked at again on a slow timer that status shows; anything else is an error for
+/// [`error_policy`] to back off on.
 async fn fail<K: Rollout>(
     obj: &K,
     cx: &Context,
@@ -298,33 +303,40 @@ async fn fail<K: Rollout>(
     tracing::warn!(error = %err, %reason, "reconcile failed");
     cx.event(obj, EventType::Warning, &reason, "Reconcile", note)
         .await;
-    if err.reaction() != Reaction::WaitForChange {
+    let reaction = err.reaction();
+    if !matches!(reaction, Reaction::WaitForChange | Reaction::NeedsPerson) {
         return Err(err);
     }
-    let degraded = status::degraded(
+    let now = jiff::Timestamp::now();
+    let (action, next_check, message) = if reaction == Reaction::NeedsPerson {
+        let delay = cx.next_recheck(&key(obj));
+        let at = jiff::SignedDuration::try_from(delay)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok())
+            .unwrap_or(now);
+        (
+            Action::requeue(delay),
+            Some(at.to_string()),
+            format!("{err}; a person is needed: looked at again at {at}"),
+        )
+    } else {
+        cx.clear_failures(&key(obj));
+        (Action::await_change(), None, err.to_string())
+    };
+    let mut degraded = status::degraded(
         stored,
         obj.meta().generation,
         &reason,
-        &err.to_string(),
+        &message,
         err.request_id(),
-        jiff::Timestamp::now(),
+        now,
     );
+    *degraded.shared().next_check_at = next_check;
     if let Err(e) = cx.write_status(obj, &degraded).await {
         tracing::warn!(error = %e, "could not write the Degraded status");
         return Err(e);
     }
-    cx.clear_failures(&key(obj));
-    Ok(after_terminal(&err, cx.timing.settled))
-}
-
-/// After a failure that waits for a change: the cloud rejected this exact input, so only a
-/// spec change (which the watch delivers) can help; an unreadable credentials Secret can
-/// be fixed without touching the spec, so that is looked at again at the slow interval.
-pub fn after_terminal(err: &Error, settled: std::time::Duration) -> Action {
-    match err {
-        Error::Credentials(_) => Action::requeue(jitter(settled)),
-        _ => Action::await_change(),
-    }
+    Ok(action)
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.
@@ -351,35 +363,4 @@ pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<Stri
             }
         })
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cloud::CloudError;
-    use std::time::Duration;
-
-    #[test]
-    fn terminal_cloud_errors_wait_for_a_change_and_credentials_are_rechecked_slowly() {
-        let settled = Duration::from_secs(300);
-        let refused = Error::cloud(
-            "RollbackEdgeContainerAppVersion",
-            CloudError::Api {
-                status: 400,
-                code: "InvalidParameter".into(),
-                message: "no".into(),
-                request_id: None,
-                retry_after: None,
-            },
-        );
-        assert_eq!(after_terminal(&refused, settled), Action::await_change());
-        assert_eq!(
-            after_terminal(&Error::InvalidSpec("x".into()), settled),
-            Action::await_change()
-        );
-        assert_ne!(
-            after_terminal(&Error::Credentials("x".into()), settled),
-            Action::await_change()
-        );
-    }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::conditions::{Desired, merge};
 use super::outcome::{Outcome, PHASE_DEGRADED, bounded_message, condition_reason};
 use crate::crd::common::{
-    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, MutationInFlight,
+    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, CONDITION_STALLED, MutationInFlight,
 };
 use crate::crd::{
     EasServiceRollout, EasServiceRolloutStatus, EsaContainerAppRollout,
@@ -27,6 +27,8 @@ pub struct Shared<'a> {
     /// The cloud object this resource manages, recorded before its first mutation.
     pub cloud_ref: &'a mut Option<String>,
     pub mutations_in_flight: &'a mut Vec<MutationInFlight>,
+    /// While a person is needed: when the cloud is looked at again.
+    pub next_check_at: &'a mut Option<String>,
 }
 
 /// A kind's status.
@@ -70,6 +72,7 @@ macro_rules! rollout_status {
                     last_request_id: &mut self.last_request_id,
                     cloud_ref: &mut self.cloud_ref,
                     mutations_in_flight: &mut self.mutations_in_flight,
+                    next_check_at: &mut self.next_check_at,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -140,7 +143,8 @@ pub fn degraded<S: RolloutStatus>(
                 reason.clone(),
                 message.clone(),
             ),
-            Desired::new(CONDITION_DEGRADED, true, reason, message.clone()),
+            Desired::new(CONDITION_DEGRADED, true, reason.clone(), message.clone()),
+            Desired::new(CONDITION_STALLED, true, reason, message.clone()),
         ],
         generation,
         now,
@@ -148,6 +152,7 @@ pub fn degraded<S: RolloutStatus>(
     *s.observed_generation = generation;
     *s.phase = Some(PHASE_DEGRADED.to_string());
     *s.message = Some(message);
+    *s.next_check_at = None;
     if let Some(id) = request_id {
         *s.last_request_id = Some(id.to_string());
     }

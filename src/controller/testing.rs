@@ -149,6 +149,7 @@ impl Harness {
                 active: Duration::from_secs(5),
                 settled: Duration::from_secs(300),
                 grace,
+                recheck: Duration::from_secs(60),
             },
             RetryPolicy {
                 base: Duration::from_secs(1),

@@ -132,6 +132,8 @@ pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_PROGRESSING: &str = "Progressing";
 pub const CONDITION_PAUSED: &str = "Paused";
 pub const CONDITION_DEGRADED: &str = "Degraded";
+/// kstatus's abnormal-true condition: the rollout cannot make progress without a person.
+pub const CONDITION_STALLED: &str = "Stalled";
 
 /// The condition list type used in every status (list map keyed by `type`).
 pub type Conditions = Vec<Condition>;

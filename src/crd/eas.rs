@@ -224,6 +224,10 @@ pub struct EasServiceRolloutStatus {
     /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_paused: Option<bool>,
+    /// While a person is needed (Stalled): when the operator looks at the cloud again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub next_check_at: Option<String>,
     /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

@@ -191,6 +191,10 @@ pub struct EsaRoutineRolloutStatus {
     /// Split rendered for printing, e.g. "v2:10,v1:90".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
+    /// While a person is needed (Stalled): when the operator looks at the cloud again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub next_check_at: Option<String>,
     /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

@@ -186,6 +186,18 @@ impl Sim {
             .expect("state JSON")
     }
 
+    /// Add objects to the cloud (the seed-file shape), as another tool would create them.
+    pub async fn seed(&self, yaml: &str) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/seed", self.url()))
+            .body(yaml.to_string())
+            .send()
+            .await
+            .expect("sim admin answers");
+        assert!(r.status().is_success(), "seed rejected: {}", r.status());
+    }
+
     /// Add a fault (see notes/sim-api.md).
     pub async fn fault(&self, fault: Value) {
         let r = self
@@ -234,6 +246,8 @@ impl Operator {
             "1s".into(),
             "--settled-poll".into(),
             "5s".into(),
+            "--stalled-recheck".into(),
+            "2s".into(),
             "--requeue-base".into(),
             "500ms".into(),
             "--requeue-max".into(),
