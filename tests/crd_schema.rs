@@ -447,6 +447,112 @@ async fn unknown_fields_are_refused_under_strict_validation() {
     );
 }
 
+/// `{"n":{"n":...}}` nested `levels` deep around `leaf`.
+fn nested(levels: usize, leaf: Value) -> Value {
+    (0..levels).fold(leaf, |inner, _| serde_json::json!({ "n": inner }))
+}
+
+fn eas_body(name: &str, service_config: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "EasServiceRollout",
+        "metadata": {"name": name},
+        "spec": {
+            "region": "cn-shanghai",
+            "serviceName": "qwen_chat",
+            "strategy": {"partition": "2"},
+            "serviceConfig": service_config,
+        },
+    })
+}
+
+/// The hostile service configs of issue 13: a document nested 300 levels deep and one of
+/// 1 MB. Neither is ever stored: refused with a message naming the field, or (the unknown
+/// field, under non-strict validation) pruned before it is stored.
+#[tokio::test]
+async fn deep_and_huge_service_configs_are_refused_or_never_stored() {
+    let server = server();
+    let ns = TestNamespace::new(&server, "crd-hostile");
+    let client = server.client().await;
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client,
+        &ns.name,
+        &kube::api::ApiResource::erase::<EasServiceRollout>(&()),
+    );
+    let create = |name: &str, config: Value, strict: bool| {
+        let api = api.clone();
+        let body: kube::api::DynamicObject =
+            serde_json::from_value(eas_body(name, config)).expect("a dynamic object");
+        let name = name.to_string();
+        async move {
+            let call = async {
+                if strict {
+                    let params = PatchParams::apply("crd-schema-test").validation_strict();
+                    api.patch(&name, &params, &Patch::Apply(&body)).await
+                } else {
+                    api.create(&PostParams::default(), &body).await
+                }
+            };
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .expect("the call answers in time")
+        }
+    };
+
+    // 300 levels of a field EAS does not have.
+    let deep = nested(300, Value::String("deep".into()));
+    let err = create("deep-strict", deep.clone(), true)
+        .await
+        .expect_err("strict validation refuses the unknown field");
+    assert!(
+        err.to_string().contains("unknown field \"spec.serviceConfig.n\""),
+        "the error names the field: {err}"
+    );
+    let stored = create("deep-lax", deep, false)
+        .await
+        .expect("without strict validation the unknown field is dropped");
+    assert_eq!(
+        stored.data["spec"]["serviceConfig"],
+        serde_json::json!({}),
+        "nothing deep is stored"
+    );
+
+    // 300 levels where the schema has a place for a value: refused by type.
+    let deep_label = serde_json::json!({"metadata": {"labels": {"team": nested(300, Value::Null)}}});
+    let err = create("deep-label", deep_label, false)
+        .await
+        .expect_err("a label holding an object is refused");
+    assert!(
+        err.to_string().contains("must be of type string"),
+        "the error says what the field takes: {err}"
+    );
+
+    // 1 MB in one script, and 1 MB spread over unknown fields.
+    let huge_script = serde_json::json!({"containers": [{"image": "registry/qwen:2", "script": "x".repeat(1 << 20)}]});
+    let err = create("huge-script", huge_script, false)
+        .await
+        .expect_err("a 1 MB script is refused");
+    assert!(
+        err.to_string().contains("spec.serviceConfig.containers[0].script")
+            && err.to_string().contains("may not be more than 4096 bytes"),
+        "the error names the field and its bound: {err}"
+    );
+    let huge_keys: serde_json::Map<String, Value> = (0..1024)
+        .map(|i| (format!("k{i}"), Value::String("v".repeat(1024))))
+        .collect();
+    let err = create(
+        "huge-labels",
+        serde_json::json!({"labels": Value::Object(huge_keys)}),
+        false,
+    )
+    .await
+    .expect_err("1 MB of labels is refused");
+    assert!(
+        err.to_string().contains("spec.serviceConfig.labels"),
+        "the error names the field: {err}"
+    );
+}
+
 /// One file of tests/bad-manifests: what the user wrote and what they must be told.
 struct BadManifest {
     /// Fragment the API server's error must contain (`# expect: ...`).
