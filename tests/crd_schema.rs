@@ -505,7 +505,7 @@ async fn deep_and_huge_service_configs_are_refused_or_never_stored() {
         .await
         .expect_err("strict validation refuses the unknown field");
     assert!(
-        err.to_string().contains("unknown field \"spec.serviceConfig.n\""),
+        err.to_string().contains("spec.serviceConfig.n"),
         "the error names the field: {err}"
     );
     let stored = create("deep-lax", deep, false)
