@@ -518,7 +518,8 @@ async fn deep_and_huge_service_configs_are_refused_or_never_stored() {
     );
 
     // 300 levels where the schema has a place for a value: refused by type.
-    let deep_label = serde_json::json!({"metadata": {"labels": {"team": nested(300, Value::Null)}}});
+    let deep_label =
+        serde_json::json!({"metadata": {"labels": {"team": nested(300, Value::Null)}}});
     let err = create("deep-label", deep_label, false)
         .await
         .expect_err("a label holding an object is refused");
@@ -533,7 +534,8 @@ async fn deep_and_huge_service_configs_are_refused_or_never_stored() {
         .await
         .expect_err("a 1 MB script is refused");
     assert!(
-        err.to_string().contains("spec.serviceConfig.containers[0].script")
+        err.to_string()
+            .contains("spec.serviceConfig.containers[0].script")
             && err.to_string().contains("may not be more than 4096 bytes"),
         "the error names the field and its bound: {err}"
     );

@@ -58,7 +58,11 @@ spec:
 fn hostile(name: &str) -> String {
     let leaf = format!("\"{MARKER} {}\"", "x".repeat(150 * 1024));
     let lists = format!("{}{leaf}{}", "[".repeat(300), "]".repeat(300));
-    let keys = format!("{}{{}}{}", format!("{{\"{MARKER}\": ").repeat(300), "}".repeat(300));
+    let keys = format!(
+        "{}{{}}{}",
+        format!("{{\"{MARKER}\": ").repeat(300),
+        "}".repeat(300)
+    );
     format!(
         r#"{{"apiVersion":"rollouts.alicloud.dev/v1alpha1","kind":"EasServiceRollout","metadata":{{"name":"{name}"}},"spec":{{"region":"cn-shanghai","serviceName":"qwen_chat_prod","strategy":{{"partition":"0"}},"serviceConfig":{{"containers":{lists},"n":{keys}}}}}}}"#
     )
@@ -99,7 +103,11 @@ async fn one_hostile_object_never_blinds_the_operator() {
         )
         .await;
     assert!(good["status"]["appliedServiceConfigHash"].is_string());
-    assert_eq!(env.sim.count("UpdateService").await, 1, "the good config only");
+    assert_eq!(
+        env.sim.count("UpdateService").await,
+        1,
+        "the good config only"
+    );
     assert_eq!(
         env.sim.count("CreateServiceRollout").await,
         1,
@@ -139,11 +147,12 @@ async fn one_hostile_object_never_blinds_the_operator() {
     );
     assert!(!message.contains(MARKER), "{message}");
 
-    let events: Value = serde_json::from_str(
-        &env.kubectl
-            .must(&["get", "events.events.k8s.io", "-o", "json"]),
-    )
-    .expect("events as JSON");
+    let events: Value =
+        serde_json::from_str(
+            &env.kubectl
+                .must(&["get", "events.events.k8s.io", "-o", "json"]),
+        )
+        .expect("events as JSON");
     let warnings: Vec<&Value> = events["items"]
         .as_array()
         .into_iter()
@@ -154,8 +163,14 @@ async fn one_hostile_object_never_blinds_the_operator() {
                 && e["type"] == "Warning"
         })
         .collect();
-    assert!(!warnings.is_empty(), "a Warning Event names the hostile object: {events}");
-    assert!(!events.to_string().contains(MARKER), "no Event repeats the spec");
+    assert!(
+        !warnings.is_empty(),
+        "a Warning Event names the hostile object: {events}"
+    );
+    assert!(
+        !events.to_string().contains(MARKER),
+        "no Event repeats the spec"
+    );
 
     // The metric names it.
     let addr = env.operator.metrics_addr().await;
@@ -195,7 +210,11 @@ async fn one_hostile_object_never_blinds_the_operator() {
     );
     // Every run of the operator listed every object, the hostile one included: no list or
     // watch failed to decode.
-    assert!(!log.contains("recursion limit"), "{}", env.operator.log_tail());
+    assert!(
+        !log.contains("recursion limit"),
+        "{}",
+        env.operator.log_tail()
+    );
 
     env.kubectl
         .must(&["delete", "easservicerollout/hostile", "--wait=false"]);

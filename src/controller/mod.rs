@@ -136,10 +136,10 @@ fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     let mut filter = directives
         .and_then(|d| tracing_subscriber::EnvFilter::try_new(d).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    if !directives.is_some_and(|d| d.contains("kube_client")) {
-        if let Ok(quiet) = format!("{KUBE_CLIENT_TARGET}=error").parse() {
-            filter = filter.add_directive(quiet);
-        }
+    if !directives.is_some_and(|d| d.contains("kube_client"))
+        && let Ok(quiet) = format!("{KUBE_CLIENT_TARGET}=error").parse()
+    {
+        filter = filter.add_directive(quiet);
     }
     filter
 }
@@ -307,7 +307,11 @@ mod tests {
                 tracing::event!(target: "alicloud_rollouts::controller", Level::WARN, "ours");
             });
             let all = lines.lock().map(|l| l.concat()).unwrap_or_default();
-            assert_eq!(all.contains("BODY-TEXT"), body_logged, "{rust_log:?}: {all}");
+            assert_eq!(
+                all.contains("BODY-TEXT"),
+                body_logged,
+                "{rust_log:?}: {all}"
+            );
             assert!(all.contains("ours"), "{rust_log:?}: {all}");
         }
     }

@@ -570,18 +570,27 @@ mod tests {
         assert_eq!(good.metadata.name.as_deref(), Some("good"));
         let deep = &list.items[1];
         assert_eq!(deep.metadata.name.as_deref(), Some("deep"));
-        assert!(deep.metadata.managed_fields.is_none(), "managedFields are not kept");
+        assert!(
+            deep.metadata.managed_fields.is_none(),
+            "managedFields are not kept"
+        );
         let error = decode::<EasServiceRollout>(deep).expect_err("the deep object does not read");
         assert!(error.contains("nested more than 128 levels"), "{error}");
         assert!(error.starts_with("spec.serviceConfig"), "{error}");
         assert!(!error.contains("MARKER"), "{error}");
         let debug = format!("{deep:?}");
-        assert!(!debug.contains("MARKER") && debug.contains("deep"), "{debug}");
+        assert!(
+            !debug.contains("MARKER") && debug.contains("deep"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn a_watch_event_with_a_too_deep_object_parses() {
-        let line = format!(r#"{{"type":"MODIFIED","object":{}}}"#, deep_item_text("deep", 300));
+        let line = format!(
+            r#"{{"type":"MODIFIED","object":{}}}"#,
+            deep_item_text("deep", 300)
+        );
         match serde_json::from_str::<WatchEvent<Raw>>(&line).expect("the event parses") {
             WatchEvent::Modified(o) => {
                 assert_eq!(o.metadata.name.as_deref(), Some("deep"));
@@ -597,10 +606,9 @@ mod tests {
         value["spec"]["serviceConfig"] = json!({"containers": [{"image": "x:2"}]});
         value["status"] = json!({"phase": "Running", "conditions": []});
         let direct: EasServiceRollout = serde_json::from_value(value.clone()).expect("direct");
-        let via_raw = decode::<EasServiceRollout>(
-            &serde_json::from_value::<Raw>(value).expect("raw"),
-        )
-        .expect("decodes");
+        let via_raw =
+            decode::<EasServiceRollout>(&serde_json::from_value::<Raw>(value).expect("raw"))
+                .expect("decodes");
         assert_eq!(via_raw.spec, direct.spec);
         assert_eq!(via_raw.status, direct.status);
         assert_eq!(via_raw.metadata, direct.metadata);
@@ -628,7 +636,12 @@ mod tests {
         let long = "x".repeat(10_000);
         assert!(sanitize(&long).chars().count() <= MAX_ERROR_CHARS + 1);
         assert_eq!(short_path("spec.a.b.c.d.e"), "spec.a.b.c…");
-        assert_eq!(short_path(&format!("spec.c{}", "[0]".repeat(300))).chars().count(), 65);
+        assert_eq!(
+            short_path(&format!("spec.c{}", "[0]".repeat(300)))
+                .chars()
+                .count(),
+            65
+        );
         assert_eq!(short_path("spec.paused"), "spec.paused");
     }
 
@@ -666,9 +679,7 @@ mod tests {
                 o.metadata.name.clone().unwrap_or_default(),
                 e.map(str::to_string),
             )),
-            Seen::Relist(begins) => seen
-                .borrow_mut()
-                .push((format!("relist {begins}"), None)),
+            Seen::Relist(begins) => seen.borrow_mut().push((format!("relist {begins}"), None)),
         };
         let nothing_cached = |_: &Raw| None;
         match typed_event(watcher::Event::Apply(good.clone()), &nothing_cached, &note) {
@@ -677,7 +688,12 @@ mod tests {
         }
         assert!(typed_event(watcher::Event::Apply(bad.clone()), &nothing_cached, &note).is_none());
         assert!(
-            typed_event(watcher::Event::InitApply(bad.clone()), &nothing_cached, &note).is_none()
+            typed_event(
+                watcher::Event::InitApply(bad.clone()),
+                &nothing_cached,
+                &note
+            )
+            .is_none()
         );
         assert!(typed_event(watcher::Event::Delete(bad.clone()), &nothing_cached, &note).is_none());
         assert!(matches!(
@@ -686,7 +702,11 @@ mod tests {
         ));
         let seen = seen.borrow();
         let errors: Vec<_> = seen.iter().filter(|(_, e)| e.is_some()).collect();
-        assert_eq!(errors.len(), 2, "created/changed malformed objects are reported: {seen:?}");
+        assert_eq!(
+            errors.len(),
+            2,
+            "created/changed malformed objects are reported: {seen:?}"
+        );
         assert!(
             errors.iter().all(|(name, e)| name == "bad"
                 && e.as_deref().is_some_and(|e| e.contains("invalid type"))),

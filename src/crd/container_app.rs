@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CanaryStep, EsaEnv, EsaRegion, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef, conditions_schema,
-    esa_region_schema,
+    CanaryStep, EsaEnv, EsaRegion, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef,
+    conditions_schema, esa_region_schema,
 };
 use super::validation::{MAX_STEPS, UTC_TIMESTAMP_PATTERN, immutable, rule, rule_at, steps_rules};
 

@@ -195,7 +195,10 @@ fn mount() -> Value {
             "empty_dir",
             object(&[("medium", name()), ("size_limit", number())]),
         ),
-        ("model", object(&[("model_id", name()), ("version", name())])),
+        (
+            "model",
+            object(&[("model_id", name()), ("version", name())]),
+        ),
         ("dataset", object(&[("id", name()), ("version", name())])),
     ])
 }

@@ -453,7 +453,10 @@ impl Env {
 
 /// The EAS CRD with a spec that accepts anything.
 pub fn permissive_crd() -> Value {
-    let mut crd = serde_json::to_value(<alicloud_rollouts::crd::EasServiceRollout as kube::CustomResourceExt>::crd()).expect("CRD serializes");
+    let mut crd = serde_json::to_value(
+        <alicloud_rollouts::crd::EasServiceRollout as kube::CustomResourceExt>::crd(),
+    )
+    .expect("CRD serializes");
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
         serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
     crd
@@ -510,4 +513,3 @@ pub async fn until_apply(env: &Env, manifest: &str, want_ok: bool) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
-
