@@ -116,8 +116,10 @@ pub struct EasServiceRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
-    /// EAS service config (JSON object). When it changes the operator pushes it with
-    /// UpdateService, which starts a new version rolled out under `strategy`.
+    /// EAS service config: the fields of the EAS service config reference, each bounded
+    /// (docs/custom-resources.md, Bounds). When it changes the operator pushes it with
+    /// UpdateService (merge), which starts a new version rolled out under `strategy`;
+    /// fields left out keep their value in the cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "service_config")]
     pub service_config: Option<serde_json::Value>,
