@@ -447,6 +447,93 @@ async fn unknown_fields_are_refused_under_strict_validation() {
     );
 }
 
+/// A service config using the fields of the EAS service config reference the way its
+/// examples do: the typed schema takes it whole (nothing refused, nothing pruned).
+#[test]
+fn a_full_eas_service_config_is_kept_whole() {
+    let server = server();
+    let ns = TestNamespace::new(&server, "crd-eas-config");
+    let manifest = r#"
+apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: EasServiceRollout
+metadata:
+  name: full-config
+spec:
+  region: cn-shanghai
+  serviceName: demo
+  strategy:
+    partition: "1"
+  serviceConfig:
+    name: demo
+    metadata:
+      name: demo
+      instance: 2
+      workspace_id: "12345"
+      cpu: 2
+      memory: 4000
+      gpu: 1
+      shm_size: 64
+      enable_grpc: true
+      rpc.keepalive: 60000
+      rpc.batching: false
+      eas.termination_grace_period: 30
+      rolling_strategy: {max_surge: "10%", max_unavailable: 1}
+      labels: {eas.aliyun.com/enable-rollout: "true"}
+    cloud:
+      computing:
+        instances:
+          - type: ecs.c7a.large
+          - type: ecs.gn6i-c4g1.xlarge
+            spot_price_limit: 3.5
+      networking:
+        vpc_id: vpc-1
+        vswitch_id: vsw-1
+        security_group_id: sg-1
+    containers:
+      - image: eas-registry-vpc.cn-hangzhou.cr.aliyuncs.com/pai-eas/python-inference:py39-ubuntu2004
+        script: python app.py
+        port: 8000
+        env:
+          - {name: MODEL, value: /models/qwen}
+        prepare:
+          pythonRequirements: [fastapi, uvicorn]
+    storage:
+      - mount_path: /models
+        oss: {path: "oss://bucket/models/", readOnly: true}
+      - mount_path: /data
+        nfs: {path: /share, server: 0a1b.cn-shanghai.nas.aliyuncs.com, readOnly: false}
+      - mount_path: /dev/shm
+        empty_dir: {medium: memory, size_limit: 20}
+    networking: {disable_internet_endpoint: true}
+    autoscaler:
+      min: 1
+      max: 4
+      scaleStrategies:
+        - {metricName: qps, threshold: 10}
+    runtime: {enable_crash_block: false}
+    features: {eas.aliyun.com/extra-ephemeral-storage: 100Gi}
+    labels: {team: ml}
+    unit: {specification: small}
+"#;
+    let out = apply(&server, &ns.name, manifest);
+    assert!(out.status.success(), "refused:\n{}", text(&out.stderr));
+    let mut cmd = kubectl(&server);
+    cmd.args([
+        "get",
+        "easservicerollout",
+        "full-config",
+        "-n",
+        &ns.name,
+        "-o",
+        "json",
+    ]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stored: Value = serde_json::from_slice(&out.stdout).expect("kubectl prints JSON");
+    let sent: Value = serde_yaml::from_str(manifest).expect("YAML");
+    assert_contains(&stored["spec"], &sent["spec"], "spec");
+}
+
 /// `{"n":{"n":...}}` nested `levels` deep around `leaf`.
 fn nested(levels: usize, leaf: Value) -> Value {
     (0..levels).fold(leaf, |inner, _| serde_json::json!({ "n": inner }))

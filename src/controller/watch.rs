@@ -316,8 +316,10 @@ fn object_id(meta: &ObjectMeta) -> (String, String) {
 enum Seen<'a, K> {
     /// A relist begins (`true`) or ends (`false`).
     Relist(bool),
-    /// An object, with the reason it cannot be read (`None` when it can, or is gone).
+    /// An object, with the reason it cannot be read (`None` when it can).
     Object(&'a RawObject<K>, Option<&'a str>),
+    /// An object was deleted.
+    Deleted(&'a RawObject<K>),
 }
 
 /// The watch event as `K`. Each object is handed to `outcome` with the reason it cannot
@@ -347,7 +349,7 @@ fn typed_event<K: Reconciled>(
         watcher::Event::InitApply(o) => watcher::Event::InitApply(read(&o).ok()?),
         watcher::Event::Delete(o) => {
             let gone = decode::<K>(&o).ok().or_else(|| previous(&o));
-            outcome(Seen::Object(&o, None));
+            outcome(Seen::Deleted(&o));
             watcher::Event::Delete(gone?)
         }
         watcher::Event::Init => {
@@ -384,6 +386,16 @@ fn note_outcome<K: Reconciled>(
             for (ns, name) in gone {
                 cx.metrics.undecodable(K::LABEL, &ns, &name, false);
                 state.flagged.remove(&(ns, name));
+            }
+            return;
+        }
+        Seen::Deleted(obj) => {
+            let id = object_id(&obj.metadata);
+            if state.flagged.remove(&id) {
+                cx.metrics.undecodable(K::LABEL, &id.0, &id.1, false);
+            }
+            if let Some(uid) = &obj.metadata.uid {
+                state.reported.retain(|(reported, _)| reported != uid);
             }
             return;
         }
@@ -680,6 +692,10 @@ mod tests {
                 e.map(str::to_string),
             )),
             Seen::Relist(begins) => seen.borrow_mut().push((format!("relist {begins}"), None)),
+            Seen::Deleted(o) => seen.borrow_mut().push((
+                format!("deleted {}", o.metadata.name.clone().unwrap_or_default()),
+                None,
+            )),
         };
         let nothing_cached = |_: &Raw| None;
         match typed_event(watcher::Event::Apply(good.clone()), &nothing_cached, &note) {
@@ -714,6 +730,7 @@ mod tests {
         );
         assert!(seen.contains(&("good".to_string(), None)));
         assert!(seen.contains(&("relist false".to_string(), None)));
+        assert!(seen.contains(&("deleted bad".to_string(), None)));
     }
 
     #[test]
