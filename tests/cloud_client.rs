@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alicloud_rollouts::cloud::client::CONTENT_TYPE_FORM;
 use alicloud_rollouts::cloud::endpoint::Endpoint;
 use alicloud_rollouts::cloud::model::*;
 use alicloud_rollouts::cloud::provider::{CredentialsProvider, RrsaConfig};
+use alicloud_rollouts::cloud::request::CONTENT_TYPE_FORM;
 use alicloud_rollouts::cloud::{
     ClientConfig, CloudApi, CloudClient, CloudError, Credentials, ErrorKind, RrsaProvider,
     StaticProvider, sign,

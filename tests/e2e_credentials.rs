@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use alicloud_rollouts::cloud::provider::NoCredentials;
 use alicloud_rollouts::cloud::{ClientConfig, CloudClient};
-use alicloud_rollouts::controller::context::{Context, RetryPolicy, SecretSource};
-use alicloud_rollouts::controller::eas_plan::Timing;
+use alicloud_rollouts::controller::context::{Context, KubeWrites, RetryPolicy, SecretSource};
 use alicloud_rollouts::controller::metrics::Metrics;
+use alicloud_rollouts::controller::requeue::Timing;
 use alicloud_rollouts::controller::runner::reconcile;
 use alicloud_rollouts::crd::EasServiceRollout;
 use async_trait::async_trait;
@@ -89,10 +89,13 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
         client.clone(),
         Arc::new(cloud),
         Arc::new(FakeSecrets(secrets)),
-        Reporter {
-            controller: "alicloud-rollouts-test".into(),
-            instance: None,
-        },
+        Arc::new(KubeWrites::new(
+            client.clone(),
+            Reporter {
+                controller: "alicloud-rollouts-test".into(),
+                instance: None,
+            },
+        )),
         Arc::new(Metrics::new(&mut registry)),
         Timing {
             active: Duration::from_secs(1),
@@ -171,8 +174,9 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
     })
     .await;
     let (_, reason) = condition(&stale, "Degraded").expect("Degraded");
+    // The cloud's code, made a valid condition reason (no dots).
     assert_eq!(
-        reason, "InvalidAccessKeyId.NotFound",
+        reason, "InvalidAccessKeyId_NotFound",
         "the cloud's code: {stale}"
     );
     assert!(

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::CloudError;
+use super::error::CloudError;
 
 /// Secret keys holding the credentials in a Kubernetes Secret's `data`.
 pub const SECRET_KEY_ACCESS_KEY_ID: &str = "accessKeyId";

@@ -1,6 +1,6 @@
 //! Where each product's API lives: the documented per-region hosts, or an override.
 
-use super::CloudError;
+use super::error::CloudError;
 
 /// One of the two products this client speaks (plus STS for RRSA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

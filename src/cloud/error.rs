@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The result of every cloud call.
+pub type CloudResult<T> = Result<T, CloudError>;
+
 /// How a caller should treat an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

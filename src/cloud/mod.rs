@@ -1,8 +1,23 @@
 //! The cloud side: typed EAS and ESA calls behind one trait.
 //!
 //! [`CloudApi`] is the seam between the controller and the cloud. The real
-//! implementation signs requests (V3), retries transient failures with jittered backoff,
-//! shares a rate limiter, and traces and counts every call.
+//! implementation, [`CloudClient`], signs requests (V3), retries transient failures with
+//! jittered backoff, shares a rate limiter, and traces and counts every call;
+//! [`FakeCloud`] is the in-memory test double.
+//!
+//! Layout: each module imports only modules listed before it (never one listed after,
+//! and never through this module's re-exports), so no two modules import each other:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`error`], [`model`], [`sign`], [`config`], [`metrics`] | errors and their classification, wire types, V3 signing, client settings, call metrics |
+//! | [`credentials`], [`endpoint`], [`ratelimit`], [`retry`] | access keys, endpoints per product and region, per-API rate limits, backoff |
+//! | [`request`] | building each call ([`request::requests`]) and signing it |
+//! | [`response`] | error answers into [`CloudError`], success bodies into the model |
+//! | [`provider`] | the operator's own credentials (static keys, RRSA via STS) |
+//! | [`api`] | the [`CloudApi`] trait |
+//! | [`client`] | [`CloudClient`]: transport, retries, rate limit, metrics, tracing |
+//! | [`fake`] | [`FakeCloud`]: the in-memory [`CloudApi`] for tests |
 //!
 //! Wiring it up in the operator (environment read once, at start-up):
 //!
@@ -21,115 +36,118 @@
 //! mutation whose answer was lost may have taken effect, so callers treat
 //! "already exists"/"nothing to change" answers after a retry as success where it matters.
 
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod fake;
 pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod ratelimit;
+pub mod request;
+pub mod response;
 pub mod retry;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-
+pub use api::CloudApi;
 pub use client::CloudClient;
 pub use config::ClientConfig;
 pub use credentials::Credentials;
 pub use endpoint::Product;
-pub use error::{CloudError, ErrorKind};
+pub use error::{CloudError, CloudResult, ErrorKind};
+pub use fake::{FakeCall, FakeCloud};
 pub use metrics::Metrics;
-use model::*;
 pub use provider::{CredentialsEnv, CredentialsProvider, RrsaProvider, StaticProvider};
 
-pub type CloudResult<T> = Result<T, CloudError>;
+#[cfg(test)]
+mod layering {
+    /// Every module, in the order of the layout table: a module may use only those before it.
+    const LAYERS: [(&str, &str); 15] = [
+        ("error", include_str!("error.rs")),
+        ("model", include_str!("model.rs")),
+        ("sign", include_str!("sign.rs")),
+        ("config", include_str!("config.rs")),
+        ("metrics", include_str!("metrics.rs")),
+        ("credentials", include_str!("credentials.rs")),
+        ("endpoint", include_str!("endpoint.rs")),
+        ("ratelimit", include_str!("ratelimit.rs")),
+        ("retry", include_str!("retry.rs")),
+        ("request", include_str!("request.rs")),
+        ("response", include_str!("response.rs")),
+        ("provider", include_str!("provider.rs")),
+        ("api", include_str!("api.rs")),
+        ("client", include_str!("client.rs")),
+        ("fake", include_str!("fake.rs")),
+    ];
 
-/// Every EAS and ESA call the operator makes.
-///
-/// EAS calls take the region (it is both the endpoint's region and the `ClusterId` in the
-/// path). ESA calls take the ESA endpoint region (`cn-hangzhou` or `ap-southeast-1`).
-#[async_trait]
-pub trait CloudApi: Send + Sync {
-    /// The same client (sharing connections, rate limiter and metrics) acting with other
-    /// credentials, e.g. those from a resource's Secret.
-    fn with_credentials(&self, credentials: Credentials) -> Arc<dyn CloudApi>;
+    /// The sibling modules `source` names through `super::` or `crate::cloud::`, outside
+    /// comments and its test module; `None` for a name that is not a module (an item
+    /// reached through this module's re-exports).
+    fn uses(source: &str) -> Vec<Option<&'static str>> {
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut found = Vec::new();
+        for line in code.lines() {
+            let line = line.split("//").next().unwrap_or_default();
+            for prefix in ["super::", "crate::cloud::"] {
+                for (at, _) in line.match_indices(prefix) {
+                    let rest = &line[at + prefix.len()..];
+                    let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                        let group = group.split('}').next().unwrap_or_default();
+                        group.split(',').map(|n| n.trim()).collect()
+                    } else {
+                        vec![rest]
+                    };
+                    for name in names {
+                        let name: String = name
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        if name.is_empty() || name == "super" {
+                            continue;
+                        }
+                        found.push(LAYERS.iter().map(|(m, _)| *m).find(|m| *m == name));
+                    }
+                }
+            }
+        }
+        found
+    }
 
-    // ------------------------------------------------------------ EAS
-    async fn create_service_rollout(
-        &self,
-        region: &str,
-        service: &str,
-        request: &ServiceRolloutRequest,
-    ) -> CloudResult<Ack>;
-    async fn update_service_rollout(
-        &self,
-        region: &str,
-        service: &str,
-        request: &ServiceRolloutRequest,
-    ) -> CloudResult<Ack>;
-    async fn describe_service_rollout(
-        &self,
-        region: &str,
-        service: &str,
-    ) -> CloudResult<DescribeServiceRolloutResponse>;
-    async fn delete_service_rollout(&self, region: &str, service: &str) -> CloudResult<Ack>;
-    async fn describe_service(&self, region: &str, service: &str) -> CloudResult<Service>;
-    async fn update_service(
-        &self,
-        region: &str,
-        service: &str,
-        config: &serde_json::Value,
-        update_type: UpdateType,
-    ) -> CloudResult<Ack>;
-    async fn list_service_versions(
-        &self,
-        region: &str,
-        service: &str,
-        page_number: Option<i64>,
-        page_size: Option<i64>,
-    ) -> CloudResult<ListServiceVersionsResponse>;
-    async fn update_service_version(
-        &self,
-        region: &str,
-        service: &str,
-        version: i64,
-    ) -> CloudResult<Ack>;
+    #[test]
+    fn modules_use_only_modules_before_them() {
+        for (i, (module, source)) in LAYERS.iter().enumerate() {
+            // `request`'s inner `requests` module may use its parent's items.
+            let own = match *module {
+                "request" => source.split("pub mod requests").next().unwrap_or_default(),
+                _ => source,
+            };
+            assert!(
+                uses(own).iter().all(Option::is_some),
+                "{module} uses an item through the cloud module's re-exports: name its module"
+            );
+            for used in uses(source).into_iter().flatten() {
+                let j = LAYERS.iter().position(|(m, _)| *m == used).unwrap();
+                assert!(
+                    j < i || used == *module,
+                    "{module} uses {used}, listed after it: a cycle in the making"
+                );
+            }
+        }
+    }
 
-    // ------------------------------------------------------------ ESA
-    async fn create_routine_code_deployment(
-        &self,
-        region: &str,
-        request: &CreateRoutineCodeDeploymentRequest,
-    ) -> CloudResult<CreateRoutineCodeDeploymentResponse>;
-    async fn get_routine(&self, region: &str, name: &str) -> CloudResult<GetRoutineResponse>;
-    async fn list_routine_code_versions(
-        &self,
-        region: &str,
-        request: &ListRoutineCodeVersionsRequest,
-    ) -> CloudResult<ListRoutineCodeVersionsResponse>;
-    async fn publish_edge_container_app_version(
-        &self,
-        region: &str,
-        request: &PublishEdgeContainerAppVersionRequest,
-    ) -> CloudResult<Ack>;
-    async fn get_edge_container_app_status(
-        &self,
-        region: &str,
-        app_id: &str,
-        publish_env: &str,
-    ) -> CloudResult<GetEdgeContainerAppStatusResponse>;
-    async fn rollback_edge_container_app_version(
-        &self,
-        region: &str,
-        request: &RollbackEdgeContainerAppVersionRequest,
-    ) -> CloudResult<Ack>;
-    async fn list_edge_container_app_versions(
-        &self,
-        region: &str,
-        request: &ListEdgeContainerAppVersionsRequest,
-    ) -> CloudResult<ListEdgeContainerAppVersionsResponse>;
+    #[test]
+    fn the_parser_finds_what_a_module_uses() {
+        assert_eq!(
+            uses("use super::client::parse_error_response; // super::fake\n"),
+            [Some("client")]
+        );
+        assert_eq!(
+            uses("use crate::cloud::{error::CloudError, sign};"),
+            [Some("error"), Some("sign")]
+        );
+        assert_eq!(uses("use super::CloudApi;"), [None]);
+    }
 }

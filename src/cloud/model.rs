@@ -160,6 +160,25 @@ impl UpdateType {
     }
 }
 
+/// What UpdateService with `UpdateType=merge` does to the service config: an RFC 7396
+/// JSON merge patch (objects merge key by key, `null` removes a key, anything else
+/// replaces).
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ServiceVersion {
@@ -424,4 +443,23 @@ pub struct ListEdgeContainerAppVersionsResponse {
     pub page_number: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<i64>,
+}
+
+/// Wire values the operator reads or sends, named once.
+pub mod wire {
+    /// Phases of an EAS rollout (DescribeServiceRollout's `Status.Phase`).
+    pub const EAS_PHASE_RUNNING: &str = "Running";
+    pub const EAS_PHASE_PAUSED: &str = "Paused";
+    pub const EAS_PHASE_COMPLETED: &str = "Completed";
+    pub const EAS_PHASE_FAILED: &str = "Failed";
+    /// The only `Strategy` CreateRoutineCodeDeployment accepts.
+    pub const ROUTINE_STRATEGY_PERCENTAGE: &str = "percentage";
+    /// `PublishType` of PublishEdgeContainerAppVersion and GetEdgeContainerAppStatus.
+    pub const PUBLISH_TYPE_PERCENTAGE: &str = "percentage";
+    pub const PUBLISH_TYPE_REGION: &str = "region";
+    /// `PublishStatus` of GetEdgeContainerAppStatus.
+    pub const PUBLISH_STATUS_PUBLISHING: &str = "publishing";
+    pub const PUBLISH_STATUS_PUBLISHED: &str = "published";
+    pub const PUBLISH_STATUS_ROLLBACKING: &str = "rollbacking";
+    pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
 }

@@ -12,9 +12,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::client::parse_error_response;
+use super::credentials::Credentials;
 use super::endpoint::{Endpoint, default_sts_endpoint};
-use super::{CloudError, CloudResult, Credentials};
+use super::error::{CloudError, CloudResult};
+use super::response::parse_error_response;
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use super::{CloudError, ErrorKind};
+use super::error::{CloudError, ErrorKind};
 
 /// Capped, jittered exponential backoff, bounded by a number of retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

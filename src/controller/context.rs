@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Resource, ResourceExt};
-use rand::Rng;
 use serde::Serialize;
 
-use super::eas_plan::Timing;
 use super::error::{Error, Reaction, backoff};
 use super::metrics::Metrics;
+use super::requeue::{Timing, jitter};
 use crate::cloud::{CloudApi, Credentials};
 use crate::crd::SecretRef;
 
@@ -61,6 +61,82 @@ impl SecretSource for KubeSecrets {
     }
 }
 
+/// The object a status is written to.
+#[derive(Debug, Clone)]
+pub struct StatusTarget {
+    pub resource: ApiResource,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// What the reconcilers write to the cluster besides finalizers: status and Events. A
+/// seam, so that a kind's shell can be tested without an API server.
+#[async_trait]
+pub trait ClusterWrites: Send + Sync {
+    /// Server-side apply `status` (the whole `status` object) under [`FIELD_MANAGER`].
+    async fn write_status(
+        &self,
+        target: &StatusTarget,
+        status: serde_json::Value,
+    ) -> Result<(), kube::Error>;
+    /// Publish an Event about `reference`.
+    async fn publish(&self, reference: &ObjectReference, event: &Event) -> Result<(), kube::Error>;
+}
+
+/// Status and Events through the Kubernetes API.
+pub struct KubeWrites {
+    client: kube::Client,
+    reporter: Reporter,
+    /// Shared by Warnings, so that a failure repeated within minutes becomes one Event
+    /// series with a count.
+    recorder: Recorder,
+}
+
+impl KubeWrites {
+    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
+        KubeWrites {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            client,
+            reporter,
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterWrites for KubeWrites {
+    async fn write_status(
+        &self,
+        target: &StatusTarget,
+        status: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &target.namespace, &target.resource);
+        let patch = serde_json::json!({
+            "apiVersion": target.resource.api_version,
+            "kind": target.resource.kind,
+            "status": status,
+        });
+        let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+        api.patch_status(&target.name, &params, &kube::api::Patch::Apply(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn publish(&self, reference: &ObjectReference, event: &Event) -> Result<(), kube::Error> {
+        // Each mutation gets its own Event: the shared recorder would fold a second
+        // mutation with the same reason into the first one's series, keeping the first
+        // note (and so the wrong RequestId).
+        match event.type_ {
+            EventType::Normal => {
+                Recorder::new(self.client.clone(), self.reporter.clone())
+                    .publish(event, reference)
+                    .await
+            }
+            EventType::Warning => self.recorder.publish(event, reference).await,
+        }
+    }
+}
+
 /// Retry timing for failed reconciles.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -73,9 +149,8 @@ pub struct Context {
     pub client: kube::Client,
     pub cloud: Arc<dyn CloudApi>,
     pub secrets: Arc<dyn SecretSource>,
-    /// Records failures: a failure repeated within minutes becomes one Event with a count.
-    pub recorder: Recorder,
-    reporter: Reporter,
+    /// Status writes and Events.
+    pub writes: Arc<dyn ClusterWrites>,
     pub metrics: Arc<Metrics>,
     pub timing: Timing,
     pub retry: RetryPolicy,
@@ -87,17 +162,16 @@ impl Context {
         client: kube::Client,
         cloud: Arc<dyn CloudApi>,
         secrets: Arc<dyn SecretSource>,
-        reporter: Reporter,
+        writes: Arc<dyn ClusterWrites>,
         metrics: Arc<Metrics>,
         timing: Timing,
         retry: RetryPolicy,
     ) -> Self {
         Context {
-            recorder: Recorder::new(client.clone(), reporter.clone()),
             client,
             cloud,
             secrets,
-            reporter,
+            writes,
             metrics,
             timing,
             retry,
@@ -163,34 +237,26 @@ impl Context {
             action: truncate(action, 128),
             secondary: None,
         };
-        // Each mutation gets its own Event: the shared recorder would fold a second
-        // mutation with the same reason into the first one's series, keeping the first
-        // note (and so the wrong RequestId).
-        let recorder = match type_ {
-            EventType::Normal => Recorder::new(self.client.clone(), self.reporter.clone()),
-            EventType::Warning => self.recorder.clone(),
-        };
-        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.writes.publish(&obj.object_ref(&()), &ev).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }
-}
 
-/// Write `status` with server-side apply under [`FIELD_MANAGER`].
-pub async fn write_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    S: Serialize,
-{
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&patch))
-        .await?;
-    Ok(())
+    /// Write `obj`'s status (server-side apply under [`FIELD_MANAGER`]).
+    pub async fn write_status<K, S>(&self, obj: &K, status: &S) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = ()>,
+        S: Serialize,
+    {
+        let target = StatusTarget {
+            resource: ApiResource::erase::<K>(&()),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+        };
+        let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+        self.writes.write_status(&target, status).await?;
+        Ok(())
+    }
 }
 
 /// Credentials from a Secret's data (`accessKeyId`, `accessKeySecret`, optional
@@ -216,12 +282,6 @@ pub fn credentials_from_secret(
     Credentials::from_secret_data(&data).map_err(|e| {
         Error::Credentials(format!("Secret {name:?} (spec.credentialsSecretRef): {e}"))
     })
-}
-
-/// `d` spread by +-10% so that many objects do not poll in lockstep.
-pub fn jitter(d: Duration) -> Duration {
-    let factor: f64 = rand::rng().random_range(0.9..1.1);
-    d.mul_f64(factor)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -289,17 +349,6 @@ mod tests {
             assert!(!shown.contains("s3cret"), "{shown}");
             assert_eq!(err.reaction(), Reaction::WaitForChange);
             assert_eq!(err.reason(), "CredentialsUnavailable");
-        }
-    }
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        for _ in 0..100 {
-            let d = jitter(Duration::from_secs(10));
-            assert!(
-                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
-                "{d:?}"
-            );
         }
     }
 

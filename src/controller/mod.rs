@@ -3,19 +3,22 @@
 //! One kube-rs controller per kind, all sharing one cloud client (one rate limiter, one
 //! credential chain), one event recorder and one metrics registry.
 
-pub mod app_plan;
 pub mod conditions;
 pub mod container_app;
 pub mod context;
 pub mod eas;
-pub mod eas_plan;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod outcome;
+pub mod plan;
+pub mod requeue;
 pub mod routine;
-pub mod routine_plan;
 pub mod runner;
+pub mod status;
 pub mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -29,8 +32,8 @@ use prometheus_client::registry::Registry;
 use crate::cloud::config::parse_duration;
 use crate::cloud::{ClientConfig, CloudApi, CloudClient};
 use crate::crd::{EasServiceRollout, EsaContainerAppRollout, EsaRoutineRollout};
-use context::{Context, KubeSecrets, RetryPolicy};
-use eas_plan::Timing;
+use context::{Context, KubeSecrets, KubeWrites, RetryPolicy};
+use requeue::Timing;
 
 /// A kind this operator can run.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client.clone(),
         cloud,
         Arc::new(KubeSecrets(client.clone())),
-        reporter,
+        Arc::new(KubeWrites::new(client.clone(), reporter)),
         metrics,
         Timing {
             active: args.active_poll,

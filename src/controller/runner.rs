@@ -1,5 +1,12 @@
-//! What the three controllers share: the finalizer branch, error handling,
-//! backoff, metrics, Events and the tracing span around each reconcile.
+//! The one reconcile loop every kind runs.
+//!
+//! A kind supplies four pieces (see [`Rollout`]): `read` the cloud, `plan` (pure), `execute`
+//! one action, and `cleanup` where it has one; plus `validate`, which parses the spec into
+//! what the planner consumes. Everything around them lives here, once: the finalizer
+//! branch, the tracing span, recording ownership before the first mutation, executing the
+//! plan's actions (each counted, logged, and reported in one Event with its RequestId),
+//! writing the status only when it changed, the jittered requeue, and the reaction to each
+//! kind of failure (a Warning Event, the failure metric, Degraded, and a wait or a backoff).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -17,13 +24,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::context::{Context, FINALIZER, jitter, write_status};
+use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
+use super::plan::{CloudAction, Input, Plan, ValidSpec};
+use super::requeue::jitter;
+use super::status::{self, RolloutObject, RolloutStatus};
+use crate::cloud::CloudApi;
 
 /// One custom resource kind driven by this operator.
 #[async_trait]
-pub trait Reconciled:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+pub trait Rollout:
+    RolloutObject
+    + Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
     + DeserializeOwned
     + Serialize
@@ -36,15 +48,37 @@ pub trait Reconciled:
     const LABEL: &'static str;
     /// Whether deletion needs the operator (a cloud cleanup); without it no finalizer is
     /// added and deleting the resource leaves the cloud as it is.
-    const NEEDS_FINALIZER: bool = true;
-    type Status: Serialize + Send + Sync;
+    const NEEDS_FINALIZER: bool = false;
+    /// The spec as the planner consumes it, parsed by [`Rollout::validate`].
+    type Spec: ValidSpec<Self> + Send + Sync;
+    /// What [`Rollout::read`] learns from the cloud.
+    type Observed: Send + Sync;
+    type Action: CloudAction + Send + Sync;
 
-    /// Bring the cloud in line with the spec and write the status.
-    async fn apply(obj: Arc<Self>, cx: &Context) -> Result<Action, Error>;
-    /// The resource is being deleted: honour its deletion policy.
-    async fn cleanup(obj: Arc<Self>, cx: &Context) -> Result<Action, Error>;
-    /// The status to write when a reconcile failed and waits for a spec change.
-    fn degraded_status(&self, err: &Error, now: jiff::Timestamp) -> Self::Status;
+    /// Read what the planner needs from the cloud (the status as last written says what
+    /// is already known).
+    async fn read(
+        spec: &Self::Spec,
+        status: Option<&Self::Status>,
+        cloud: &dyn CloudApi,
+    ) -> Result<Self::Observed, Error>;
+    /// Decide (pure).
+    fn plan(
+        input: &Input<'_, Self::Spec, Self::Status, Self::Observed>,
+    ) -> Plan<Self::Action, Self::Status>;
+    /// Make one cloud mutation; returns its RequestId, and may fold the cloud's answer into
+    /// the status about to be written.
+    async fn execute(
+        spec: &Self::Spec,
+        cloud: &dyn CloudApi,
+        action: &Self::Action,
+        status: &mut Self::Status,
+    ) -> Result<String, Error>;
+    /// The resource is being deleted: honour its deletion policy (only called with
+    /// [`Rollout::NEEDS_FINALIZER`]).
+    async fn cleanup(&self, _cx: &Context) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -57,19 +91,19 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 }
 
 /// One reconcile: the finalizer is the one top-level branch (apply or cleanup).
-pub async fn reconcile<K: Reconciled>(obj: Arc<K>, cx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let span = tracing::info_span!("reconcile", kind = K::LABEL, %namespace, %name);
     async move {
         let started = Instant::now();
         cx.metrics.reconcile(K::LABEL);
-        let api: Api<K> = Api::namespaced(cx.client.clone(), &namespace);
         let result = if K::NEEDS_FINALIZER {
+            let api: Api<K> = Api::namespaced(cx.client.clone(), &namespace);
             finalizer(&api, FINALIZER, obj.clone(), |event| async {
                 match event {
-                    FinalizerEvent::Apply(o) => K::apply(o, &cx).await,
-                    FinalizerEvent::Cleanup(o) => K::cleanup(o, &cx).await,
+                    FinalizerEvent::Apply(o) => apply(o.as_ref(), &cx).await,
+                    FinalizerEvent::Cleanup(o) => cleanup(o.as_ref(), &cx).await,
                 }
             })
             .await
@@ -77,80 +111,149 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, cx: Arc<Context>) -> Result<A
         } else if obj.meta().deletion_timestamp.is_some() {
             Ok(Action::await_change())
         } else {
-            K::apply(obj.clone(), &cx).await
+            apply(obj.as_ref(), &cx).await
         };
         cx.metrics.observe(K::LABEL, started.elapsed());
-        match result {
-            Ok(action) => {
-                cx.clear_failures(&key(obj.as_ref()));
-                Ok(action)
-            }
-            Err(err) => {
-                let reason = err.reason();
-                cx.metrics.failure(K::LABEL, &reason);
-                let note = match err.request_id() {
-                    Some(id) => format!("{err} (RequestId {id})"),
-                    None => err.to_string(),
-                };
-                tracing::warn!(error = %err, %reason, "reconcile failed");
-                cx.event(obj.as_ref(), EventType::Warning, &reason, "Reconcile", note)
-                    .await;
-                if err.reaction() == Reaction::WaitForChange {
-                    // Say why and wait for a spec change; look again only slowly.
-                    let status = obj.degraded_status(&err, jiff::Timestamp::now());
-                    if let Err(e) = write_status(&api, obj.as_ref(), &status).await {
-                        tracing::warn!(error = %e, "could not write the Degraded status");
-                        return Err(e);
-                    }
-                    cx.clear_failures(&key(obj.as_ref()));
-                    Ok(after_terminal(&err, cx.timing.settled))
-                } else {
-                    Err(err)
-                }
-            }
+        if result.is_ok() {
+            cx.clear_failures(&key(obj.as_ref()));
         }
+        result
     }
     .instrument(span)
     .await
 }
 
-/// Conditions for a failure that is not the cloud's (credentials, invalid spec): Ready
-/// False and Degraded True with the error's reason.
-pub fn local_degraded(
-    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    generation: Option<i64>,
-    err: &Error,
-    now: jiff::Timestamp,
-) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    use super::conditions::{Desired, merge};
-    use crate::crd::{CONDITION_DEGRADED, CONDITION_READY};
-    let reason = err.reason();
-    let message = err.to_string();
-    merge(
-        previous,
-        &[
-            Desired::new(CONDITION_READY, false, reason.clone(), message.clone()),
-            Desired::new(CONDITION_DEGRADED, true, reason, message),
-        ],
-        generation,
-        now,
-    )
+/// Bring the cloud in line with the spec and write the status; a failure is reported
+/// (see [`fail`]).
+pub async fn apply<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
+    // The status as the API server has it, kept up to date with our own writes.
+    let mut stored = obj.status().cloned();
+    match converge(obj, cx, &mut stored).await {
+        Ok(action) => Ok(action),
+        Err(err) => fail(obj, cx, stored.as_ref(), err).await,
+    }
 }
 
-/// When to look again at an ESA rollout: the planner's due time (a step's pause), the
-/// operator's active poll while a mutation was just sent or one is in flight (the planner's
-/// in-flight poll is capped by `--active-poll`), the settled poll otherwise.
-pub fn esa_requeue(
-    sent: bool,
-    planned: Option<std::time::Duration>,
-    timing: super::eas_plan::Timing,
-) -> std::time::Duration {
-    match planned {
-        _ if sent => planned.unwrap_or(timing.active).min(timing.active),
-        Some(d) if d == super::steps::POLL_IN_FLIGHT => d.min(timing.active),
-        Some(d) => d,
-        None => timing.settled,
+async fn converge<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: &mut Option<K::Status>,
+) -> Result<Action, Error> {
+    let spec = K::Spec::parse(obj).map_err(Error::InvalidSpec)?;
+    let cloud_ref = spec.cloud_ref();
+    if let Some(recorded) = stored.as_ref().and_then(|s| s.cloud_ref())
+        && recorded != cloud_ref
+    {
+        return Err(Error::InvalidSpec(format!(
+            "this resource manages {recorded}; its spec now names {cloud_ref}. The target of a \
+             rollout cannot change: create a new resource instead"
+        )));
     }
+    let namespace = obj.namespace().unwrap_or_default();
+    let cloud = cx.cloud_for(&namespace, obj.credentials()).await?;
+    let observed = K::read(&spec, stored.as_ref(), cloud.as_ref()).await?;
+    let plan = K::plan(&Input {
+        spec: &spec,
+        generation: obj.meta().generation,
+        status: stored.as_ref(),
+        observed: &observed,
+        now: jiff::Timestamp::now(),
+    });
+    let mut status = plan.status;
+    *status.shared().cloud_ref = Some(cloud_ref.clone());
+    if !plan.actions.is_empty() {
+        record_ownership(obj, cx, stored, cloud_ref).await?;
+    }
+    for action in &plan.actions {
+        let request_id = K::execute(&spec, cloud.as_ref(), action, &mut status).await?;
+        report_mutation(obj, cx, action, &request_id).await;
+        *status.shared().last_request_id = Some(request_id);
+    }
+    if stored.as_ref() != Some(&status) {
+        cx.write_status(obj, &status).await?;
+    }
+    let delay = cx.timing.delay(plan.requeue, !plan.actions.is_empty());
+    Ok(Action::requeue(jitter(delay)))
+}
+
+/// Write `status.cloudRef` before the first mutation of a cloud object, so that a
+/// resource always knows what it may have changed (cleanup acts on it, and the target of
+/// a resource cannot move).
+async fn record_ownership<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: &mut Option<K::Status>,
+    cloud_ref: String,
+) -> Result<(), Error> {
+    if stored.as_ref().and_then(|s| s.cloud_ref()) == Some(cloud_ref.as_str()) {
+        return Ok(());
+    }
+    let mut owned = stored.clone().unwrap_or_default();
+    *owned.shared().cloud_ref = Some(cloud_ref);
+    cx.write_status(obj, &owned).await?;
+    *stored = Some(owned);
+    Ok(())
+}
+
+/// A mutation the cloud accepted: counted, logged and reported in its own Event.
+async fn report_mutation<K: Rollout>(obj: &K, cx: &Context, action: &K::Action, request_id: &str) {
+    let (name, what) = (action.name(), action.describe());
+    cx.metrics.mutation(K::LABEL, name);
+    tracing::info!(action = name, request_id = %request_id, "{what}");
+    cx.event(
+        obj,
+        EventType::Normal,
+        name,
+        name,
+        format!("{what} (RequestId {request_id})"),
+    )
+    .await;
+}
+
+/// The resource is being deleted: run the kind's cleanup; a failure is reported like any
+/// other.
+async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
+    match obj.cleanup(cx).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(err) => fail(obj, cx, obj.status(), err).await,
+    }
+}
+
+/// Report a failed reconcile: the failure metric, a Warning Event, and by the error's
+/// kind either Degraded and a wait (the spec must change, or a person must act) or an
+/// error for [`error_policy`] to back off on.
+async fn fail<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: Option<&K::Status>,
+    err: Error,
+) -> Result<Action, Error> {
+    let reason = err.reason();
+    cx.metrics.failure(K::LABEL, &reason);
+    let note = match err.request_id() {
+        Some(id) if !err.to_string().contains(id) => format!("{err} (RequestId {id})"),
+        _ => err.to_string(),
+    };
+    tracing::warn!(error = %err, %reason, "reconcile failed");
+    cx.event(obj, EventType::Warning, &reason, "Reconcile", note)
+        .await;
+    if err.reaction() != Reaction::WaitForChange {
+        return Err(err);
+    }
+    let degraded = status::degraded(
+        stored,
+        obj.meta().generation,
+        &reason,
+        &err.to_string(),
+        err.request_id(),
+        jiff::Timestamp::now(),
+    );
+    if let Err(e) = cx.write_status(obj, &degraded).await {
+        tracing::warn!(error = %e, "could not write the Degraded status");
+        return Err(e);
+    }
+    cx.clear_failures(&key(obj));
+    Ok(after_terminal(&err, cx.timing.settled))
 }
 
 /// After a failure that waits for a change: the cloud rejected this exact input, so only a
@@ -164,14 +267,14 @@ pub fn after_terminal(err: &Error, settled: std::time::Duration) -> Action {
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.
-pub fn error_policy<K: Reconciled>(obj: Arc<K>, err: &Error, cx: Arc<Context>) -> Action {
+pub fn error_policy<K: Rollout>(obj: Arc<K>, err: &Error, cx: Arc<Context>) -> Action {
     let delay = cx.next_retry(&key(obj.as_ref()), err.reaction(), err.retry_after());
     tracing::debug!(kind = K::LABEL, name = %obj.name_any(), ?delay, "retrying later");
     Action::requeue(delay)
 }
 
 /// Run the controller for `K` until shutdown.
-pub async fn run_controller<K: Reconciled>(cx: Arc<Context>, namespace: Option<String>) {
+pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<String>) {
     let (reader, stream) = super::watch::watch::<K>(cx.clone(), namespace.as_deref());
     tracing::info!(
         kind = K::LABEL,
@@ -217,29 +320,5 @@ mod tests {
             after_terminal(&Error::Credentials("x".into()), settled),
             Action::await_change()
         );
-    }
-
-    #[test]
-    fn esa_requeue_table() {
-        use super::super::eas_plan::Timing;
-        use super::super::steps::POLL_IN_FLIGHT;
-        let t = Timing {
-            active: Duration::from_secs(2),
-            settled: Duration::from_secs(300),
-        };
-        let cases = [
-            (true, None, t.active),
-            (true, Some(Duration::from_secs(60)), t.active),
-            (false, Some(POLL_IN_FLIGHT), t.active),
-            (
-                false,
-                Some(Duration::from_secs(42)),
-                Duration::from_secs(42),
-            ),
-            (false, None, t.settled),
-        ];
-        for (sent, planned, want) in cases {
-            assert_eq!(esa_requeue(sent, planned, t), want, "{sent} {planned:?}");
-        }
     }
 }

@@ -1,6 +1,6 @@
 //! The percentage progression shared by `EsaRoutineRollout.spec.canary` and
-//! `EsaContainerAppRollout.spec.steps`, as a pure function of spec, previous status, what
-//! the cloud shows and `now`.
+//! `EsaContainerAppRollout.spec.steps`, as a pure function of the validated steps, the
+//! previous status, what the cloud shows and `now`.
 //!
 //! Rules (each one has a test below):
 //! - Step `i` wants `steps[i].percentage` on the new version. After the last step the new
@@ -21,46 +21,21 @@
 //!   first step whose percentage is >= the new version's share in the cloud (0 when the new
 //!   version is absent; past the last step when the share exceeds every step). A derived step
 //!   starts its timer afresh, so a restart never shortens a pause.
-//! - Percentages must be 1-100 and strictly increasing, and pauses must parse
-//!   ([`parse_duration`]); otherwise a [`StepError`] (never a panic) that the reconciler
-//!   shows as `Degraded` with reason `InvalidSpec`.
-
-use std::time::Duration;
+//! - The steps are parsed once ([`Steps::parse`]): percentages 1-100 and strictly
+//!   increasing, pauses in the CRD's duration grammar and at most ten years; otherwise a
+//!   [`StepError`] that the reconciler reports as an invalid spec.
 
 use jiff::{SignedDuration, Timestamp};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use super::outcome::{Outcome, PHASE_COMPLETED, PHASE_PAUSED, PHASE_PROGRESSING};
+use super::plan::Requeue;
+use super::requeue::until;
+use crate::crd::common::CanaryStep;
+use crate::crd::validation::{DurationError, parse_duration};
 
-use super::conditions::{Desired, merge};
-use crate::cloud::error::CloudError;
-use crate::crd::common::{
-    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
-};
-
-/// Requeue while a mutation is in flight (or was just sent), to confirm it took effect.
-pub const POLL_IN_FLIGHT: Duration = Duration::from_secs(10);
-
-/// Phases written to `status.phase` by both ESA kinds.
-pub const PHASE_PROGRESSING: &str = "Progressing";
-pub const PHASE_PAUSED: &str = "Paused";
-pub const PHASE_COMPLETED: &str = "Completed";
-pub const PHASE_ROLLED_BACK: &str = "RolledBack";
-pub const PHASE_DEGRADED: &str = "Degraded";
-
-/// Condition reason for a spec the operator cannot act on.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-
-/// A duration string the CRD schema would not accept.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a duration (use one number and one unit, e.g. 30s, 5m, 1h, 90m)")]
-pub struct DurationError(pub String);
-
-/// Parse a step pause: the grammar of the CRD schema (`crd::validation::DURATION_PATTERN`,
-/// "30s", "5m", "1h"), so the operator accepts exactly what the API server admits; one
-/// that slipped past admission anyway is an error the reconciler reports, never a panic.
-pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
-    crate::crd::validation::parse_duration(s).ok_or_else(|| DurationError(s.to_string()))
-}
+/// The longest pause a step may have: ten years (a longer one could not be added to a
+/// point in time).
+const MAX_PAUSE: SignedDuration = SignedDuration::from_hours(24 * 3650);
 
 /// Why a step list cannot be followed. `Display` names the field relative to the step
 /// list (`steps[1].pause: ...`); prefix it with `spec.canary.` or `spec.`.
@@ -68,7 +43,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 pub enum StepError {
     #[error("steps[{index}].pause: {source}")]
     InvalidPause { index: usize, source: DurationError },
-    #[error("steps[{index}].pause: {value:?} is too long")]
+    #[error("steps[{index}].pause: {value:?} is too long (at most ten years)")]
     PauseTooLong { index: usize, value: String },
     #[error("steps[{index}].percentage: {percentage} is outside 1-100")]
     PercentageOutOfRange { index: usize, percentage: i32 },
@@ -82,10 +57,80 @@ pub enum StepError {
     },
 }
 
+/// One step, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub percentage: i32,
+    /// None: a manual gate.
+    pub pause: Option<SignedDuration>,
+}
+
+/// A step list that can be followed: percentages 1-100, strictly increasing, pauses
+/// parsed and bounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Steps(Vec<Step>);
+
+impl Steps {
+    pub fn parse(steps: &[CanaryStep]) -> Result<Steps, StepError> {
+        let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            if !(1..=100).contains(&step.percentage) {
+                return Err(StepError::PercentageOutOfRange {
+                    index,
+                    percentage: step.percentage,
+                });
+            }
+            if let Some(previous) = out.last().map(|s| s.percentage)
+                && step.percentage <= previous
+            {
+                return Err(StepError::NotIncreasing {
+                    index,
+                    percentage: step.percentage,
+                    previous,
+                });
+            }
+            let pause = match &step.pause {
+                None => None,
+                Some(value) => {
+                    let d = parse_duration(value)
+                        .map_err(|source| StepError::InvalidPause { index, source })?;
+                    let too_long = || StepError::PauseTooLong {
+                        index,
+                        value: value.clone(),
+                    };
+                    let d = SignedDuration::try_from(d).map_err(|_| too_long())?;
+                    if d > MAX_PAUSE {
+                        return Err(too_long());
+                    }
+                    Some(d)
+                }
+            };
+            out.push(Step {
+                percentage: step.percentage,
+                pause,
+            });
+        }
+        Ok(Steps(out))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The new version's percentage at step `i` (100 past the last step).
+    fn percentage(&self, i: usize) -> i32 {
+        self.0.get(i).map_or(100, |s| s.percentage)
+    }
+}
+
 /// Everything the progression depends on.
 #[derive(Debug, Clone)]
 pub struct StepInput<'a> {
-    pub steps: &'a [CanaryStep],
+    pub steps: &'a Steps,
     pub promoted_step: Option<i32>,
     pub paused: bool,
     /// `status.currentStep` as last written.
@@ -138,6 +183,27 @@ pub struct StepPlan {
     pub state: StepState,
 }
 
+/// What a status records of a progression.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepRecord {
+    pub current_step: Option<i32>,
+    pub step_started_at: Option<String>,
+    pub next_step_at: Option<String>,
+}
+
+/// How a kind words the progression's situations.
+#[derive(Debug, Clone)]
+pub struct Wording<'a> {
+    /// The current step's target, e.g. "10% on v2".
+    pub at: String,
+    /// The field that promotes a manual gate, e.g. "spec.canary.promotedStep".
+    pub promote: &'a str,
+    /// What the cloud shows now, e.g. "cloud has v1:100".
+    pub cloud: String,
+    /// The message once the new version has 100%.
+    pub complete: String,
+}
+
 impl StepPlan {
     /// Whether the reconciler should send `target` to the cloud.
     pub fn wants_mutation(&self) -> bool {
@@ -158,6 +224,71 @@ impl StepPlan {
             "FullRollout".to_string()
         }
     }
+
+    /// What the status records.
+    pub fn record(&self) -> StepRecord {
+        StepRecord {
+            current_step: i32::try_from(self.current).ok(),
+            step_started_at: self.started_at.map(|t| t.to_string()),
+            next_step_at: self.next_step_at.map(|t| t.to_string()),
+        }
+    }
+
+    /// "step 1/3 done; step 2/3: <what>" after advancing, "step 1/3: <what>" otherwise.
+    pub fn head(&self, what: &str) -> String {
+        match self.state {
+            StepState::Advanced { from } => format!(
+                "{} done; {}: {what}",
+                step_label(from, self.total),
+                self.label()
+            ),
+            _ => format!("{}: {what}", self.label()),
+        }
+    }
+
+    /// The outcome of a progression that holds or is done, worded by `w`; None when it
+    /// wants a mutation (the kind words that, since only it knows what is in flight).
+    pub fn holding(&self, w: &Wording<'_>, now: Timestamp) -> Option<Outcome> {
+        let label = self.label();
+        Some(match self.state {
+            StepState::Apply | StepState::Advanced { .. } => return None,
+            StepState::WaitingForPause { due } => Outcome::waiting(
+                PHASE_PROGRESSING,
+                "WaitingForPause",
+                format!(
+                    "{label}: {} since {}; next step at {due}",
+                    w.at,
+                    self.started_at.unwrap_or(now)
+                ),
+                Requeue::After(until(now, due)),
+            ),
+            StepState::WaitingForPromotion => Outcome::waiting(
+                PHASE_PROGRESSING,
+                "WaitingForPromotion",
+                format!(
+                    "{label}: {} holds for manual promotion: set {}: {}",
+                    w.at, w.promote, self.current
+                ),
+                Requeue::Settled,
+            ),
+            StepState::Paused => {
+                let where_ = if self.at_target {
+                    format!("at {label} ({})", w.at)
+                } else {
+                    format!("before {label} ({} not sent; {})", w.at, w.cloud)
+                };
+                let due = self
+                    .next_step_at
+                    .map(|d| format!("; its pause ends at {d}"))
+                    .unwrap_or_default();
+                Outcome::new(
+                    PHASE_PAUSED,
+                    format!("paused {where_}{due}; set spec.paused: false to continue"),
+                )
+            }
+            StepState::Complete => Outcome::done(PHASE_COMPLETED, "Completed", w.complete.clone()),
+        })
+    }
 }
 
 /// "step 2/4" (1-based) or "final step (100%)".
@@ -169,58 +300,18 @@ pub fn step_label(current: usize, total: usize) -> String {
     }
 }
 
-/// Validate the steps and return each step's pause.
-pub fn validate_steps(steps: &[CanaryStep]) -> Result<Vec<Option<SignedDuration>>, StepError> {
-    let mut pauses = Vec::with_capacity(steps.len());
-    for (index, step) in steps.iter().enumerate() {
-        if !(1..=100).contains(&step.percentage) {
-            return Err(StepError::PercentageOutOfRange {
-                index,
-                percentage: step.percentage,
-            });
-        }
-        if index > 0 {
-            let previous = steps[index - 1].percentage;
-            if step.percentage <= previous {
-                return Err(StepError::NotIncreasing {
-                    index,
-                    percentage: step.percentage,
-                    previous,
-                });
-            }
-        }
-        let pause = match &step.pause {
-            None => None,
-            Some(value) => {
-                let d = parse_duration(value)
-                    .map_err(|source| StepError::InvalidPause { index, source })?;
-                Some(
-                    SignedDuration::try_from(d).map_err(|_| StepError::PauseTooLong {
-                        index,
-                        value: value.clone(),
-                    })?,
-                )
-            }
-        };
-        pauses.push(pause);
-    }
-    Ok(pauses)
-}
-
 /// Decide the progression. See the module documentation for the rules.
-pub fn plan_steps(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
+pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
     let steps = input.steps;
-    let pauses = validate_steps(steps)?;
     let total = steps.len();
-    let pct = |i: usize| if i < total { steps[i].percentage } else { 100 };
     let cloud = input.cloud_percentage.unwrap_or(0);
 
-    let current = resolve_current(input, total, &pct, cloud);
-    let at_target = input.cloud_settled && cloud == pct(current);
+    let current = resolve_current(input, cloud);
+    let at_target = input.cloud_settled && cloud == steps.percentage(current);
     let mut plan = StepPlan {
         current,
         total,
-        target: pct(current),
+        target: steps.percentage(current),
         at_target,
         started_at: None,
         next_step_at: None,
@@ -230,12 +321,12 @@ pub fn plan_steps(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
         if input.paused {
             plan.state = StepState::Paused;
         }
-        return Ok(plan);
+        return plan;
     }
-    if current == total {
+    let Some(step) = steps.0.get(current) else {
         plan.state = StepState::Complete;
-        return Ok(plan);
-    }
+        return plan;
+    };
 
     // At the step: the timer runs from the first time we saw it here.
     let started = if input.prev_step == i32::try_from(current).ok() {
@@ -247,63 +338,71 @@ pub fn plan_steps(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
         input.now
     };
     plan.started_at = Some(started);
+    let done = step_done(&mut plan, step, started, input);
+    if input.paused {
+        plan.state = StepState::Paused;
+        return plan;
+    }
+    if !done {
+        return plan;
+    }
 
-    let done = match pauses[current] {
-        Some(pause) => {
-            let due = started
-                .checked_add(pause)
-                .map_err(|_| StepError::PauseTooLong {
-                    index: current,
-                    value: steps[current].pause.clone().unwrap_or_default(),
-                })?;
-            plan.next_step_at = Some(due);
-            if input.now < due {
-                plan.state = StepState::WaitingForPause { due };
+    // Advance one step.
+    let next = current + 1;
+    StepPlan {
+        current: next,
+        total,
+        target: steps.percentage(next),
+        at_target: false,
+        started_at: None,
+        next_step_at: None,
+        state: StepState::Advanced { from: current },
+    }
+}
+
+/// Whether the current step, reached at `started`, is done: its pause has elapsed, or its
+/// gate is promoted. Otherwise `plan` says what it waits for.
+fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepInput<'_>) -> bool {
+    match step.pause {
+        // A pause is at most ten years, so only a start time near the end of time can
+        // overflow: such a step never ends by itself.
+        Some(pause) => match started.checked_add(pause) {
+            Ok(due) => {
+                plan.next_step_at = Some(due);
+                if input.now < due {
+                    plan.state = StepState::WaitingForPause { due };
+                }
+                input.now >= due
             }
-            input.now >= due
-        }
+            Err(_) => {
+                plan.state = StepState::WaitingForPromotion;
+                false
+            }
+        },
         None => {
             let approved = input
                 .promoted_step
-                .is_some_and(|p| i64::from(p) >= current as i64);
+                .is_some_and(|p| i64::from(p) >= plan.current as i64);
             if !approved {
                 plan.state = StepState::WaitingForPromotion;
             }
             approved
         }
-    };
-    if input.paused {
-        plan.state = StepState::Paused;
-        return Ok(plan);
     }
-    if !done {
-        return Ok(plan);
-    }
-
-    // Advance one step.
-    let next = current + 1;
-    Ok(StepPlan {
-        current: next,
-        total,
-        target: pct(next),
-        at_target: false,
-        started_at: None,
-        next_step_at: None,
-        state: StepState::Advanced { from: current },
-    })
 }
 
-fn resolve_current(
-    input: &StepInput<'_>,
-    total: usize,
-    pct: &dyn Fn(usize) -> i32,
-    cloud: i32,
-) -> usize {
+fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
+    let steps = input.steps;
+    let total = steps.len();
     if let Some(prev) = input.prev_step.and_then(|p| usize::try_from(p).ok())
         && prev <= total
     {
-        let at = cloud == pct(prev);
-        let before = if prev == 0 { 0 } else { pct(prev - 1) };
+        let at = cloud == steps.percentage(prev);
+        let before = if prev == 0 {
+            0
+        } else {
+            steps.percentage(prev - 1)
+        };
         let advanced_not_seen = input.prev_started_at.is_none() && cloud == before;
         if at || advanced_not_seen {
             return prev;
@@ -312,189 +411,9 @@ fn resolve_current(
     if cloud <= 0 {
         return 0;
     }
-    (0..total).find(|&j| pct(j) >= cloud).unwrap_or(total)
-}
-
-/// How long from `now` until `due`, rounded up to whole seconds, at least one second.
-pub fn until(now: Timestamp, due: Timestamp) -> Duration {
-    let d = due.duration_since(now);
-    let secs = d.as_secs() + i64::from(d.subsec_nanos() > 0);
-    Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
-}
-
-/// Make a string usable as a condition `reason` (`^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`,
-/// at most 1024 characters): the cloud's codes contain dots (`InvalidApp.NotFound`).
-pub fn condition_reason(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .filter(|c| c.is_ascii())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ',' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(1000)
-        .collect();
-    while out.ends_with([',', ':']) {
-        out.pop();
-    }
-    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        out.insert_str(0, "Cloud");
-    }
-    out
-}
-
-/// Keep a condition or status message within the API server's limit (32768 bytes).
-pub fn bounded_message(s: String) -> String {
-    const MAX: usize = 4096;
-    if s.len() <= MAX {
-        return s;
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
-/// The cloud's message and request id, for `Degraded` conditions.
-pub fn cloud_error_message(err: &CloudError) -> String {
-    let text = match err {
-        CloudError::Api {
-            code,
-            message,
-            request_id,
-            ..
-        } => format!(
-            "{code}: {message} (RequestId {})",
-            request_id.as_deref().unwrap_or("-")
-        ),
-        other => other.to_string(),
-    };
-    bounded_message(text)
-}
-
-/// The summary both ESA planners compute before turning it into status and conditions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    pub phase: &'static str,
-    pub ready: bool,
-    pub ready_reason: String,
-    pub progressing: bool,
-    pub progressing_reason: String,
-    /// `spec.paused`.
-    pub paused: bool,
-    /// The spec cannot be acted on: Degraded=True with reason `InvalidSpec`.
-    pub invalid_spec: bool,
-    pub message: String,
-    pub requeue_after: Option<Duration>,
-}
-
-impl Outcome {
-    pub fn new(phase: &'static str, message: String) -> Self {
-        Outcome {
-            phase,
-            ready: false,
-            ready_reason: phase.to_string(),
-            progressing: false,
-            progressing_reason: phase.to_string(),
-            paused: false,
-            invalid_spec: false,
-            message,
-            requeue_after: None,
-        }
-    }
-
-    /// Holding at a step until its pause ends at `due`.
-    pub fn waiting_for_pause(message: String, now: Timestamp, due: Timestamp) -> Self {
-        let mut o = Outcome::new(PHASE_PROGRESSING, message);
-        o.progressing = true;
-        o.progressing_reason = "WaitingForPause".to_string();
-        o.ready_reason = "Progressing".to_string();
-        o.requeue_after = Some(until(now, due));
-        o
-    }
-
-    /// Holding at a manual gate until `promotedStep` reaches it.
-    pub fn waiting_for_promotion(message: String) -> Self {
-        let mut o = Outcome::new(PHASE_PROGRESSING, message);
-        o.progressing = true;
-        o.progressing_reason = "WaitingForPromotion".to_string();
-        o.ready_reason = "Progressing".to_string();
-        o
-    }
-
-    pub fn invalid(message: String) -> Self {
-        let mut o = Outcome::new(PHASE_DEGRADED, message);
-        o.ready_reason = REASON_INVALID_SPEC.to_string();
-        o.progressing_reason = REASON_INVALID_SPEC.to_string();
-        o.invalid_spec = true;
-        o
-    }
-
-    /// Ready, Progressing, Paused and Degraded, in that order.
-    pub fn conditions(&self) -> Vec<Desired> {
-        let msg = bounded_message(self.message.clone());
-        let paused_msg = if self.paused {
-            "spec.paused is true: set it to false to continue"
-        } else {
-            ""
-        };
-        let (degraded_reason, degraded_msg) = if self.invalid_spec {
-            (REASON_INVALID_SPEC, msg.clone())
-        } else {
-            ("AsExpected", String::new())
-        };
-        vec![
-            Desired::new(
-                CONDITION_READY,
-                self.ready,
-                condition_reason(&self.ready_reason),
-                msg.clone(),
-            ),
-            Desired::new(
-                CONDITION_PROGRESSING,
-                self.progressing,
-                condition_reason(&self.progressing_reason),
-                msg,
-            ),
-            Desired::new(
-                CONDITION_PAUSED,
-                self.paused,
-                if self.paused {
-                    "PausedBySpec"
-                } else {
-                    "NotPaused"
-                },
-                paused_msg,
-            ),
-            Desired::new(
-                CONDITION_DEGRADED,
-                self.invalid_spec,
-                degraded_reason,
-                degraded_msg,
-            ),
-        ]
-    }
-}
-
-/// Conditions for a failed cloud call: Ready=False and Degraded=True, both with the
-/// cloud's code as reason; Progressing and Paused are left as they were.
-pub(crate) fn degraded_conditions(
-    previous: &[Condition],
-    generation: Option<i64>,
-    err: &CloudError,
-    now: Timestamp,
-) -> (Vec<Condition>, String) {
-    let message = cloud_error_message(err);
-    let reason = condition_reason(err.code());
-    let desired = [
-        Desired::new(CONDITION_READY, false, reason.clone(), message.clone()),
-        Desired::new(CONDITION_DEGRADED, true, reason, message.clone()),
-    ];
-    (merge(previous, &desired, generation, now), message)
+    (0..total)
+        .find(|&j| steps.percentage(j) >= cloud)
+        .unwrap_or(total)
 }
 
 #[cfg(test)]
@@ -533,7 +452,7 @@ mod tests {
 
     fn run(steps: &[CanaryStep], c: &Case<'_>) -> StepPlan {
         plan_steps(&StepInput {
-            steps,
+            steps: &Steps::parse(steps).expect("valid steps"),
             promoted_step: c.promoted,
             paused: c.paused,
             prev_step: c.prev_step,
@@ -542,7 +461,6 @@ mod tests {
             cloud_settled: c.settled,
             now: ts(c.now),
         })
-        .expect("valid steps")
     }
 
     fn base<'a>(name: &'a str) -> Case<'a> {
@@ -876,62 +794,14 @@ mod tests {
             ),
         ];
         for (steps, want) in cases {
-            let err = plan_steps(&StepInput {
-                steps: &steps,
-                promoted_step: None,
-                paused: false,
-                prev_step: None,
-                prev_started_at: None,
-                cloud_percentage: None,
-                cloud_settled: false,
-                now: ts(0),
-            })
-            .expect_err("invalid steps");
+            let err = Steps::parse(&steps).expect_err("invalid steps");
             assert!(err.to_string().starts_with(want), "{err} vs {want}");
         }
-    }
-
-    #[test]
-    fn duration_table() {
-        let ok = [
-            ("30s", 30),
-            ("5m", 300),
-            ("1h", 3600),
-            ("90m", 5400),
-            ("90s", 90),
-            ("0s", 0),
-        ];
-        for (s, secs) in ok {
-            assert_eq!(parse_duration(s), Ok(Duration::from_secs(secs)), "{s}");
-        }
-        let bad = [
-            "", "5", "m", "5x", "1m1h", "1h1h", "-5m", "1.5h", "1h 30m", " 5m", "5ms", "PT1H",
-            "1d", "1h30m", "1m30s",
-        ];
-        for s in bad {
-            assert!(parse_duration(s).is_err(), "{s:?} should be rejected");
-        }
-    }
-
-    #[test]
-    fn until_rounds_up() {
-        assert_eq!(until(ts(0), ts(300)), Duration::from_secs(300));
-        let half = ts(0)
-            .checked_add(SignedDuration::from_millis(1500))
-            .expect("in range");
-        assert_eq!(until(ts(0), half), Duration::from_secs(2));
-        assert_eq!(until(ts(10), ts(0)), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn reasons_are_valid_condition_reasons() {
-        assert_eq!(
-            condition_reason("InvalidApp.NotFound"),
-            "InvalidApp_NotFound"
+        assert!(
+            Steps::parse(&[step(10, Some("87600h"))]).is_ok(),
+            "ten years is allowed"
         );
-        assert_eq!(condition_reason("Throttling.User"), "Throttling_User");
-        assert_eq!(condition_reason(""), "Cloud");
-        assert_eq!(condition_reason("500"), "Cloud500");
-        assert_eq!(condition_reason("A:"), "A");
+        let err = Steps::parse(&[step(10, Some("87601h"))]).expect_err("too long");
+        assert!(err.to_string().contains("too long"), "{err}");
     }
 }

@@ -25,7 +25,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::context::Context;
-use super::runner::Reconciled;
+use super::runner::Rollout;
 
 /// Longest error text the operator writes in a log line, an Event or a status message
 /// about an object it cannot read.
@@ -161,7 +161,7 @@ impl<'de, K> de::Deserialize<'de> for RawObject<K> {
 }
 
 /// `raw` read as `K`, or why it cannot be (naming the field, never its value).
-pub fn decode<K: Reconciled>(raw: &RawObject<K>) -> Result<K, String> {
+pub fn decode<K: Rollout>(raw: &RawObject<K>) -> Result<K, String> {
     let metadata = serde_json::to_string(&raw.metadata).map_err(|e| sanitize(&e.to_string()))?;
     let mut text = String::with_capacity(
         metadata.len()
@@ -259,7 +259,7 @@ struct Skipped {
 /// `alicloud_rollouts_undecodable_objects` metric, and gets a Warning Event and a
 /// Degraded condition saying what to fix (once per generation). Only generation (spec,
 /// deletion) and finalizer changes trigger a reconcile, so status writes do not loop.
-pub fn watch<K: Reconciled>(
+pub fn watch<K: Rollout>(
     cx: Arc<Context>,
     namespace: Option<&str>,
 ) -> (
@@ -324,9 +324,9 @@ enum Seen<'a, K> {
 
 /// The watch event as `K`. Each object is handed to `outcome` with the reason it cannot
 /// be read (`None` when it can), and relist boundaries are passed on too. An object that
-/// cannot be read is left out; if the cache holds an earlier, readable version (`previous`), that version is
-/// removed from it, so the operator never acts on a spec that is no longer the object's.
-fn typed_event<K: Reconciled>(
+/// cannot be read is left out; if the cache holds an earlier, readable version
+/// (`previous`), that version is removed from it, so the operator never acts on a spec that is no longer the object's.
+fn typed_event<K: Rollout>(
     event: watcher::Event<RawObject<K>>,
     previous: &dyn Fn(&RawObject<K>) -> Option<K>,
     outcome: &dyn Fn(Seen<'_, K>),
@@ -364,7 +364,7 @@ fn typed_event<K: Reconciled>(
 }
 
 /// Keep the metric, the log, the Event and the status in line with what the watch saw.
-fn note_outcome<K: Reconciled>(
+fn note_outcome<K: Rollout>(
     cx: &Arc<Context>,
     skipped: &std::sync::Mutex<Skipped>,
     seen: Seen<'_, K>,
@@ -469,7 +469,7 @@ fn malformed_status(
 
 /// Event and Degraded condition for an object that does not parse; the writes run in
 /// the background so the watch never waits on them.
-fn report_malformed<K: Reconciled>(cx: &Arc<Context>, meta: &ObjectMeta, error: &str) {
+fn report_malformed<K: Rollout>(cx: &Arc<Context>, meta: &ObjectMeta, error: &str) {
     let (Some(namespace), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
         return;
     };
@@ -516,7 +516,7 @@ fn report_malformed<K: Reconciled>(cx: &Arc<Context>, meta: &ObjectMeta, error: 
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(e) = cx.recorder.publish(&ev, &reference).await {
+        if let Err(e) = cx.writes.publish(&reference, &ev).await {
             tracing::warn!(error = %sanitize(&e.to_string()), "could not publish an Event");
         }
     });

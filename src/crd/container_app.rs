@@ -225,6 +225,11 @@ pub struct EsaContainerAppRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_step_at: Option<String>,
+    /// Cloud identity this resource manages, recorded before its first mutation
+    /// ("region/appId/env").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub cloud_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,

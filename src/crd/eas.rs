@@ -225,7 +225,8 @@ pub struct EasServiceRolloutStatus {
     /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_paused: Option<bool>,
-    /// Cloud identity this resource manages, recorded at first contact ("region/service").
+    /// Cloud identity this resource manages, recorded before its first mutation
+    /// ("region/serviceName").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,

@@ -200,6 +200,11 @@ pub struct EsaRoutineRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub split: Option<String>,
+    /// Cloud identity this resource manages, recorded before its first mutation
+    /// ("region/routine/env").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub cloud_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,

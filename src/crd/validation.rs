@@ -64,10 +64,20 @@ pub fn steps_rules(field: &str) -> Value {
     )])
 }
 
-/// Parse a duration written as [`DURATION_PATTERN`] ("30s", "5m", "1h").
-///
-/// Returns `None` for anything else, or when the value does not fit in a `Duration`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+/// A duration the CRD's grammar does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration (use one number and one unit, e.g. 30s, 5m, 1h, 90m)")]
+pub struct DurationError(pub String);
+
+/// Parse a duration written as [`DURATION_PATTERN`] ("30s", "5m", "1h"): the one duration
+/// grammar of every spec field (step pauses, batch intervals), so the operator accepts
+/// exactly what the API server admits. Anything else, or a value that does not fit in a
+/// `Duration`, is an error (never a panic).
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    parse_duration_opt(text).ok_or_else(|| DurationError(text.to_string()))
+}
+
+fn parse_duration_opt(text: &str) -> Option<Duration> {
     let unit = text.chars().last()?;
     let digits = &text[..text.len() - unit.len_utf8()];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -125,16 +135,26 @@ impl IntOrPercent {
     }
 }
 
+impl std::fmt::Display for IntOrPercent {
+    /// The wire form: "3" or "50%".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntOrPercent::Count(n) => write!(f, "{n}"),
+            IntOrPercent::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations_parse_in_each_unit() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
     }
 
     #[test]
@@ -142,9 +162,9 @@ mod tests {
         for bad in [
             "", "s", "5", "5d", "1h30m", "-5m", "5 m", "5M", "1.5h", "+5s", "５m",
         ] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 
     #[test]
@@ -183,7 +203,7 @@ mod tests {
         ] {
             assert_eq!(
                 duration.is_match(text),
-                parse_duration(text).is_some(),
+                parse_duration(text).is_ok(),
                 "{text:?}"
             );
         }

@@ -119,21 +119,8 @@ fn revision(name: &str, version: i64, config: &Value) -> String {
     format!("{name}-{}-v{version}", &hash[..6])
 }
 
-/// RFC 7396 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
+/// What `UpdateType=merge` does to a service config (shared with the in-memory fake).
+pub use crate::cloud::model::merge_patch;
 
 fn config_replicas(config: &Value) -> Option<i64> {
     config

@@ -1,6 +1,6 @@
 //! `EsaContainerAppRollout`: what to send to the cloud and what status to write, as a pure
-//! function of the spec, the previous status, GetEdgeContainerAppStatus's `AppStatus` and
-//! `now`.
+//! function of the validated spec, the previous status, GetEdgeContainerAppStatus's
+//! `AppStatus` and `now`.
 //!
 //! Reading the cloud: the version the app is on is `PublishingVersion`, or
 //! `DeployedVersion` when no version is being published; "ours" means that is
@@ -15,101 +15,143 @@
 //! - `spec.startTime` in the future is sent as `StartTime`; a publish in flight toward a
 //!   future start reports "scheduled for ..." and requeues at the start time. A start time
 //!   already past is not sent (the cloud defaults to now).
-//! - `spec.steps`: the percentage progression of [`super::steps::plan_steps`]; a step's
-//!   timer starts when the cloud shows ours `published` at that percentage.
+//! - `spec.steps`: the percentage progression of [`plan_steps`]; a step's timer starts when
+//!   the cloud shows ours `published` at that percentage.
 //! - `spec.rollback`: RollbackEdgeContainerAppVersion back TO the baseline version (the
-//!   cloud's BaseLineVersion, else the one recorded in status), for `spec.versionId`, sent only while
-//!   the cloud shows ours and neither `rollbacking` nor `rollbacked`; when the cloud does
-//!   not show ours there is nothing to roll back. Wins over `paused`.
+//!   cloud's BaseLineVersion, else the one recorded in status), sent only while the cloud
+//!   shows ours and neither `rollbacking` nor `rollbacked`; when the cloud does not show
+//!   ours there is nothing to roll back. Wins over `paused`.
 //! - `spec.paused`: nothing is sent.
-
-use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::conditions::merge;
-use super::steps::{
-    self, Outcome, PHASE_COMPLETED, PHASE_PAUSED, PHASE_PROGRESSING, PHASE_ROLLED_BACK,
-    POLL_IN_FLIGHT, StepInput, StepState,
+use super::spec::{AppSpec, Mode, Target};
+use crate::cloud::model::wire::{
+    PUBLISH_STATUS_PUBLISHED, PUBLISH_STATUS_PUBLISHING, PUBLISH_STATUS_ROLLBACKED,
+    PUBLISH_STATUS_ROLLBACKING, PUBLISH_TYPE_PERCENTAGE, PUBLISH_TYPE_REGION,
 };
-use crate::cloud::error::CloudError;
 use crate::cloud::model::{
     AppStatus, PublishEdgeContainerAppVersionRequest, RollbackEdgeContainerAppVersionRequest,
 };
+use crate::controller::outcome::{
+    Outcome, PHASE_COMPLETED, PHASE_PAUSED, PHASE_PROGRESSING, PHASE_ROLLED_BACK,
+};
+use crate::controller::plan::{CloudAction, Decision, Input, Plan, Requeue};
+use crate::controller::requeue::until;
+use crate::controller::status::settle;
+use crate::controller::steps::{StepInput, Steps, Wording, plan_steps};
 use crate::crd::common::CONDITION_PROGRESSING;
-use crate::crd::container_app::{EsaContainerAppRolloutSpec, EsaContainerAppRolloutStatus};
+use crate::crd::container_app::EsaContainerAppRolloutStatus;
 
 /// Progressing reason while a publish waits for `spec.startTime`.
 pub const REASON_SCHEDULED: &str = "Scheduled";
 
-pub const PUBLISH_TYPE_PERCENTAGE: &str = "percentage";
-pub const PUBLISH_TYPE_REGION: &str = "region";
-pub const PUBLISH_STATUS_PUBLISHING: &str = "publishing";
-pub const PUBLISH_STATUS_PUBLISHED: &str = "published";
-pub const PUBLISH_STATUS_ROLLBACKING: &str = "rollbacking";
-pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
+/// What the shell read: GetEdgeContainerAppStatus's `AppStatus` for the spec's
+/// environment; None when the app has never been published there.
+pub type Observed = Option<AppStatus>;
 
-/// Everything an app plan depends on.
-#[derive(Debug, Clone)]
-pub struct AppInput<'a> {
-    pub spec: &'a EsaContainerAppRolloutSpec,
-    /// `metadata.generation`.
-    pub generation: Option<i64>,
-    /// The status as last written (None for a new object).
-    pub status: Option<&'a EsaContainerAppRolloutStatus>,
-    /// GetEdgeContainerAppStatus's `AppStatus` for `spec.env.app_wire()`; None when the
-    /// app has never been published there.
-    pub observed: Option<&'a AppStatus>,
-    pub now: Timestamp,
-}
-
-/// A cloud call the reconciler must make.
+/// A cloud mutation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppAction {
     Publish(PublishEdgeContainerAppVersionRequest),
     Rollback(RollbackEdgeContainerAppVersionRequest),
 }
 
-/// The decision: at most one action, the status to write (describing the cloud as read,
-/// before the action), and when to look again (None: settled, use the slow resync).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppPlan {
-    pub actions: Vec<AppAction>,
-    pub status: EsaContainerAppRolloutStatus,
-    pub requeue_after: Option<Duration>,
-}
+impl CloudAction for AppAction {
+    fn name(&self) -> &'static str {
+        match self {
+            AppAction::Publish(_) => "PublishEdgeContainerAppVersion",
+            AppAction::Rollback(_) => "RollbackEdgeContainerAppVersion",
+        }
+    }
 
-/// What the spec asks the cloud to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Percentage(i32),
-    Regions {
-        regions: Vec<String>,
-        full_release: bool,
-    },
-}
-
-impl Target {
     fn describe(&self) -> String {
         match self {
-            Target::Percentage(p) => format!("{p}%"),
-            Target::Regions {
-                regions,
-                full_release,
-            } => format!(
-                "regions {}{}",
-                regions.join(","),
-                if *full_release { " (full release)" } else { "" }
-            ),
+            AppAction::Publish(r) => {
+                let target = match (&r.regions, r.percentage) {
+                    (Some(regions), _) => Target::Regions {
+                        regions: regions.clone(),
+                        full_release: r.full_release == Some(true),
+                    },
+                    (None, p) => Target::Percentage(p.unwrap_or(100)),
+                };
+                format!(
+                    "published {} of {} to {} ({})",
+                    r.version_id,
+                    r.app_id,
+                    r.publish_env,
+                    target.describe()
+                )
+            }
+            AppAction::Rollback(r) => format!("rolled back {} of {}", r.version_id, r.app_id),
         }
     }
 }
 
-fn sorted(regions: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = regions.to_vec();
-    v.sort();
-    v.dedup();
-    v
+pub type AppInput<'a> = Input<'a, AppSpec, EsaContainerAppRolloutStatus, Observed>;
+
+/// Decide. Pure: the same input always gives the same plan.
+pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatus> {
+    let spec = input.spec;
+    let ctx = Ctx::new(input);
+    let mut d = match &spec.mode {
+        Mode::Rollback => rollback(&ctx),
+        Mode::Steps {
+            steps,
+            promoted_step,
+        } => progression(&ctx, input, steps, *promoted_step),
+        Mode::Fixed(target) => fixed(&ctx, target),
+    };
+    d.outcome.paused = spec.paused;
+    let mut status = mirror(spec, input.status, input.observed.as_ref());
+    status.current_step = d.steps.current_step;
+    status.step_started_at = d.steps.step_started_at.clone();
+    status.next_step_at = d.steps.next_step_at.clone();
+    settle(
+        &mut status,
+        input.status,
+        &d.outcome,
+        input.generation,
+        input.now,
+    );
+    Plan {
+        actions: d.action.into_iter().collect(),
+        status,
+        requeue: d.outcome.requeue,
+    }
+}
+
+/// The cloud's view of the app, as status shows it, and the version a rollback returns
+/// to: the last baseline the cloud reported that was not ours.
+fn mirror(
+    spec: &AppSpec,
+    prev: Option<&EsaContainerAppRolloutStatus>,
+    a: Option<&AppStatus>,
+) -> EsaContainerAppRolloutStatus {
+    let rollback_version = a
+        .and_then(|a| non_empty(&a.base_line_version))
+        .filter(|b| *b != spec.version_id)
+        .map(str::to_string)
+        .or_else(|| {
+            prev.and_then(|p| p.rollback_version.clone())
+                .filter(|v| *v != spec.version_id)
+        });
+    EsaContainerAppRolloutStatus {
+        publish_status: a.and_then(|a| a.publish_status.clone()),
+        deploy_status: a.and_then(|a| a.deploy_status.clone()),
+        publishing_version: a.and_then(|a| a.publishing_version.clone()),
+        deployed_version: a.and_then(|a| a.deployed_version.clone()),
+        baseline_version: a.and_then(|a| a.base_line_version.clone()),
+        rollback_version,
+        publish_percentage: a.and_then(|a| a.publish_percentage),
+        expect_percentage: a.and_then(|a| a.expect_percentage),
+        publish_type: a.and_then(|a| a.publish_type.clone()),
+        regions: a
+            .and_then(|a| a.regions.as_ref())
+            .map(|r| r.region.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    }
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -174,12 +216,18 @@ impl<'a> View<'a> {
                 non_empty(&a.publish_type) == Some(PUBLISH_TYPE_REGION)
                     && a.regions
                         .as_ref()
-                        .map(|r| sorted(&r.region))
+                        .map(|r| super::spec::sorted(&r.region))
                         .unwrap_or_default()
                         == *regions
                     && a.full_release.unwrap_or(false) == *full_release
             }
         }
+    }
+
+    /// Ours, published or being published toward `target`.
+    fn reached_or_moving_to(&self, target: &Target) -> bool {
+        self.shows(PUBLISH_STATUS_PUBLISHING, target)
+            || self.shows(PUBLISH_STATUS_PUBLISHED, target)
     }
 
     fn describe(&self, env: &str) -> String {
@@ -214,29 +262,10 @@ impl<'a> View<'a> {
     }
 }
 
-/// What the planner decided before it is turned into a status.
-struct Decision {
-    outcome: Outcome,
-    action: Option<AppAction>,
-    current_step: Option<i32>,
-    step_started_at: Option<Timestamp>,
-    next_step_at: Option<Timestamp>,
-}
-
-impl Decision {
-    fn settled(outcome: Outcome) -> Self {
-        Decision {
-            outcome,
-            action: None,
-            current_step: None,
-            step_started_at: None,
-            next_step_at: None,
-        }
-    }
-}
+type AppDecision = Decision<AppAction>;
 
 struct Ctx<'a> {
-    spec: &'a EsaContainerAppRolloutSpec,
+    spec: &'a AppSpec,
     env: &'static str,
     view: View<'a>,
     now: Timestamp,
@@ -250,7 +279,27 @@ struct Ctx<'a> {
     prev_baseline: Option<&'a str>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(input: &'a AppInput<'a>) -> Self {
+        let spec = input.spec;
+        Ctx {
+            spec,
+            env: spec.env.app_wire(),
+            view: View::new(input.observed.as_ref(), &spec.version_id),
+            now: input.now,
+            start: spec.start_time.filter(|t| *t > input.now),
+            prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
+            sent_scheduled: input.status.is_some_and(|s| {
+                s.observed_generation == input.generation
+                    && s.conditions.iter().any(|c| {
+                        c.type_ == CONDITION_PROGRESSING
+                            && c.status == "True"
+                            && c.reason == REASON_SCHEDULED
+                    })
+            }),
+        }
+    }
+
     fn scheduled_pending(&self) -> bool {
         self.start.is_some() && self.sent_scheduled
     }
@@ -287,196 +336,72 @@ impl Ctx<'_> {
         AppAction::Publish(r)
     }
 
-    /// Progressing outcome while a publish toward `target` is in flight (or scheduled).
-    fn in_flight(&self, head: String) -> Outcome {
-        let mut o = Outcome::new(PHASE_PROGRESSING, String::new());
-        o.progressing = true;
-        o.ready_reason = "Progressing".to_string();
-        if let Some(start) = self.start {
-            o.message = format!("{head}: scheduled for {start}");
-            o.progressing_reason = REASON_SCHEDULED.to_string();
-            o.requeue_after = Some(steps::until(self.now, start));
-        } else {
-            o.message = format!("{head}: {}", self.view.describe(self.env));
-            o.progressing_reason = "Publishing".to_string();
-            o.requeue_after = Some(POLL_IN_FLIGHT);
+    /// A publish toward `target`: held while it is in flight or scheduled, sent otherwise.
+    /// `reason` is the Progressing reason while it moves.
+    fn publish_or_wait(&self, target: &Target, head: String, reason: &str) -> AppDecision {
+        if self.view.reached_or_moving_to(target) || self.scheduled_pending() {
+            return Decision::hold(self.in_flight(head, reason));
         }
-        o
+        Decision::send(self.sending(head, reason), self.publish(target))
+    }
+
+    /// Progressing outcome while a publish toward the target is in flight (or scheduled).
+    fn in_flight(&self, head: String, reason: &str) -> Outcome {
+        match self.start {
+            Some(start) => Outcome::waiting(
+                PHASE_PROGRESSING,
+                REASON_SCHEDULED,
+                format!("{head}: scheduled for {start}"),
+                Requeue::After(until(self.now, start)),
+            ),
+            None => Outcome::moving(
+                PHASE_PROGRESSING,
+                reason,
+                format!("{head}: {}", self.view.describe(self.env)),
+            ),
+        }
     }
 
     /// Progressing outcome for a publish being sent now.
-    fn sending(&self, head: String) -> Outcome {
+    fn sending(&self, head: String, reason: &str) -> Outcome {
         let v = &self.spec.version_id;
-        let why = if self.view.app.is_none() || self.view.version.is_none() {
-            self.view.describe(self.env)
+        let seen = self.view.describe(self.env);
+        let why = if self.view.version.is_none() || self.view.ours && !self.rolled_back() {
+            seen
         } else if !self.view.ours {
-            format!(
-                "{}, not {v} (changed outside this resource?), so publishing {v} again",
-                self.view.describe(self.env)
-            )
-        } else if self.view.state == PUBLISH_STATUS_ROLLBACKING
-            || self.view.state == PUBLISH_STATUS_ROLLBACKED
-        {
-            format!(
-                "{}; spec.rollback is false, so publishing it again",
-                self.view.describe(self.env)
-            )
+            format!("{seen}, not {v} (changed outside this resource?), so publishing {v} again")
         } else {
-            self.view.describe(self.env)
+            format!("{seen}; spec.rollback is false, so publishing it again")
         };
-        let mut o = Outcome::new(PHASE_PROGRESSING, format!("{head} ({why})"));
-        o.progressing = true;
-        o.ready_reason = "Progressing".to_string();
-        o.progressing_reason = "Publishing".to_string();
-        o.requeue_after = Some(POLL_IN_FLIGHT);
-        if let Some(start) = self.start {
-            o.message = format!("{}; scheduled for {start}", o.message);
-            o.progressing_reason = REASON_SCHEDULED.to_string();
+        match self.start {
+            Some(start) => Outcome::moving(
+                PHASE_PROGRESSING,
+                REASON_SCHEDULED,
+                format!("{head} ({why}); scheduled for {start}"),
+            ),
+            None => Outcome::moving(PHASE_PROGRESSING, reason, format!("{head} ({why})")),
         }
-        o
+    }
+
+    fn rolled_back(&self) -> bool {
+        self.view.state == PUBLISH_STATUS_ROLLBACKING
+            || self.view.state == PUBLISH_STATUS_ROLLBACKED
     }
 }
 
-fn validate(
-    spec: &EsaContainerAppRolloutSpec,
-    now: Timestamp,
-) -> Result<Option<Timestamp>, String> {
-    if spec.app_id.is_empty() || spec.version_id.is_empty() {
-        return Err("spec.appId and spec.versionId must be set".to_string());
-    }
-    if spec.percentage.is_some() && spec.regions.is_some() {
-        return Err("set at most one of spec.percentage and spec.regions".to_string());
-    }
-    if spec.steps.is_some() && (spec.percentage.is_some() || spec.regions.is_some()) {
-        return Err(
-            "spec.steps drives the percentage itself: remove spec.percentage and spec.regions"
-                .to_string(),
-        );
-    }
-    if let Some(p) = spec.percentage
-        && !(1..=100).contains(&p)
-    {
-        return Err(format!("spec.percentage: {p} is outside 1-100"));
-    }
-    if spec.regions.as_ref().is_some_and(|r| r.is_empty()) {
-        return Err("spec.regions is empty".to_string());
-    }
-    match &spec.start_time {
-        None => Ok(None),
-        Some(s) => {
-            let t: Timestamp = s.parse().map_err(|_| {
-                format!("spec.startTime: {s:?} is not an RFC 3339 time (e.g. 2026-06-05T16:00:00Z)")
-            })?;
-            Ok((t > now).then_some(t))
-        }
-    }
-}
-
-/// Decide. Pure: the same input always gives the same plan.
-pub fn plan(input: &AppInput<'_>) -> AppPlan {
-    let spec = input.spec;
-    let view = View::new(input.observed, &spec.version_id);
-    let mut d = match validate(spec, input.now) {
-        Err(m) => Decision::settled(Outcome::invalid(m)),
-        Ok(start) => {
-            let ctx = Ctx {
-                spec,
-                env: spec.env.app_wire(),
-                view,
-                now: input.now,
-                start,
-                prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
-                sent_scheduled: input.status.is_some_and(|s| {
-                    s.observed_generation == input.generation
-                        && s.conditions.iter().any(|c| {
-                            c.type_ == CONDITION_PROGRESSING
-                                && c.status == "True"
-                                && c.reason == REASON_SCHEDULED
-                        })
-                }),
-            };
-            if spec.rollback {
-                rollback(&ctx)
-            } else if let Some(steps) = &spec.steps {
-                progression(&ctx, input, steps)
-            } else {
-                fixed(&ctx)
-            }
-        }
-    };
-    d.outcome.paused = spec.paused;
-
-    let prev = input.status.cloned().unwrap_or_default();
-    let conditions = merge(
-        &prev.conditions,
-        &d.outcome.conditions(),
-        input.generation,
-        input.now,
-    );
-    let a = input.observed;
-    let status = EsaContainerAppRolloutStatus {
-        observed_generation: input.generation,
-        conditions,
-        phase: Some(d.outcome.phase.to_string()),
-        publish_status: a.and_then(|a| a.publish_status.clone()),
-        deploy_status: a.and_then(|a| a.deploy_status.clone()),
-        publishing_version: a.and_then(|a| a.publishing_version.clone()),
-        deployed_version: a.and_then(|a| a.deployed_version.clone()),
-        baseline_version: a.and_then(|a| a.base_line_version.clone()),
-        rollback_version: a
-            .and_then(|a| non_empty(&a.base_line_version))
-            .filter(|b| *b != spec.version_id)
-            .map(str::to_string)
-            .or_else(|| {
-                prev.rollback_version
-                    .clone()
-                    .filter(|v| *v != spec.version_id)
-            }),
-        publish_percentage: a.and_then(|a| a.publish_percentage),
-        expect_percentage: a.and_then(|a| a.expect_percentage),
-        publish_type: a.and_then(|a| a.publish_type.clone()),
-        regions: a
-            .and_then(|a| a.regions.as_ref())
-            .map(|r| r.region.clone())
-            .unwrap_or_default(),
-        current_step: d.current_step,
-        step_started_at: d.step_started_at.map(|t| t.to_string()),
-        next_step_at: d.next_step_at.map(|t| t.to_string()),
-        last_request_id: prev.last_request_id,
-        message: Some(steps::bounded_message(d.outcome.message.clone())),
-    };
-    AppPlan {
-        actions: d.action.into_iter().collect(),
-        status,
-        requeue_after: d.outcome.requeue_after,
-    }
-}
-
-fn fixed(ctx: &Ctx<'_>) -> Decision {
-    let spec = ctx.spec;
-    let v = &spec.version_id;
-    let target = match &spec.regions {
-        Some(r) => Target::Regions {
-            regions: sorted(r),
-            full_release: spec.full_release.unwrap_or(false),
-        },
-        None => Target::Percentage(spec.percentage.unwrap_or(100)),
-    };
-    if ctx.view.shows(PUBLISH_STATUS_PUBLISHED, &target) {
-        let mut o = Outcome::new(
+fn fixed(ctx: &Ctx<'_>, target: &Target) -> AppDecision {
+    let v = &ctx.spec.version_id;
+    if ctx.view.shows(PUBLISH_STATUS_PUBLISHED, target) {
+        return Decision::hold(Outcome::done(
             PHASE_COMPLETED,
+            "Completed",
             format!("{v} is published to {} of {}", target.describe(), ctx.env),
-        );
-        o.ready = true;
-        o.ready_reason = "Published".to_string();
-        return Decision::settled(o);
+        ));
     }
     let head = format!("publishing {v} to {} of {}", target.describe(), ctx.env);
-    if ctx.view.shows(PUBLISH_STATUS_PUBLISHING, &target) || ctx.scheduled_pending() {
-        return Decision::settled(ctx.in_flight(head));
-    }
-    if spec.paused {
-        return Decision::settled(Outcome::new(
+    let in_flight = ctx.view.shows(PUBLISH_STATUS_PUBLISHING, target) || ctx.scheduled_pending();
+    if ctx.spec.paused && !in_flight {
+        return Decision::hold(Outcome::new(
             PHASE_PAUSED,
             format!(
                 "paused before {head} ({}); set spec.paused: false to continue",
@@ -484,26 +409,21 @@ fn fixed(ctx: &Ctx<'_>) -> Decision {
             ),
         ));
     }
-    Decision {
-        action: Some(ctx.publish(&target)),
-        ..Decision::settled(ctx.sending(head))
-    }
+    ctx.publish_or_wait(target, head, "Publishing")
 }
 
-fn rollback(ctx: &Ctx<'_>) -> Decision {
+fn rollback(ctx: &Ctx<'_>) -> AppDecision {
     let v = &ctx.spec.version_id;
     let view = &ctx.view;
-    let done = |msg: String| {
-        let mut o = Outcome::new(PHASE_ROLLED_BACK, msg);
-        o.ready = true;
-        o.ready_reason = "RolledBack".to_string();
-        Decision::settled(o)
-    };
+    let seen = view.describe(ctx.env);
     if !view.ours {
-        return done(format!(
-            "{v} is not published in {} ({}): nothing to roll back; set spec.rollback: false to publish it",
-            ctx.env,
-            view.describe(ctx.env)
+        return Decision::hold(Outcome::done(
+            PHASE_ROLLED_BACK,
+            "RolledBack",
+            format!(
+                "{v} is not published in {} ({seen}): nothing to roll back; set spec.rollback: false to publish it",
+                ctx.env
+            ),
         ));
     }
     if view.state == PUBLISH_STATUS_ROLLBACKED {
@@ -512,244 +432,123 @@ fn rollback(ctx: &Ctx<'_>) -> Decision {
             .and_then(|a| non_empty(&a.base_line_version))
             .map(|b| format!("; {b} is the baseline"))
             .unwrap_or_default();
-        return done(format!(
-            "{v} is rolled back in {}{baseline}; set spec.rollback: false to publish it again",
-            ctx.env
+        return Decision::hold(Outcome::done(
+            PHASE_ROLLED_BACK,
+            "RolledBack",
+            format!(
+                "{v} is rolled back in {}{baseline}; set spec.rollback: false to publish it again",
+                ctx.env
+            ),
         ));
     }
-    let mut o = Outcome::new(PHASE_PROGRESSING, String::new());
-    o.progressing = true;
-    o.progressing_reason = "RollingBack".to_string();
-    o.ready_reason = "RollingBack".to_string();
-    o.requeue_after = Some(POLL_IN_FLIGHT);
     if view.state == PUBLISH_STATUS_ROLLBACKING {
-        o.message = format!(
-            "rolling back {v} in {}: {}",
-            ctx.env,
-            view.describe(ctx.env)
-        );
-        return Decision::settled(o);
-    }
-    // RollbackEdgeContainerAppVersion takes the version to return TO: the baseline that
-    // served before ours (the cloud's, else the one recorded in status before ours
-    // became the baseline).
-    let target = view
-        .app
-        .and_then(|a| non_empty(&a.base_line_version))
-        .filter(|b| *b != v.as_str())
-        .or_else(|| {
-            ctx.prev_baseline
-                .filter(|b| !b.is_empty() && *b != v.as_str())
-        });
-    let Some(target) = target else {
-        // The declared state cannot be reached: say so (Degraded) and wait for a spec change.
-        let mut o = Outcome::invalid(format!(
-            "cannot roll back {v} in {}: the cloud reports no earlier baseline version to return to ({}); publish the previous version with spec.versionId instead",
-            ctx.env,
-            view.describe(ctx.env)
+        return Decision::hold(Outcome::moving(
+            PHASE_PROGRESSING,
+            "RollingBack",
+            format!("rolling back {v} in {}: {seen}", ctx.env),
         ));
-        o.ready_reason = "NoBaseline".to_string();
-        return Decision::settled(o);
-    };
-    o.message = format!(
-        "rolling back {v} to {target} in {} ({})",
-        ctx.env,
-        view.describe(ctx.env)
-    );
-    Decision {
-        action: Some(AppAction::Rollback(
-            RollbackEdgeContainerAppVersionRequest {
+    }
+    match rollback_target(ctx) {
+        // The declared state cannot be reached: say so and wait for a person.
+        None => Decision::hold(Outcome::needs_person(
+            "NoBaseline",
+            format!(
+                "cannot roll back {v} in {}: the cloud reports no earlier baseline version to return to ({seen}); publish the previous version with spec.versionId instead",
+                ctx.env
+            ),
+        )),
+        Some(target) => Decision::send(
+            Outcome::moving(
+                PHASE_PROGRESSING,
+                "RollingBack",
+                format!("rolling back {v} to {target} in {} ({seen})", ctx.env),
+            ),
+            AppAction::Rollback(RollbackEdgeContainerAppVersionRequest {
                 app_id: ctx.spec.app_id.clone(),
                 version_id: target.to_string(),
                 percentage: None,
                 used_percent: None,
                 remarks: ctx.spec.remarks.clone(),
-            },
-        )),
-        ..Decision::settled(o)
+            }),
+        ),
     }
+}
+
+/// RollbackEdgeContainerAppVersion takes the version to return TO: the baseline that
+/// served before ours (the cloud's, else the one recorded in status before ours became
+/// the baseline).
+fn rollback_target<'a>(ctx: &'a Ctx<'a>) -> Option<&'a str> {
+    let v = ctx.spec.version_id.as_str();
+    ctx.view
+        .app
+        .and_then(|a| non_empty(&a.base_line_version))
+        .filter(|b| *b != v)
+        .or_else(|| ctx.prev_baseline.filter(|b| !b.is_empty() && *b != v))
 }
 
 fn progression(
     ctx: &Ctx<'_>,
     input: &AppInput<'_>,
-    step_list: &[crate::crd::common::CanaryStep],
-) -> Decision {
-    let spec = ctx.spec;
-    let v = &spec.version_id;
+    steps: &Steps,
+    promoted_step: Option<i32>,
+) -> AppDecision {
+    let v = &ctx.spec.version_id;
     let view = &ctx.view;
     let moving = view.ours
         && view.by_percentage()
         && (view.state == PUBLISH_STATUS_PUBLISHING || view.state == PUBLISH_STATUS_PUBLISHED);
-    let cloud_percentage = if moving { view.percentage() } else { None };
-    let settled = moving && view.state == PUBLISH_STATUS_PUBLISHED;
     let prev = input.status;
-    let sp = match steps::plan_steps(&StepInput {
-        steps: step_list,
-        promoted_step: spec.promoted_step,
-        paused: spec.paused,
+    let sp = plan_steps(&StepInput {
+        steps,
+        promoted_step,
+        paused: ctx.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
-        cloud_percentage,
-        cloud_settled: settled,
+        cloud_percentage: if moving { view.percentage() } else { None },
+        cloud_settled: moving && view.state == PUBLISH_STATUS_PUBLISHED,
         now: input.now,
-    }) {
-        Ok(sp) => sp,
-        Err(e) => return Decision::settled(Outcome::invalid(format!("spec.{e}"))),
-    };
-    let label = sp.label();
-    let target = Target::Percentage(sp.target);
-    let at = format!("{}% of {}", sp.target, ctx.env);
-    let mut action = None;
-    let o = match sp.state {
-        StepState::Apply | StepState::Advanced { .. } => {
-            let head = match sp.state {
-                StepState::Advanced { from } => format!(
-                    "{} done; {label}: publishing {v} to {at}",
-                    steps::step_label(from, sp.total)
-                ),
-                _ => format!("{label}: publishing {v} to {at}"),
-            };
-            // Already there (e.g. a last step at 100%, after which the final 100% is the
-            // same target): publishing it again would be a duplicate mutation.
-            let mut o = if view.shows(PUBLISH_STATUS_PUBLISHING, &target)
-                || view.shows(PUBLISH_STATUS_PUBLISHED, &target)
-                || ctx.scheduled_pending()
-            {
-                ctx.in_flight(head)
-            } else {
-                action = Some(ctx.publish(&target));
-                ctx.sending(head)
-            };
-            if o.progressing_reason == "Publishing" {
-                o.progressing_reason = sp.step_reason();
-            }
-            o
-        }
-        StepState::WaitingForPause { due } => Outcome::waiting_for_pause(
-            format!(
-                "{label}: {v} at {at} since {}; next step at {due}",
-                sp.started_at.unwrap_or(input.now)
-            ),
-            input.now,
-            due,
+    });
+    let wording = Wording {
+        at: format!("{v} at {}% of {}", sp.target, ctx.env),
+        promote: "spec.promotedStep",
+        cloud: view.describe(ctx.env),
+        complete: format!(
+            "{v} is published to 100% of {} after {} steps",
+            ctx.env, sp.total
         ),
-        StepState::WaitingForPromotion => Outcome::waiting_for_promotion(format!(
-            "{label}: {v} at {at} holds for manual promotion: set spec.promotedStep: {}",
-            sp.current
-        )),
-        StepState::Paused => {
-            let where_ = if sp.at_target {
-                format!("at {label} ({v} at {at})")
-            } else {
-                format!(
-                    "before {label} ({v} to {at} not sent; {})",
-                    view.describe(ctx.env)
-                )
-            };
-            let due = sp
-                .next_step_at
-                .map(|d| format!("; its pause ends at {d}"))
-                .unwrap_or_default();
-            Outcome::new(
-                PHASE_PAUSED,
-                format!("paused {where_}{due}; set spec.paused: false to continue"),
-            )
-        }
-        StepState::Complete => {
-            let mut o = Outcome::new(
-                PHASE_COMPLETED,
-                format!(
-                    "{v} is published to 100% of {} after {} steps",
-                    ctx.env, sp.total
-                ),
-            );
-            o.ready = true;
-            o.ready_reason = "Published".to_string();
-            o
-        }
     };
-    Decision {
-        outcome: o,
-        action,
-        current_step: i32::try_from(sp.current).ok(),
-        step_started_at: sp.started_at,
-        next_step_at: sp.next_step_at,
-    }
-}
-
-/// The status to write when a cloud call failed: everything last observed is kept,
-/// phase Degraded, Ready=False and Degraded=True with the cloud's code as reason and its
-/// message with the RequestId. Pass the status read at the start of the reconcile (not the
-/// plan's), so that a failed mutation does not look as if it had been made.
-pub fn degraded_status(
-    prev: Option<&EsaContainerAppRolloutStatus>,
-    generation: Option<i64>,
-    err: &CloudError,
-    now: Timestamp,
-) -> EsaContainerAppRolloutStatus {
-    let mut st = prev.cloned().unwrap_or_default();
-    let (conditions, message) = steps::degraded_conditions(&st.conditions, generation, err, now);
-    st.conditions = conditions;
-    st.observed_generation = generation;
-    st.phase = Some(steps::PHASE_DEGRADED.to_string());
-    st.message = Some(message);
-    if let Some(id) = err.request_id() {
-        st.last_request_id = Some(id.to_string());
-    }
-    st
+    let mut d = match sp.holding(&wording, input.now) {
+        Some(outcome) => Decision::hold(outcome),
+        // Already there (e.g. a last step at 100%, after which the final 100% is the same
+        // target): publishing it again would be a duplicate mutation.
+        None => ctx.publish_or_wait(
+            &Target::Percentage(sp.target),
+            sp.head(&format!("publishing {v} to {}% of {}", sp.target, ctx.env)),
+            &sp.step_reason(),
+        ),
+    };
+    d.steps = sp.record();
+    d
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::spec::fixtures::*;
+    use super::super::spec::validate;
     use super::*;
     use crate::cloud::model::AppRegions;
     use crate::controller::conditions::is_true;
+    use crate::controller::plan::decide;
     use crate::crd::common::{
         CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
-        EsaEnv,
     };
+    use crate::crd::container_app::EsaContainerAppRolloutSpec;
+    use std::time::Duration;
 
-    const OURS: &str = "ver-200";
-    const OTHER: &str = "ver-100";
+    type AppPlan = Plan<AppAction, EsaContainerAppRolloutStatus>;
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).expect("valid test timestamp")
-    }
-
-    fn spec() -> EsaContainerAppRolloutSpec {
-        EsaContainerAppRolloutSpec {
-            app_id: "app-1".into(),
-            version_id: OURS.into(),
-            env: EsaEnv::Production,
-            region: None,
-            percentage: None,
-            regions: None,
-            full_release: None,
-            start_time: None,
-            remarks: Some("by test".into()),
-            steps: None,
-            promoted_step: None,
-            paused: false,
-            rollback: false,
-            credentials_secret_ref: None,
-        }
-    }
-
-    fn stepped() -> EsaContainerAppRolloutSpec {
-        EsaContainerAppRolloutSpec {
-            steps: Some(vec![
-                CanaryStep {
-                    percentage: 10,
-                    pause: Some("5m".into()),
-                },
-                CanaryStep {
-                    percentage: 50,
-                    pause: None,
-                },
-            ]),
-            ..spec()
-        }
     }
 
     /// The cloud showing `version` in `state` by percentage.
@@ -787,15 +586,17 @@ mod tests {
         cloud: Option<&AppStatus>,
         now: i64,
     ) -> AppPlan {
-        let input = AppInput {
-            spec,
-            generation: Some(7),
-            status,
-            observed: cloud,
-            now: ts(now),
-        };
-        let p = plan(&input);
-        assert_eq!(plan(&input), p, "the same input gives the same plan");
+        let observed: Observed = cloud.cloned();
+        let p = decide(
+            plan,
+            Input {
+                spec: &validate(spec).expect("valid spec"),
+                generation: Some(7),
+                status,
+                observed: &observed,
+                now: ts(now),
+            },
+        );
         assert!(p.actions.len() <= 1, "at most one action");
         assert_eq!(p.status.observed_generation, Some(7));
         p
@@ -1046,7 +847,7 @@ mod tests {
             );
             assert!(msg(&p).contains(c.message), "{}: {}", c.name, msg(&p));
             let polls = c.phase == "Progressing";
-            assert_eq!(p.requeue_after.is_some(), polls, "{}", c.name);
+            assert_eq!(p.requeue != Requeue::Settled, polls, "{}", c.name);
         }
     }
 
@@ -1064,7 +865,7 @@ mod tests {
         assert_eq!(s.expect_percentage, Some(100));
         assert_eq!(s.publish_type.as_deref(), Some("percentage"));
         assert_eq!(reason(&p, CONDITION_PROGRESSING), "Publishing");
-        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        assert_eq!(p.requeue, Requeue::Active);
         let cloud = region(OURS, "published", &["a", "b"], false);
         let p = run(&spec(), None, Some(&cloud), 0);
         assert_eq!(p.status.regions, vec!["a".to_string(), "b".to_string()]);
@@ -1097,13 +898,13 @@ mod tests {
             "{}",
             msg(&p)
         );
-        assert_eq!(p.requeue_after, Some(Duration::from_secs(3600)));
+        assert_eq!(p.requeue, Requeue::After(Duration::from_secs(3600)));
         // The cloud does not show the scheduled publish at all: not sent again before the
         // start time (the last plan for this generation sent it)...
         let sent = run(&s, None, None, now);
         let p = run(&s, Some(&sent.status), None, now + 60);
         assert!(p.actions.is_empty(), "scheduled publish not repeated");
-        assert_eq!(p.requeue_after, Some(Duration::from_secs(3540)));
+        assert_eq!(p.requeue, Requeue::After(Duration::from_secs(3540)));
         // ...unless the spec changed since.
         let p = run(
             &s,
@@ -1132,7 +933,7 @@ mod tests {
         // The request names the version to return TO: the baseline, not ours.
         assert_eq!((r.app_id.as_str(), r.version_id.as_str()), ("app-1", OTHER));
         assert_eq!(reason(&p, CONDITION_PROGRESSING), "RollingBack");
-        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        assert_eq!(p.requeue, Requeue::Active);
         // Also mid-publish, and while paused.
         let paused = EsaContainerAppRolloutSpec {
             paused: true,
@@ -1154,7 +955,7 @@ mod tests {
         );
         assert!(p.actions.is_empty());
         assert_eq!(p.status.phase.as_deref(), Some("Progressing"));
-        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        assert_eq!(p.requeue, Requeue::Active);
         // Rolled back: done.
         let p = run(
             &s,
@@ -1166,7 +967,7 @@ mod tests {
         assert_eq!(p.status.phase.as_deref(), Some("RolledBack"));
         assert!(is_true(&p.status.conditions, CONDITION_READY));
         assert_eq!(reason(&p, CONDITION_READY), "RolledBack");
-        assert_eq!(p.requeue_after, None);
+        assert_eq!(p.requeue, Requeue::Settled);
         // The cloud no longer shows ours (or never did): nothing to roll back.
         for cloud in [None, Some(pct(OTHER, "published", 100, 100))] {
             let p = run(&s, None, cloud.as_ref(), 10);
@@ -1281,7 +1082,7 @@ mod tests {
                 // Seen right after the publish, before the cloud finishes: nothing new.
                 let again = run(s, Some(&p.status), cloud.as_ref(), now);
                 assert!(again.actions.is_empty(), "in flight at t={now}");
-                assert_eq!(again.requeue_after, Some(POLL_IN_FLIGHT));
+                assert_eq!(again.requeue, Requeue::Active);
             }
             status = Some(p.status.clone());
             p
@@ -1293,7 +1094,7 @@ mod tests {
         let p = tick(&s, 20);
         assert!(p.actions.is_empty());
         assert_eq!(p.status.step_started_at, Some(ts(20).to_string()));
-        assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
+        assert_eq!(p.requeue, Requeue::After(Duration::from_secs(300)));
         // 5 minutes later: 50%, a manual gate.
         let p = tick(&s, 320);
         assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
@@ -1327,7 +1128,7 @@ mod tests {
         let p = run(&s, None, Some(&pct(OURS, "publishing", 20, 50)), 0);
         assert!(p.actions.is_empty());
         assert_eq!(p.status.current_step, Some(1));
-        assert_eq!(p.requeue_after, Some(POLL_IN_FLIGHT));
+        assert_eq!(p.requeue, Requeue::Active);
         // Paused mid-step past its pause: holds.
         let paused = EsaContainerAppRolloutSpec {
             paused: true,
@@ -1359,97 +1160,5 @@ mod tests {
         );
         assert_eq!(published(&p).and_then(|r| r.percentage), Some(10));
         assert!(msg(&p).contains("not ver-200"), "{}", msg(&p));
-    }
-
-    #[test]
-    fn invalid_specs_are_reported_not_acted_on() {
-        let cases = [
-            (
-                EsaContainerAppRolloutSpec {
-                    percentage: Some(10),
-                    regions: Some(vec!["a".into()]),
-                    ..spec()
-                },
-                "at most one of spec.percentage and spec.regions",
-            ),
-            (
-                EsaContainerAppRolloutSpec {
-                    percentage: Some(10),
-                    ..stepped()
-                },
-                "spec.steps drives the percentage",
-            ),
-            (
-                EsaContainerAppRolloutSpec {
-                    percentage: Some(0),
-                    ..spec()
-                },
-                "spec.percentage: 0 is outside 1-100",
-            ),
-            (
-                EsaContainerAppRolloutSpec {
-                    start_time: Some("tomorrow".into()),
-                    ..spec()
-                },
-                "spec.startTime: \"tomorrow\" is not an RFC 3339 time",
-            ),
-            (
-                EsaContainerAppRolloutSpec {
-                    steps: Some(vec![CanaryStep {
-                        percentage: 10,
-                        pause: Some("5 min".into()),
-                    }]),
-                    ..spec()
-                },
-                "spec.steps[0].pause: \"5 min\" is not a duration",
-            ),
-        ];
-        for (s, want) in cases {
-            let p = run(&s, None, Some(&pct(OTHER, "published", 100, 100)), 0);
-            assert!(p.actions.is_empty(), "{want}");
-            assert_eq!(p.status.phase.as_deref(), Some("Degraded"));
-            assert!(is_true(&p.status.conditions, CONDITION_DEGRADED));
-            assert_eq!(reason(&p, CONDITION_DEGRADED), "InvalidSpec");
-            assert!(msg(&p).contains(want), "{} should contain {want}", msg(&p));
-            assert_eq!(p.requeue_after, None);
-        }
-    }
-
-    #[test]
-    fn degraded_status_keeps_observed_fields() {
-        let p = run(&spec(), None, Some(&pct(OURS, "publishing", 40, 100)), 0);
-        let err = CloudError::Api {
-            status: 404,
-            code: "InvalidApp.NotFound".into(),
-            message: "The application does not exist.".into(),
-            request_id: Some("REQ-9".into()),
-            retry_after: None,
-        };
-        let d = degraded_status(Some(&p.status), Some(8), &err, ts(30));
-        assert_eq!(d.phase.as_deref(), Some("Degraded"));
-        assert_eq!(d.observed_generation, Some(8));
-        assert_eq!(d.publish_percentage, Some(40));
-        assert_eq!(d.publishing_version.as_deref(), Some(OURS));
-        assert_eq!(d.last_request_id.as_deref(), Some("REQ-9"));
-        let degraded = d
-            .conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_DEGRADED)
-            .expect("Degraded condition");
-        assert_eq!(degraded.status, "True");
-        assert_eq!(degraded.reason, "InvalidApp_NotFound");
-        assert!(degraded.message.contains("The application does not exist."));
-        assert!(degraded.message.contains("REQ-9"));
-        assert!(!is_true(&d.conditions, CONDITION_READY));
-        // A transport error has no RequestId and still gives a valid reason.
-        let d = degraded_status(
-            None,
-            Some(8),
-            &CloudError::Transport("reset".into()),
-            ts(30),
-        );
-        assert!(is_true(&d.conditions, CONDITION_DEGRADED));
-        assert_eq!(d.last_request_id, None);
-        assert!(d.message.unwrap_or_default().contains("reset"));
     }
 }

@@ -1,0 +1,175 @@
+//! `EasServiceRollout`: a PAI-EAS service's rollout (partition or batch), and the
+//! service config pushed with it.
+//!
+//! The four pieces of the [`Rollout`] contract: [`read`](Rollout::read) calls
+//! DescribeServiceRollout (and DescribeService while a config push is not recorded),
+//! [`plan`] decides, [`execute`](Rollout::execute) makes one of CreateServiceRollout,
+//! UpdateServiceRollout or UpdateService, and [`cleanup`](Rollout::cleanup) honours
+//! `deletionPolicy` (DeleteServiceRollout on the recorded target).
+
+pub mod plan;
+pub mod spec;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+
+use self::plan::{EasAction, EasInput, Observed, needs_service_config};
+use self::spec::{EasSpec, split_cloud_ref};
+use super::context::Context;
+use super::error::Error;
+use super::plan::Plan;
+use super::runner::Rollout;
+use crate::cloud::CloudApi;
+use crate::cloud::model::UpdateType;
+use crate::crd::{DeletionPolicy, EasServiceRollout, EasServiceRolloutStatus};
+
+#[async_trait]
+impl Rollout for EasServiceRollout {
+    const LABEL: &'static str = "eas";
+    const NEEDS_FINALIZER: bool = true;
+    type Spec = EasSpec;
+    type Observed = Observed;
+    type Action = EasAction;
+
+    async fn read(
+        spec: &EasSpec,
+        status: Option<&EasServiceRolloutStatus>,
+        cloud: &dyn CloudApi,
+    ) -> Result<Observed, Error> {
+        let (region, service) = (spec.region.as_str(), spec.service.as_str());
+        let rollout = match cloud.describe_service_rollout(region, service).await {
+            Ok(answer) => answer.rollout,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(Error::cloud("DescribeServiceRollout", e)),
+        };
+        let service_config = if needs_service_config(spec, status) {
+            let service = cloud
+                .describe_service(region, service)
+                .await
+                .map_err(|e| Error::cloud("DescribeService", e))?;
+            service
+                .service_config
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+        } else {
+            None
+        };
+        Ok(Observed {
+            rollout,
+            service_config,
+        })
+    }
+
+    fn plan(input: &EasInput<'_>) -> Plan<EasAction, EasServiceRolloutStatus> {
+        plan::plan(input)
+    }
+
+    async fn execute(
+        spec: &EasSpec,
+        cloud: &dyn CloudApi,
+        action: &EasAction,
+        _status: &mut EasServiceRolloutStatus,
+    ) -> Result<String, Error> {
+        let (region, service) = (spec.region.as_str(), spec.service.as_str());
+        let ack = match action {
+            EasAction::CreateRollout(request) => {
+                match cloud.create_service_rollout(region, service, request).await {
+                    // A retried create whose first answer was lost: it exists, as wanted;
+                    // the next reconcile reads it and corrects strategy or pause if needed.
+                    Err(e) if e.code().ends_with("AlreadyExists") => {
+                        return Ok(e.request_id().unwrap_or_default().to_string());
+                    }
+                    other => other,
+                }
+            }
+            EasAction::UpdateRollout(request) => {
+                cloud.update_service_rollout(region, service, request).await
+            }
+            EasAction::UpdateService { config, .. } => {
+                cloud
+                    .update_service(region, service, config, UpdateType::Merge)
+                    .await
+            }
+        };
+        let name = super::plan::CloudAction::name(action);
+        Ok(ack.map_err(|e| Error::cloud(name, e))?.request_id)
+    }
+
+    async fn cleanup(&self, cx: &Context) -> Result<(), Error> {
+        let recorded = self
+            .status
+            .as_ref()
+            .and_then(|s| s.cloud_ref.as_deref())
+            .and_then(split_cloud_ref);
+        // Never reached the cloud: nothing of ours to clean up.
+        let Some((region, service)) = recorded else {
+            return Ok(());
+        };
+        match self.spec.deletion_policy {
+            DeletionPolicy::Retain => {
+                let note = format!(
+                    "deletionPolicy Retain: left the rollout of {region}/{service} in the cloud"
+                );
+                cx.event(self, EventType::Normal, "Retained", "Cleanup", note)
+                    .await;
+                Ok(())
+            }
+            DeletionPolicy::Delete => delete_rollout(self, cx, region, service).await,
+        }
+    }
+}
+
+/// `deletionPolicy: Delete`: DeleteServiceRollout on the recorded target. Already gone is
+/// success; credentials that can no longer be had (the Secret went first, as in a
+/// namespace deletion) let the resource go with a Warning naming what stays in the cloud,
+/// rather than holding the deletion forever.
+async fn delete_rollout(
+    obj: &EasServiceRollout,
+    cx: &Context,
+    region: &str,
+    service: &str,
+) -> Result<(), Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let cloud = match cx
+        .cloud_for(&namespace, obj.spec.credentials_secret_ref.as_ref())
+        .await
+    {
+        Ok(cloud) => cloud,
+        Err(e @ Error::Credentials(_)) => {
+            let note = format!(
+                "could not delete the rollout of {region}/{service}: {e}; it is left in the cloud"
+            );
+            cx.event(obj, EventType::Warning, "CleanupSkipped", "Cleanup", note)
+                .await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    match cloud.delete_service_rollout(region, service).await {
+        Ok(ack) => {
+            cx.metrics
+                .mutation(EasServiceRollout::LABEL, "DeleteServiceRollout");
+            let note = format!(
+                "deleted the rollout of {region}/{service} (RequestId {})",
+                ack.request_id
+            );
+            cx.event(
+                obj,
+                EventType::Normal,
+                "DeleteServiceRollout",
+                "DeleteServiceRollout",
+                note,
+            )
+            .await;
+            Ok(())
+        }
+        Err(e) if e.is_not_found() => {
+            tracing::info!(%region, %service, "the cloud rollout is already gone");
+            Ok(())
+        }
+        Err(e) => Err(Error::cloud("DeleteServiceRollout", e)),
+    }
+}

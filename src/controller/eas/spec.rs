@@ -1,0 +1,274 @@
+//! An `EasServiceRolloutSpec` parsed into what the EAS planner consumes.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::cloud::model::{BatchConfig, PartitionConfig, ServiceRolloutRequest};
+use crate::controller::plan::ValidSpec;
+use crate::crd::validation::{IntOrPercent, parse_duration};
+use crate::crd::{DeletionPolicy, EasServiceRollout, EasServiceRolloutSpec};
+
+/// The spec, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EasSpec {
+    pub region: String,
+    pub service: String,
+    pub strategy: Strategy,
+    pub paused: bool,
+    pub service_config: Option<ServiceConfig>,
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// How the cloud moves replicas to the new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// Keep this many replicas (or this share) on the OLD version.
+    Partition(IntOrPercent),
+    /// Replace `size` replicas per batch, waiting `interval` between batches.
+    Batch {
+        size: IntOrPercent,
+        interval: Option<Interval>,
+    },
+}
+
+/// A batch interval: the text as the user wrote it (what the cloud is sent) and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interval {
+    pub text: String,
+    pub duration: Duration,
+}
+
+/// The declared service config and its hash (what status records once it is pushed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub document: Value,
+    pub hash: String,
+}
+
+impl Strategy {
+    /// The strategy as CreateServiceRollout/UpdateServiceRollout take it.
+    pub fn request(&self) -> ServiceRolloutRequest {
+        match self {
+            Strategy::Partition(p) => ServiceRolloutRequest {
+                partition: Some(PartitionConfig {
+                    partition: p.to_string(),
+                }),
+                ..Default::default()
+            },
+            Strategy::Batch { size, interval } => ServiceRolloutRequest {
+                batch: Some(BatchConfig {
+                    batch_size: Some(size.to_string()),
+                    interval: interval.as_ref().map(|i| i.text.clone()),
+                }),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Parse the spec, or say what to fix.
+pub fn validate(spec: &EasServiceRolloutSpec) -> Result<EasSpec, String> {
+    let region = spec.region.trim();
+    let service = spec.service_name.trim();
+    if region.is_empty() {
+        return Err("region must not be empty".into());
+    }
+    if service.is_empty() {
+        return Err("serviceName must not be empty".into());
+    }
+    let service_config = match &spec.service_config {
+        None => None,
+        Some(document) if document.is_object() => Some(ServiceConfig {
+            hash: config_hash(document),
+            document: document.clone(),
+        }),
+        Some(_) => return Err("serviceConfig must be a JSON object".into()),
+    };
+    Ok(EasSpec {
+        region: region.to_string(),
+        service: service.to_string(),
+        strategy: strategy(spec)?,
+        paused: spec.paused,
+        service_config,
+        deletion_policy: spec.deletion_policy,
+    })
+}
+
+fn strategy(spec: &EasServiceRolloutSpec) -> Result<Strategy, String> {
+    match (&spec.strategy.partition, &spec.strategy.batch) {
+        (Some(p), None) => IntOrPercent::parse(p.trim())
+            .map(Strategy::Partition)
+            .ok_or_else(|| {
+                format!("strategy.partition {p:?} must be an integer >= 0 or a percentage 0%-100%")
+            }),
+        (None, Some(b)) => {
+            let size = IntOrPercent::parse(b.size.trim())
+                .filter(|s| !matches!(s, IntOrPercent::Count(0) | IntOrPercent::Percent(0)))
+                .ok_or_else(|| {
+                    format!(
+                        "strategy.batch.size {:?} must be an integer >= 1 or a percentage 1%-100%",
+                        b.size
+                    )
+                })?;
+            let interval = match &b.interval {
+                None => None,
+                Some(i) => Some(Interval {
+                    duration: parse_duration(i.trim()).map_err(|_| {
+                        format!(
+                            "strategy.batch.interval {i:?} must be a number followed by s, m or h"
+                        )
+                    })?,
+                    text: i.trim().to_string(),
+                }),
+            };
+            Ok(Strategy::Batch { size, interval })
+        }
+        _ => Err("strategy must set exactly one of partition or batch".into()),
+    }
+}
+
+/// Hex SHA-256 of the config's canonical JSON (object keys sorted).
+pub fn config_hash(config: &Value) -> String {
+    let canonical = serde_json::to_string(config).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+impl ValidSpec<EasServiceRollout> for EasSpec {
+    fn parse(obj: &EasServiceRollout) -> Result<Self, String> {
+        validate(&obj.spec)
+    }
+
+    /// "region/serviceName": the cloud identity of the rollout.
+    fn cloud_ref(&self) -> String {
+        format!("{}/{}", self.region, self.service)
+    }
+}
+
+/// Split a recorded cloud ref back into (region, service).
+pub fn split_cloud_ref(cloud_ref: &str) -> Option<(&str, &str)> {
+    let (region, service) = cloud_ref.split_once('/')?;
+    (!region.is_empty() && !service.is_empty()).then_some((region, service))
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::crd::{BatchStrategy, DeletionPolicy, EasServiceRolloutSpec, EasStrategy};
+
+    pub(crate) fn spec_partition(p: &str) -> EasServiceRolloutSpec {
+        EasServiceRolloutSpec {
+            region: "cn-shanghai".into(),
+            service_name: "svc".into(),
+            strategy: EasStrategy {
+                partition: Some(p.into()),
+                batch: None,
+            },
+            paused: false,
+            deletion_policy: DeletionPolicy::Retain,
+            credentials_secret_ref: None,
+            service_config: None,
+        }
+    }
+
+    pub(crate) fn spec_batch(size: &str, interval: Option<&str>) -> EasServiceRolloutSpec {
+        EasServiceRolloutSpec {
+            strategy: EasStrategy {
+                partition: None,
+                batch: Some(BatchStrategy {
+                    size: size.into(),
+                    interval: interval.map(Into::into),
+                }),
+            },
+            ..spec_partition("0")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::crd::BatchStrategy;
+    use serde_json::json;
+
+    #[test]
+    fn validation_table() {
+        let ok = [
+            spec_partition("0"),
+            spec_partition("3"),
+            spec_partition("50%"),
+            spec_batch("1", None),
+            spec_batch("25%", Some("5m")),
+            spec_batch("2", Some("30s")),
+        ];
+        for s in ok {
+            assert!(validate(&s).is_ok(), "{s:?}");
+        }
+        let mut both = spec_partition("1");
+        both.strategy.batch = Some(BatchStrategy {
+            size: "1".into(),
+            interval: None,
+        });
+        let mut neither = spec_partition("1");
+        neither.strategy.partition = None;
+        let mut not_object = spec_partition("1");
+        not_object.service_config = Some(json!("image:v2"));
+        let mut empty_name = spec_partition("1");
+        empty_name.service_name = " ".into();
+        let bad = [
+            (both, "exactly one"),
+            (neither, "exactly one"),
+            (spec_partition("-1"), "partition"),
+            (spec_partition("150%"), "partition"),
+            (spec_partition("two"), "partition"),
+            (spec_batch("0", None), "batch.size"),
+            (spec_batch("0%", None), "batch.size"),
+            (spec_batch("1", Some("5 minutes")), "interval"),
+            (spec_batch("1", Some("5分")), "interval"),
+            (not_object, "JSON object"),
+            (empty_name, "serviceName"),
+        ];
+        for (s, needle) in bad {
+            let err = validate(&s).expect_err("invalid");
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn the_parsed_strategy_is_what_the_cloud_is_sent() {
+        let v = validate(&spec_batch("25%", Some("5m"))).expect("valid");
+        assert_eq!(
+            v.strategy.request().batch,
+            Some(BatchConfig {
+                batch_size: Some("25%".into()),
+                interval: Some("5m".into())
+            })
+        );
+        let v = validate(&spec_partition(" 3 ")).expect("valid");
+        assert_eq!(v.strategy, Strategy::Partition(IntOrPercent::Count(3)));
+        assert_eq!(
+            v.strategy
+                .request()
+                .partition
+                .map(|p| p.partition)
+                .as_deref(),
+            Some("3")
+        );
+    }
+
+    #[test]
+    fn cloud_refs_and_hashes() {
+        assert_eq!(
+            split_cloud_ref("cn-shanghai/svc"),
+            Some(("cn-shanghai", "svc"))
+        );
+        assert_eq!(split_cloud_ref("nope"), None);
+        assert_eq!(
+            config_hash(&json!({"b": 1, "a": 2})),
+            config_hash(&json!({"a": 2, "b": 1}))
+        );
+        let v = validate(&spec_partition("1")).expect("valid");
+        assert_eq!(v.cloud_ref(), "cn-shanghai/svc");
+    }
+}

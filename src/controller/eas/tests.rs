@@ -1,0 +1,232 @@
+//! The EAS shell (read, execute, cleanup inside the shared loop) against the in-memory
+//! cloud and a recording status writer.
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde_json::{Value, json};
+
+use crate::cloud::model::{PartitionConfig, Rollout, RolloutStrategy};
+use crate::controller::runner::{Rollout as _, apply};
+use crate::controller::testing::{
+    Harness, api_error, assert_invalid_spec_path, mutation_request_id, object,
+};
+use crate::crd::EasServiceRollout;
+
+const REGION: &str = "cn-shanghai";
+const SERVICE: &str = "svc";
+
+fn eas(spec: Value) -> EasServiceRollout {
+    object("EasServiceRollout", spec)
+}
+
+fn partition(p: &str, extra: Value) -> EasServiceRollout {
+    let mut spec = json!({"region": REGION, "serviceName": SERVICE, "strategy": {"partition": p}});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    eas(spec)
+}
+
+fn seeded() -> Harness {
+    let h = Harness::new();
+    h.cloud
+        .set_service_config(REGION, SERVICE, json!({"metadata": {"instance": 4}}));
+    h
+}
+
+#[tokio::test]
+async fn ownership_is_recorded_before_the_create_and_each_mutation_is_reported() {
+    let h = seeded();
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["CreateServiceRollout"]);
+    let writes = h.writes.statuses();
+    assert_eq!(writes.len(), 2, "ownership, then the planned status");
+    assert_eq!(writes[0].mutations_before, 0, "ownership comes first");
+    assert_eq!(writes[0].status["cloudRef"], "cn-shanghai/svc");
+    assert_eq!(writes[1].status["cloudRef"], "cn-shanghai/svc");
+    let id = mutation_request_id(&h.cloud, 0);
+    assert_eq!(writes[1].status["lastRequestId"], id.as_str());
+    let events = h.writes.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, EventType::Normal);
+    assert_eq!(events[0].1, "CreateServiceRollout");
+    assert!(events[0].2.contains(&id), "{events:?}");
+    // The next reconcile reads the rollout and has nothing to do.
+    apply(&h.reread(&obj), &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["CreateServiceRollout"]);
+}
+
+#[tokio::test]
+async fn already_exists_on_create_is_the_create_that_was_wanted() {
+    let h = seeded();
+    h.cloud.set_rollout(
+        REGION,
+        SERVICE,
+        Rollout {
+            strategy: Some(RolloutStrategy {
+                partition: Some(PartitionConfig {
+                    partition: "1".into(),
+                }),
+                batch: None,
+            }),
+            status: None,
+        },
+    );
+    // The read did not see it (a lost answer, a lagging view): the create is refused.
+    h.cloud.fail_next(
+        "DescribeServiceRollout",
+        api_error(404, "InvalidRollout.NotFound"),
+    );
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx)
+        .await
+        .expect("an existing rollout is no failure");
+    let create: Vec<_> = h
+        .cloud
+        .calls()
+        .into_iter()
+        .filter(|c| c.api == "CreateServiceRollout")
+        .collect();
+    assert_eq!(create.len(), 1);
+    assert_eq!(
+        create[0].outcome,
+        Err("InvalidRollout.AlreadyExists".to_string())
+    );
+    assert!(
+        h.writes.events().iter().all(|e| e.0 == EventType::Normal),
+        "no Warning: {:?}",
+        h.writes.events()
+    );
+    let status = h.writes.last_status().expect("status written");
+    assert_ne!(status["phase"], "Degraded", "{status}");
+}
+
+#[tokio::test]
+async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
+    let h = seeded();
+    let obj = partition(
+        "0",
+        json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
+    );
+    // Write 1 (ownership) succeeds, write 2 (after the mutations) fails.
+    h.writes.fail_status_write(2);
+    let err = apply(&obj, &h.cx)
+        .await
+        .expect_err("the status write failed");
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(h.mutations(), ["CreateServiceRollout", "UpdateService"]);
+    // The next reconcile sees only the ownership record; it reads the cloud and neither
+    // repeats nor undoes what was done.
+    let again = h.reread(&obj);
+    assert_eq!(
+        again
+            .status
+            .as_ref()
+            .and_then(|s| s.applied_service_config_hash.clone()),
+        None
+    );
+    apply(&again, &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["CreateServiceRollout", "UpdateService"]);
+    let status = h.writes.last_status().expect("status written");
+    assert!(status["appliedServiceConfigHash"].is_string(), "{status}");
+}
+
+#[tokio::test]
+async fn cleanup_follows_the_deletion_policy_on_the_recorded_target() {
+    for (policy, deletes) in [("Retain", false), ("Delete", true)] {
+        let h = seeded();
+        let obj = partition("1", json!({"deletionPolicy": policy}));
+        apply(&obj, &h.cx).await.expect("reconciled");
+        let owned = h.reread(&obj);
+        owned.cleanup(&h.cx).await.expect("cleaned up");
+        let deleted: Vec<_> = h
+            .cloud
+            .mutations()
+            .into_iter()
+            .filter(|c| c.api == "DeleteServiceRollout")
+            .collect();
+        assert_eq!(deleted.len(), usize::from(deletes), "{policy}");
+        assert_eq!(
+            h.cloud.rollout(REGION, SERVICE).is_none(),
+            deletes,
+            "{policy}"
+        );
+        let reason = if deletes {
+            "DeleteServiceRollout"
+        } else {
+            "Retained"
+        };
+        assert!(
+            h.writes.events().iter().any(|e| e.1 == reason),
+            "{policy}: {:?}",
+            h.writes.events()
+        );
+        if deletes {
+            assert_eq!(
+                (deleted[0].region.as_str(), deleted[0].target.as_str()),
+                (REGION, SERVICE)
+            );
+            // Already gone is success.
+            owned.cleanup(&h.cx).await.expect("idempotent");
+        }
+    }
+    // A resource that never reached the cloud has nothing to clean up.
+    let h = seeded();
+    partition("1", json!({"deletionPolicy": "Delete"}))
+        .cleanup(&h.cx)
+        .await
+        .expect("nothing to do");
+    assert!(h.cloud.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_terminal_cloud_error_degrades_with_the_cloud_code_and_waits() {
+    let h = seeded();
+    h.cloud
+        .fail_next("CreateServiceRollout", api_error(400, "InvalidParameter"));
+    let obj = partition("1", json!({}));
+    let action = apply(&obj, &h.cx).await.expect("reported, not retried");
+    assert_eq!(action, Action::await_change());
+    let status = h.writes.last_status().expect("status written");
+    assert_eq!(status["phase"], "Degraded");
+    assert_eq!(
+        status["cloudRef"], "cn-shanghai/svc",
+        "ownership survives: {status}"
+    );
+    assert_eq!(status["lastRequestId"], "injected-req");
+    let warnings: Vec<_> = h
+        .writes
+        .events()
+        .into_iter()
+        .filter(|e| e.0 == EventType::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].1, "InvalidParameter");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_takes_the_one_invalid_spec_path() {
+    assert_invalid_spec_path(partition("two", json!({})), "strategy.partition").await;
+}
+
+#[tokio::test]
+async fn the_target_of_a_resource_cannot_move() {
+    let h = seeded();
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("reconciled");
+    let mut moved = h.reread(&obj);
+    moved.spec.service_name = "other".into();
+    let calls = h.cloud.calls().len();
+    apply(&moved, &h.cx).await.expect("reported");
+    assert_eq!(h.cloud.calls().len(), calls, "no call for another target");
+    let status = h.writes.last_status().expect("status");
+    assert_eq!(status["cloudRef"], "cn-shanghai/svc");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot change"),
+        "{status}"
+    );
+}

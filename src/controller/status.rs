@@ -1,0 +1,269 @@
+//! The status fields every kind shares, and the one place that builds them from an
+//! outcome or a failure.
+
+use std::fmt::Debug;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::conditions::{Desired, merge};
+use super::outcome::{Outcome, PHASE_DEGRADED, bounded_message, condition_reason};
+use crate::crd::common::{CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY};
+use crate::crd::{
+    EasServiceRollout, EasServiceRolloutStatus, EsaContainerAppRollout,
+    EsaContainerAppRolloutStatus, EsaRoutineRollout, EsaRoutineRolloutStatus, SecretRef,
+};
+
+/// Mutable access to the fields every status has.
+pub struct Shared<'a> {
+    pub observed_generation: &'a mut Option<i64>,
+    pub conditions: &'a mut Vec<Condition>,
+    pub phase: &'a mut Option<String>,
+    pub message: &'a mut Option<String>,
+    pub last_request_id: &'a mut Option<String>,
+    /// The cloud object this resource manages, recorded before its first mutation.
+    pub cloud_ref: &'a mut Option<String>,
+}
+
+/// A kind's status.
+pub trait RolloutStatus:
+    Clone + Default + PartialEq + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    fn shared(&mut self) -> Shared<'_>;
+    fn conditions(&self) -> &[Condition];
+    fn cloud_ref(&self) -> Option<&str>;
+    fn last_request_id(&self) -> Option<&str>;
+}
+
+/// The parts of a kind's object the shared loop reads.
+pub trait RolloutObject {
+    type Status: RolloutStatus;
+    fn status(&self) -> Option<&Self::Status>;
+    /// The Secret holding the resource's own credentials, if it names one.
+    fn credentials(&self) -> Option<&SecretRef>;
+}
+
+macro_rules! rollout_status {
+    ($($o:ty => $t:ty),*) => {$(
+        impl RolloutObject for $o {
+            type Status = $t;
+            fn status(&self) -> Option<&$t> {
+                self.status.as_ref()
+            }
+            fn credentials(&self) -> Option<&SecretRef> {
+                self.spec.credentials_secret_ref.as_ref()
+            }
+        }
+
+        impl RolloutStatus for $t {
+            fn shared(&mut self) -> Shared<'_> {
+                Shared {
+                    observed_generation: &mut self.observed_generation,
+                    conditions: &mut self.conditions,
+                    phase: &mut self.phase,
+                    message: &mut self.message,
+                    last_request_id: &mut self.last_request_id,
+                    cloud_ref: &mut self.cloud_ref,
+                }
+            }
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn cloud_ref(&self) -> Option<&str> {
+                self.cloud_ref.as_deref()
+            }
+            fn last_request_id(&self) -> Option<&str> {
+                self.last_request_id.as_deref()
+            }
+        }
+    )*};
+}
+
+rollout_status!(
+    EasServiceRollout => EasServiceRolloutStatus,
+    EsaRoutineRollout => EsaRoutineRolloutStatus,
+    EsaContainerAppRollout => EsaContainerAppRolloutStatus
+);
+
+/// Fill the shared fields of a planned `status` from `outcome`: conditions merged into the
+/// previous ones (keeping transition times), phase, message, observed generation. The last
+/// RequestId is carried over: only mutations and failures change it.
+pub fn settle<S: RolloutStatus>(
+    status: &mut S,
+    prev: Option<&S>,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let previous = prev.map(RolloutStatus::conditions).unwrap_or_default();
+    let conditions = merge(previous, &outcome.conditions(), generation, now);
+    let last_request_id = prev.and_then(|p| p.last_request_id().map(str::to_string));
+    let s = status.shared();
+    *s.conditions = conditions;
+    *s.phase = Some(outcome.phase.clone());
+    *s.message = Some(bounded_message(outcome.message.clone()));
+    *s.observed_generation = generation;
+    *s.last_request_id = last_request_id;
+}
+
+/// The status after a failure that needs a person: what was there before (the last view
+/// of the cloud is kept), phase Degraded, Ready and Progressing False and Degraded True
+/// with `reason`, the message, and the failing call's RequestId when there was one.
+pub fn degraded<S: RolloutStatus>(
+    prev: Option<&S>,
+    generation: Option<i64>,
+    reason: &str,
+    message: &str,
+    request_id: Option<&str>,
+    now: jiff::Timestamp,
+) -> S {
+    let mut status = prev.cloned().unwrap_or_default();
+    let reason = condition_reason(reason);
+    let message = bounded_message(message.to_string());
+    let s = status.shared();
+    *s.conditions = merge(
+        s.conditions,
+        &[
+            Desired::new(CONDITION_READY, false, reason.clone(), message.clone()),
+            Desired::new(
+                CONDITION_PROGRESSING,
+                false,
+                reason.clone(),
+                message.clone(),
+            ),
+            Desired::new(CONDITION_DEGRADED, true, reason, message.clone()),
+        ],
+        generation,
+        now,
+    );
+    *s.observed_generation = generation;
+    *s.phase = Some(PHASE_DEGRADED.to_string());
+    *s.message = Some(message);
+    if let Some(id) = request_id {
+        *s.last_request_id = Some(id.to_string());
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::conditions::is_true;
+    use crate::controller::outcome::PHASE_COMPLETED;
+
+    fn ts(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + s).expect("valid")
+    }
+
+    fn degrade<S: RolloutStatus>(prev: &S) -> S {
+        degraded(
+            Some(prev),
+            Some(4),
+            "InvalidApp.NotFound",
+            "gone",
+            Some("req-9"),
+            ts(10),
+        )
+    }
+
+    /// One builder serves every kind: the same failure reads the same on all three.
+    #[test]
+    fn degraded_is_built_the_same_for_every_kind() {
+        let mut eas = EasServiceRolloutStatus {
+            total_replicas: Some(4),
+            ..Default::default()
+        };
+        settle(
+            &mut eas,
+            None,
+            &Outcome::done(PHASE_COMPLETED, "Completed", "ok"),
+            Some(3),
+            ts(0),
+        );
+        let routine = EsaRoutineRolloutStatus {
+            split: Some("v1:100".into()),
+            ..Default::default()
+        };
+        let app = EsaContainerAppRolloutStatus::default();
+        let e = degrade(&eas);
+        let r = degrade(&routine);
+        let a = degrade(&app);
+        for (conditions, phase, message, id, generation) in [
+            (
+                &e.conditions,
+                &e.phase,
+                &e.message,
+                &e.last_request_id,
+                e.observed_generation,
+            ),
+            (
+                &r.conditions,
+                &r.phase,
+                &r.message,
+                &r.last_request_id,
+                r.observed_generation,
+            ),
+            (
+                &a.conditions,
+                &a.phase,
+                &a.message,
+                &a.last_request_id,
+                a.observed_generation,
+            ),
+        ] {
+            assert!(is_true(conditions, CONDITION_DEGRADED));
+            assert!(!is_true(conditions, CONDITION_READY));
+            assert!(!is_true(conditions, CONDITION_PROGRESSING));
+            let d = conditions
+                .iter()
+                .find(|c| c.type_ == CONDITION_DEGRADED)
+                .expect("set");
+            assert_eq!(d.reason, "InvalidApp_NotFound");
+            assert_eq!(phase.as_deref(), Some(PHASE_DEGRADED));
+            assert_eq!(message.as_deref(), Some("gone"));
+            assert_eq!(id.as_deref(), Some("req-9"));
+            assert_eq!(generation, Some(4));
+        }
+        // What was last seen of the cloud stays.
+        assert_eq!(e.total_replicas, Some(4));
+        assert_eq!(r.split.as_deref(), Some("v1:100"));
+        // Ready turned False at the failure, not before.
+        let ready = e
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY)
+            .expect("set");
+        assert_eq!(ready.last_transition_time.0, ts(10));
+    }
+
+    #[test]
+    fn settle_keeps_the_last_request_id_and_transition_times() {
+        let mut prev = EsaRoutineRolloutStatus::default();
+        settle(
+            &mut prev,
+            None,
+            &Outcome::done(PHASE_COMPLETED, "Completed", "a"),
+            Some(1),
+            ts(0),
+        );
+        prev.last_request_id = Some("req-1".into());
+        let mut next = EsaRoutineRolloutStatus::default();
+        settle(
+            &mut next,
+            Some(&prev),
+            &Outcome::done(PHASE_COMPLETED, "Completed", "b"),
+            Some(2),
+            ts(50),
+        );
+        assert_eq!(next.last_request_id.as_deref(), Some("req-1"));
+        assert_eq!(next.observed_generation, Some(2));
+        let ready = next
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY)
+            .expect("set");
+        assert_eq!(ready.last_transition_time.0, ts(0));
+        assert_eq!(ready.message, "b");
+    }
+}
