@@ -139,9 +139,29 @@ pub struct RunArgs {
     pub client: ClientConfig,
 }
 
+/// Where kube's client logs a response it could not decode: the whole body, every
+/// object's spec included. The operator reads list and watch bodies leniently so this
+/// should not happen; should it, the body stays out of the log unless RUST_LOG names
+/// this target.
+const KUBE_CLIENT_TARGET: &str = "kube_client::client";
+
+/// The log filter: `RUST_LOG` (default `info`), with kube's client held to errors unless
+/// `RUST_LOG` names it.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let directives = rust_log.map(str::trim).filter(|d| !d.is_empty());
+    let mut filter = directives
+        .and_then(|d| tracing_subscriber::EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    if !directives.is_some_and(|d| d.contains("kube_client"))
+        && let Ok(quiet) = format!("{KUBE_CLIENT_TARGET}=error").parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
+    filter
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -268,6 +288,51 @@ fn dedup(kinds: &[Kind]) -> Vec<Kind> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    /// kube's client logs a body it cannot decode at WARN under its own target: that target
+    /// is held to errors by default and under any RUST_LOG that does not name it.
+    #[test]
+    fn kube_client_bodies_stay_out_of_the_log() {
+        use tracing::Level;
+        use tracing_subscriber::layer::SubscriberExt;
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        #[derive(Clone)]
+        struct Sink(Arc<std::sync::Mutex<Vec<String>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut l) = self.0.lock() {
+                    l.push(String::from_utf8_lossy(buf).into_owned());
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for (rust_log, body_logged) in [
+            (None, false),
+            (Some("debug"), false),
+            (Some("info,alicloud_rollouts=debug"), false),
+            (Some("info,kube_client=warn"), true),
+        ] {
+            lines.lock().map(|mut l| l.clear()).ok();
+            let sink = Sink(lines.clone());
+            let subscriber = tracing_subscriber::registry()
+                .with(log_filter(rust_log))
+                .with(tracing_subscriber::fmt::layer().with_writer(move || sink.clone()));
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::event!(target: "kube_client::client", Level::WARN, "BODY-TEXT");
+                tracing::event!(target: "alicloud_rollouts::controller", Level::WARN, "ours");
+            });
+            let all = lines.lock().map(|l| l.concat()).unwrap_or_default();
+            assert_eq!(
+                all.contains("BODY-TEXT"),
+                body_logged,
+                "{rust_log:?}: {all}"
+            );
+            assert!(all.contains("ours"), "{rust_log:?}: {all}");
+        }
+    }
 
     #[derive(Parser)]
     struct Cli {

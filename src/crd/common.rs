@@ -137,3 +137,35 @@ pub const CONDITION_STALLED: &str = "Stalled";
 
 /// The condition list type used in every status (list map keyed by `type`).
 pub type Conditions = Vec<Condition>;
+
+/// Longest text the operator writes in a status field (ids, revisions, phases, splits).
+pub const MAX_STATUS_TEXT: u32 = 1024;
+/// Longest status or condition message (as for Kubernetes' own conditions).
+pub const MAX_STATUS_MESSAGE: u32 = 32768;
+/// Most conditions in a status.
+pub const MAX_CONDITIONS: u32 = 16;
+
+/// Schema of `status.conditions`: the standard condition list (a list map keyed by
+/// `type`), with the bounds Kubernetes' own condition type declares.
+pub fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Standard conditions (Ready, Progressing, Paused, Degraded), one per type.",
+        "type": "array",
+        "default": [],
+        "maxItems": MAX_CONDITIONS,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["lastTransitionTime", "message", "reason", "status", "type"],
+            "properties": {
+                "type": {"type": "string", "maxLength": 316, "description": "Condition type, e.g. Ready."},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "reason": {"type": "string", "maxLength": 1024, "description": "CamelCase reason of the last transition."},
+                "message": {"type": "string", "maxLength": MAX_STATUS_MESSAGE, "description": "Human-readable details."},
+                "lastTransitionTime": {"type": "string", "format": "date-time", "maxLength": 64},
+                "observedGeneration": {"type": "integer", "format": "int64"},
+            },
+        },
+    })
+}

@@ -509,3 +509,66 @@ impl Env {
         }
     }
 }
+
+/// The EAS CRD with a spec that accepts anything.
+pub fn permissive_crd() -> Value {
+    let mut crd = serde_json::to_value(
+        <alicloud_rollouts::crd::EasServiceRollout as kube::CustomResourceExt>::crd(),
+    )
+    .expect("CRD serializes");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
+        serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crd
+}
+
+pub fn apply_crd(env: &Env, manifest: &str) {
+    env.kubectl.apply(manifest);
+    let out = env
+        .api
+        .kubectl()
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/easservicerollouts.rollouts.alicloud.dev",
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "CRD not Established: {}", text(&out));
+}
+
+/// Retry `kubectl apply` of `manifest` until it succeeds (`want_ok`) or is refused.
+pub async fn until_apply(env: &Env, manifest: &str, want_ok: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut child = env
+            .api
+            .kubectl()
+            .args([
+                "-n",
+                &env.namespace,
+                "--request-timeout=30s",
+                "apply",
+                "--validate=false",
+                "-f",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), manifest.as_bytes())
+            .expect("manifest written");
+        let out = child.wait_with_output().expect("kubectl finishes");
+        if out.status.success() == want_ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "apply of the manifest: wanted success={want_ok}, got {}",
+            text(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
