@@ -471,8 +471,12 @@ live_pid() {
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   exe=${exe% (deleted)}
-  # Guard against a recycled pid: it must still run the binary we started.
-  [[ ${exe##*/} == "$(binary_of "$1")" && $exe == */builds/*/bin/* ]] || return 1
+  # Guard against a recycled pid: it must still run the binary we started (or, for the
+  # API server, the CRD-only server that earlier versions of this script started, so that
+  # `up` and `down` stop one left running).
+  [[ $exe == */builds/*/bin/* ]] || return 1
+  [[ ${exe##*/} == "$(binary_of "$1")" ||
+    ($1 == apiserver && ${exe##*/} == alicloud-rollouts-apiserver) ]] || return 1
   echo "$pid"
 }
 
