@@ -373,10 +373,12 @@ impl Kubectl {
     }
 }
 
-/// A unique namespace name for one test.
+/// A new namespace with a unique name for one test (created on the API server).
 pub fn namespace(test: &str) -> String {
     let suffix: u32 = rand::random::<u32>() % 1_000_000;
-    format!("e2e-{test}-{suffix}")
+    let name = format!("e2e-{test}-{suffix}");
+    cluster().create_namespace(&name);
+    name
 }
 
 /// `status.conditions[type]` of an object as (status, reason).
