@@ -182,10 +182,33 @@ pub struct Operator {
     pub log: PathBuf,
     args: Vec<String>,
     kubeconfig: PathBuf,
+    /// Whether the operator gets the simulator's access key pair in its environment.
+    static_keys: bool,
 }
 
 impl Operator {
     pub fn start(api: &ApiServer, sim: &Sim, namespace: &str, kinds: &str) -> Operator {
+        Operator::start_with(api, sim, namespace, kinds, true)
+    }
+
+    /// Same, with no access keys in the operator's environment: only per-resource
+    /// credentials (`spec.credentialsSecretRef`) can work.
+    pub fn start_without_keys(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+    ) -> Operator {
+        Operator::start_with(api, sim, namespace, kinds, false)
+    }
+
+    fn start_with(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
         let dir = std::env::temp_dir().join("alicloud-rollouts-e2e");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("operator-{namespace}.log"));
@@ -215,6 +238,7 @@ impl Operator {
             log,
             args,
             kubeconfig: api.kubeconfig.clone(),
+            static_keys,
         };
         op.spawn();
         op
@@ -227,11 +251,26 @@ impl Operator {
             .open(&self.log)
             .expect("operator log opens");
         let err = log.try_clone().expect("log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"));
+        if self.static_keys {
+            cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET);
+        } else {
+            use alicloud_rollouts::cloud::provider as p;
+            for var in [
+                p::ENV_ACCESS_KEY_ID,
+                p::ENV_ACCESS_KEY_SECRET,
+                p::ENV_SECURITY_TOKEN,
+                p::ENV_ROLE_ARN,
+                p::ENV_OIDC_PROVIDER_ARN,
+                p::ENV_OIDC_TOKEN_FILE,
+            ] {
+                cmd.env_remove(var);
+            }
+        }
+        let child = cmd
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET)
             .env("RUST_LOG", "info,alicloud_rollouts=debug")
             .stdin(Stdio::null())
             .stdout(log)
