@@ -202,7 +202,36 @@ impl Operator {
         Operator::start_with(api, sim, namespace, kinds, false)
     }
 
+    /// Same as `start_without_keys`, but authenticated by `kubeconfig` (e.g. a
+    /// ServiceAccount's token) and with `extra` arguments.
+    pub fn start_as(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, false);
+        op.kubeconfig = kubeconfig.to_path_buf();
+        op.args.extend(extra.iter().map(|a| a.to_string()));
+        op.spawn();
+        op
+    }
+
     fn start_with(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, static_keys);
+        op.spawn();
+        op
+    }
+
+    fn configure(
         api: &ApiServer,
         sim: &Sim,
         namespace: &str,
@@ -233,15 +262,13 @@ impl Operator {
             "--listen".into(),
             "127.0.0.1:0".into(),
         ];
-        let mut op = Operator {
+        Operator {
             child: None,
             log,
             args,
             kubeconfig: api.kubeconfig.clone(),
             static_keys,
-        };
-        op.spawn();
-        op
+        }
     }
 
     fn spawn(&mut self) {
