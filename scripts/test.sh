@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite: lint, unit and integration tests (against the local real
-# Kubernetes API server and the cloud simulator), and the official Python SDK
+# Kubernetes control plane and the cloud simulator), and the official Python SDK
 # conformance tests against the simulator.
 #
 #   scripts/test.sh            everything
@@ -26,7 +26,7 @@ if [ "$lint" = 1 ]; then
   cargo clippy --all-targets --locked -- -D warnings
 fi
 
-step "local Kubernetes API server"
+step "local Kubernetes control plane"
 apiserver_env=$(bash scripts/local-apiserver.sh up)
 eval "$apiserver_env"
 kubectl version --client >/dev/null

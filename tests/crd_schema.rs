@@ -3,8 +3,7 @@
 //! manifest in tests/bad-manifests is rejected with a message that tells the user what to
 //! fix, and `kubectl get alicloud-rollouts` shows the printer columns.
 //!
-//! Each test works in its own namespace (the test server has no core group, so any name
-//! works) whose objects are deleted when the test ends.
+//! Each test works in its own namespace, deleted with its objects when the test ends.
 
 mod support;
 
@@ -77,7 +76,7 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:06}", std::process::id(), nanos % 1_000_000)
 }
 
-/// A namespace of this test run; its objects are deleted when it is dropped.
+/// A namespace of this test run; it is deleted, with its objects, when it is dropped.
 struct TestNamespace {
     server: ApiServer,
     name: String,
@@ -85,25 +84,18 @@ struct TestNamespace {
 
 impl TestNamespace {
     fn new(server: &ApiServer, prefix: &str) -> TestNamespace {
+        let name = unique(prefix);
+        server.create_namespace(&name);
         TestNamespace {
             server: server.clone(),
-            name: unique(prefix),
+            name,
         }
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let mut cmd = kubectl(&self.server);
-        cmd.args([
-            "delete",
-            "easservicerollouts,esaroutinerollouts,esacontainerapprollouts",
-            "--all",
-            "--wait=false",
-            "-n",
-            &self.name,
-        ]);
-        let _ = run(cmd, None);
+        self.server.delete_namespace(&self.name);
     }
 }
 
@@ -158,6 +150,7 @@ fn install_crds(server: &ApiServer) {
         "app-version-without-prefix.yaml",
     ];
     let namespace = unique("crd-probe");
+    server.create_namespace(&namespace);
     for probe in probes {
         let bad = BadManifest::load(&root().join("tests/bad-manifests").join(probe));
         let deadline = Instant::now() + Duration::from_secs(60);

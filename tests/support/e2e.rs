@@ -225,10 +225,62 @@ pub struct Operator {
     pub log: PathBuf,
     args: Vec<String>,
     kubeconfig: PathBuf,
+    /// Whether the operator gets the simulator's access key pair in its environment.
+    static_keys: bool,
 }
 
 impl Operator {
     pub fn start(api: &ApiServer, sim: &Sim, namespace: &str, kinds: &str) -> Operator {
+        Operator::start_with(api, sim, namespace, kinds, true)
+    }
+
+    /// Same, with no access keys in the operator's environment: only per-resource
+    /// credentials (`spec.credentialsSecretRef`) can work.
+    pub fn start_without_keys(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+    ) -> Operator {
+        Operator::start_with(api, sim, namespace, kinds, false)
+    }
+
+    /// Same as `start_without_keys`, but authenticated by `kubeconfig` (e.g. a
+    /// ServiceAccount's token) and with `extra` arguments.
+    pub fn start_as(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, false);
+        op.kubeconfig = kubeconfig.to_path_buf();
+        op.args.extend(extra.iter().map(|a| a.to_string()));
+        op.spawn();
+        op
+    }
+
+    fn start_with(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, static_keys);
+        op.spawn();
+        op
+    }
+
+    fn configure(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
         let dir = std::env::temp_dir().join("alicloud-rollouts-e2e");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("operator-{namespace}.log"));
@@ -255,14 +307,13 @@ impl Operator {
             "--listen".into(),
             "127.0.0.1:0".into(),
         ];
-        let mut op = Operator {
+        Operator {
             child: None,
             log,
             args,
             kubeconfig: api.kubeconfig.clone(),
-        };
-        op.spawn();
-        op
+            static_keys,
+        }
     }
 
     fn spawn(&mut self) {
@@ -272,11 +323,26 @@ impl Operator {
             .open(&self.log)
             .expect("operator log opens");
         let err = log.try_clone().expect("log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"));
+        if self.static_keys {
+            cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET);
+        } else {
+            use alicloud_rollouts::cloud::provider as p;
+            for var in [
+                p::ENV_ACCESS_KEY_ID,
+                p::ENV_ACCESS_KEY_SECRET,
+                p::ENV_SECURITY_TOKEN,
+                p::ENV_ROLE_ARN,
+                p::ENV_OIDC_PROVIDER_ARN,
+                p::ENV_OIDC_TOKEN_FILE,
+            ] {
+                cmd.env_remove(var);
+            }
+        }
+        let child = cmd
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET)
             .env("RUST_LOG", "info,alicloud_rollouts=debug")
             .stdin(Stdio::null())
             .stdout(log)
@@ -418,10 +484,12 @@ impl Kubectl {
     }
 }
 
-/// A unique namespace name for one test.
+/// A new namespace with a unique name for one test (created on the API server).
 pub fn namespace(test: &str) -> String {
     let suffix: u32 = rand::random::<u32>() % 1_000_000;
-    format!("e2e-{test}-{suffix}")
+    let name = format!("e2e-{test}-{suffix}");
+    cluster().create_namespace(&name);
+    name
 }
 
 /// `status.conditions[type]` of an object as (status, reason).
