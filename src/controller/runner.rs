@@ -165,48 +165,17 @@ async fn converge<K: Rollout>(
     if !plan.actions.is_empty() {
         record_ownership(obj, cx, stored, cloud_ref).await?;
     }
-    let in_flight = stored
-        .as_ref()
-        .map(|s| s.mutations_in_flight().to_vec())
-        .unwrap_or_default();
-    let mut now_in_flight = Vec::new();
-    let (mut sent, mut held) = (false, false);
-    let mut stuck = None;
-    for action in &plan.actions {
-        let (name, request) = (action.name(), action.describe());
-        let record = intent::find(&in_flight, name, &request);
-        let now = jiff::Timestamp::now();
-        let resent = match intent::decide(record, now, cx.timing.grace) {
-            Intent::Send => false,
-            Intent::Hold { .. } => {
-                now_in_flight.extend(record.cloned());
-                held = true;
-                continue;
-            }
-            Intent::Stuck { accepted_at } => {
-                now_in_flight.extend(record.cloned());
-                stuck = Some(format!(
-                    "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does                      not show it; nothing more is sent until the cloud shows it or the spec changes"
-                ));
-                continue;
-            }
-            Intent::Resend { accepted_at } => {
-                let note = format!(
-                    "the cloud accepted {name} ({request}) at {accepted_at} but does not show it                      after {:?}: sending it once more",
-                    cx.timing.grace
-                );
-                cx.event(obj, EventType::Warning, "MutationNotVisible", name, note)
-                    .await;
-                true
-            }
-        };
-        let request_id = K::execute(&spec, cloud.as_ref(), action, &mut status).await?;
-        report_mutation(obj, cx, action, &request_id).await;
-        *status.shared().last_request_id = Some(request_id);
-        now_in_flight.push(intent::accepted(name, &request, now, resent));
-        sent = true;
-    }
-    *status.shared().mutations_in_flight = now_in_flight;
+    let run = execute::<K>(
+        obj,
+        cx,
+        &spec,
+        cloud.as_ref(),
+        &plan.actions,
+        stored.as_ref(),
+        &mut status,
+    )
+    .await?;
+    let (sent, held, stuck) = (run.sent, run.held, run.stuck);
     if let Some(message) = &stuck {
         cx.event(
             obj,
@@ -235,6 +204,76 @@ async fn converge<K: Rollout>(
     };
     let delay = cx.timing.delay(requeue, sent || held);
     Ok(Action::requeue(jitter(delay)))
+}
+
+/// What executing a plan's actions did.
+struct Executed {
+    sent: bool,
+    /// A mutation was held: the cloud has not shown it yet and its grace period runs.
+    held: bool,
+    /// Why a person is needed: a mutation sent twice that the cloud still does not show.
+    stuck: Option<String>,
+}
+
+/// Execute the plan's actions in order, one mutation per intent: each is sent unless the
+/// same call is in flight (see [`intent`]); the ones sent are reported and recorded in
+/// `status.mutationsInFlight`.
+async fn execute<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    spec: &K::Spec,
+    cloud: &dyn CloudApi,
+    actions: &[K::Action],
+    stored: Option<&K::Status>,
+    status: &mut K::Status,
+) -> Result<Executed, Error> {
+    let in_flight = stored
+        .map(|s| s.mutations_in_flight().to_vec())
+        .unwrap_or_default();
+    let mut now_in_flight = Vec::new();
+    let mut run = Executed {
+        sent: false,
+        held: false,
+        stuck: None,
+    };
+    for action in actions {
+        let (name, request) = (action.name(), action.describe());
+        let record = intent::find(&in_flight, name, &request);
+        let now = jiff::Timestamp::now();
+        let resent = match intent::decide(record, now, cx.timing.grace) {
+            Intent::Send => false,
+            Intent::Hold { .. } => {
+                now_in_flight.extend(record.cloned());
+                run.held = true;
+                continue;
+            }
+            Intent::Stuck { accepted_at } => {
+                now_in_flight.extend(record.cloned());
+                run.stuck = Some(format!(
+                    "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
+                     not show it; nothing more is sent until the cloud shows it or the spec changes"
+                ));
+                continue;
+            }
+            Intent::Resend { accepted_at } => {
+                let note = format!(
+                    "the cloud accepted {name} ({request}) at {accepted_at} but does not show it \
+                     after {:?}: sending it once more",
+                    cx.timing.grace
+                );
+                cx.event(obj, EventType::Warning, "MutationNotVisible", name, note)
+                    .await;
+                true
+            }
+        };
+        let request_id = K::execute(spec, cloud, action, status).await?;
+        report_mutation(obj, cx, action, &request_id).await;
+        *status.shared().last_request_id = Some(request_id);
+        now_in_flight.push(intent::accepted(name, &request, now, resent));
+        run.sent = true;
+    }
+    *status.shared().mutations_in_flight = now_in_flight;
+    Ok(run)
 }
 
 /// Write `status.cloudRef` before the first mutation of a cloud object, so that a
