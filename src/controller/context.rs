@@ -154,6 +154,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub timing: Timing,
     pub retry: RetryPolicy,
+    /// Which resource owns which cloud object.
+    pub owners: super::owners::Owners,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -175,6 +177,7 @@ impl Context {
             metrics,
             timing,
             retry,
+            owners: Default::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

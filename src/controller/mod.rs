@@ -11,6 +11,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
+pub mod owners;
 pub mod plan;
 pub mod requeue;
 pub mod routine;

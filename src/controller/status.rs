@@ -24,6 +24,8 @@ pub struct Shared<'a> {
     pub last_request_id: &'a mut Option<String>,
     /// The cloud object this resource manages, recorded before its first mutation.
     pub cloud_ref: &'a mut Option<String>,
+    /// The account of that object, recorded with it.
+    pub cloud_account: &'a mut Option<String>,
 }
 
 /// A kind's status.
@@ -33,6 +35,7 @@ pub trait RolloutStatus:
     fn shared(&mut self) -> Shared<'_>;
     fn conditions(&self) -> &[Condition];
     fn cloud_ref(&self) -> Option<&str>;
+    fn cloud_account(&self) -> Option<&str>;
     fn last_request_id(&self) -> Option<&str>;
 }
 
@@ -65,6 +68,7 @@ macro_rules! rollout_status {
                     message: &mut self.message,
                     last_request_id: &mut self.last_request_id,
                     cloud_ref: &mut self.cloud_ref,
+                    cloud_account: &mut self.cloud_account,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -72,6 +76,9 @@ macro_rules! rollout_status {
             }
             fn cloud_ref(&self) -> Option<&str> {
                 self.cloud_ref.as_deref()
+            }
+            fn cloud_account(&self) -> Option<&str> {
+                self.cloud_account.as_deref()
             }
             fn last_request_id(&self) -> Option<&str> {
                 self.last_request_id.as_deref()

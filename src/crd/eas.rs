@@ -220,6 +220,11 @@ pub struct EasServiceRolloutStatus {
     /// ("region/serviceName").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_ref: Option<String>,
+    /// The Alibaba Cloud account that object belongs to (STS GetCallerIdentity of the
+    /// credentials in use), recorded with `cloudRef`; credentials that come to belong to
+    /// another account make no change there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_account: Option<String>,
     /// RequestId of the last cloud call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_id: Option<String>,

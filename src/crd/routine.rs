@@ -195,6 +195,11 @@ pub struct EsaRoutineRolloutStatus {
     /// ("region/routine/env").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_ref: Option<String>,
+    /// The Alibaba Cloud account that object belongs to (STS GetCallerIdentity of the
+    /// credentials in use), recorded with `cloudRef`; credentials that come to belong to
+    /// another account make no change there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

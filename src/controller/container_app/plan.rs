@@ -47,8 +47,36 @@ use crate::crd::container_app::EsaContainerAppRolloutStatus;
 pub const REASON_SCHEDULED: &str = "Scheduled";
 
 /// What the shell read: GetEdgeContainerAppStatus's `AppStatus` for the spec's
-/// environment; None when the app has never been published there.
-pub type Observed = Option<AppStatus>;
+/// environment (None when the app has never been published there), and, while a rollback
+/// is declared, for the other environment: RollbackEdgeContainerAppVersion names no
+/// environment, so the planner must know what else it would move.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub app: Option<AppStatus>,
+    pub other_env: Option<AppStatus>,
+}
+
+/// Reason of the refusal to roll back when the rollback would move the other environment.
+pub const REASON_ROLLBACK_WOULD_MOVE_OTHER_ENV: &str = "RollbackWouldMoveOtherEnv";
+
+/// The app environment that is not `env` (as PublishEnv spells it).
+pub fn other_env(env: crate::crd::common::EsaEnv) -> &'static str {
+    match env {
+        crate::crd::common::EsaEnv::Staging => crate::crd::common::EsaEnv::Production.app_wire(),
+        crate::crd::common::EsaEnv::Production => crate::crd::common::EsaEnv::Staging.app_wire(),
+    }
+}
+
+/// Whether a rollback TO `target` changes an environment showing `env`: our reading of
+/// RollbackEdgeContainerAppVersion (docs/simulator.md) is that every environment of the
+/// app serving or publishing another version than `target` (its publishing or deployed
+/// version, or the baseline that still serves part of the traffic) is rolled back.
+pub fn rollback_moves(env: &AppStatus, target: &str) -> bool {
+    let other = |v: &Option<String>| non_empty(v).is_some_and(|v| v != target);
+    other(&env.publishing_version)
+        || other(&env.deployed_version)
+        || (env.publish_percentage.unwrap_or(100) < 100 && other(&env.base_line_version))
+}
 
 /// A cloud mutation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +131,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
         Mode::Fixed(target) => fixed(&ctx, target),
     };
     d.outcome.paused = spec.paused;
-    let mut status = mirror(spec, input.status, input.observed.as_ref());
+    let mut status = mirror(spec, input.status, input.observed.app.as_ref());
     status.current_step = d.steps.current_step;
     status.step_started_at = d.steps.step_started_at.clone();
     status.next_step_at = d.steps.next_step_at.clone();
@@ -277,6 +305,8 @@ struct Ctx<'a> {
     sent_scheduled: bool,
     /// `status.rollbackVersion`: the last baseline seen that was not ours.
     prev_baseline: Option<&'a str>,
+    /// The other environment, read while a rollback is declared.
+    other_env: Option<&'a AppStatus>,
 }
 
 impl<'a> Ctx<'a> {
@@ -285,7 +315,8 @@ impl<'a> Ctx<'a> {
         Ctx {
             spec,
             env: spec.env.app_wire(),
-            view: View::new(input.observed.as_ref(), &spec.version_id),
+            view: View::new(input.observed.app.as_ref(), &spec.version_id),
+            other_env: input.observed.other_env.as_ref(),
             now: input.now,
             start: spec.start_time.filter(|t| *t > input.now),
             prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
@@ -457,6 +488,25 @@ fn rollback(ctx: &Ctx<'_>) -> AppDecision {
                 ctx.env
             ),
         )),
+        // The call has no environment: refuse where it would move the other one too.
+        Some(target)
+            if ctx
+                .other_env
+                .is_some_and(|other| rollback_moves(other, target)) =>
+        {
+            let other = other_env(ctx.spec.env);
+            let seen = View::new(ctx.other_env, target).describe(other);
+            Decision::hold(Outcome::needs_person(
+                REASON_ROLLBACK_WOULD_MOVE_OTHER_ENV,
+                format!(
+                    "not rolling back {v} in {}: RollbackEdgeContainerAppVersion has no environment \
+                     parameter, so rolling back to {target} would also move {other} ({seen}); make \
+                     {other} serve {target} first, or publish {target} in {} with spec.versionId \
+                     (spec.rollback: false)",
+                    ctx.env, ctx.env
+                ),
+            ))
+        }
         Some(target) => Decision::send(
             Outcome::moving(
                 PHASE_PROGRESSING,
@@ -586,7 +636,10 @@ mod tests {
         cloud: Option<&AppStatus>,
         now: i64,
     ) -> AppPlan {
-        let observed: Observed = cloud.cloned();
+        let observed = Observed {
+            app: cloud.cloned(),
+            other_env: None,
+        };
         let p = decide(
             plan,
             Input {
