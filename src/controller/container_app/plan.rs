@@ -1077,6 +1077,82 @@ mod tests {
         assert!(msg(&p).contains("no earlier baseline"), "{}", msg(&p));
     }
 
+    /// RollbackEdgeContainerAppVersion names no environment (1h): sent only where the
+    /// other environment already shows the version returned to (or nothing).
+    #[test]
+    fn rollback_is_refused_where_it_would_move_the_other_environment() {
+        let s = EsaContainerAppRolloutSpec {
+            rollback: true,
+            env: crate::crd::common::EsaEnv::Staging,
+            ..spec()
+        };
+        // Ours at 50% in staging over OTHER: the rollback returns to OTHER.
+        let ours = pct(OURS, "published", 50, 50);
+        let shows = |v: &str, pct: i32, baseline: &str| AppStatus {
+            publish_status: Some("published".into()),
+            publishing_version: Some(v.into()),
+            deployed_version: Some(v.into()),
+            base_line_version: Some(baseline.into()),
+            publish_percentage: Some(pct),
+            expect_percentage: Some(pct),
+            publish_type: Some("percentage".into()),
+            ..Default::default()
+        };
+        let never = AppStatus {
+            deploy_status: Some("undeploy".into()),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                "prod serves a third version",
+                Some(shows("ver-300", 100, "ver-300")),
+                true,
+            ),
+            ("prod serves ours", Some(shows(OURS, 100, OURS)), true),
+            (
+                "prod is part-way onto OTHER",
+                Some(shows(OTHER, 50, "ver-300")),
+                true,
+            ),
+            ("prod serves OTHER", Some(shows(OTHER, 100, OTHER)), false),
+            ("prod never published", Some(never), false),
+            ("prod not read", None, false),
+        ];
+        for (what, other, refused) in cases {
+            let observed = Observed {
+                app: Some(ours.clone()),
+                other_env: other,
+            };
+            let p = decide(
+                plan,
+                Input {
+                    spec: &validate(&s).expect("valid spec"),
+                    generation: Some(7),
+                    status: None,
+                    observed: &observed,
+                    now: ts(0),
+                },
+            );
+            if refused {
+                assert!(p.actions.is_empty(), "{what}: {:?}", p.actions);
+                assert_eq!(p.status.phase.as_deref(), Some("Degraded"), "{what}");
+                assert_eq!(
+                    reason(&p, CONDITION_DEGRADED),
+                    REASON_ROLLBACK_WOULD_MOVE_OTHER_ENV,
+                    "{what}"
+                );
+                assert!(
+                    msg(&p).contains("would also move prod") && msg(&p).contains(OTHER),
+                    "{what}: {}",
+                    msg(&p)
+                );
+            } else {
+                let r = rolled_back(&p).unwrap_or_else(|| panic!("{what}: rolls back"));
+                assert_eq!(r.version_id, OTHER, "{what}");
+            }
+        }
+    }
+
     /// A spec whose last step is 100%: once the cloud shows it published, the final 100%
     /// is the same target and is not sent again.
     #[test]

@@ -7,6 +7,8 @@
 //! UpdateServiceRollout or UpdateService, and [`cleanup`](Rollout::cleanup) honours
 //! `deletionPolicy` (DeleteServiceRollout on the recorded target).
 
+#[cfg(test)]
+mod ownership_tests;
 pub mod plan;
 pub mod spec;
 #[cfg(test)]
