@@ -225,8 +225,10 @@ async fn a_staging_rollback_never_moves_production() {
 }
 
 /// Secrets as the operator would read them; the test changes them.
+type SecretData = BTreeMap<String, Vec<u8>>;
+
 #[derive(Default)]
-struct Secrets(Mutex<BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>>);
+struct Secrets(Mutex<BTreeMap<(String, String), SecretData>>);
 
 impl Secrets {
     fn put(&self, namespace: &str, name: &str, id: &str, secret: &str) {
@@ -243,11 +245,7 @@ impl Secrets {
 
 #[async_trait]
 impl SecretSource for Secrets {
-    async fn read(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    async fn read(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, String> {
         Ok(self
             .0
             .lock()

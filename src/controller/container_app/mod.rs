@@ -45,7 +45,7 @@ impl Rollout for EsaContainerAppRollout {
         // RollbackEdgeContainerAppVersion names no environment: before one is sent, the
         // planner must see what it would do to the other one.
         let other_env = match spec.mode {
-            Mode::Rollback => read(other_env(spec.env)).await?,
+            Mode::Rollback { .. } => read(other_env(spec.env)).await?,
             _ => None,
         };
         Ok(Observed { app, other_env })

@@ -123,7 +123,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     let spec = input.spec;
     let ctx = Ctx::new(input);
     let mut d = match &spec.mode {
-        Mode::Rollback => rollback(&ctx),
+        Mode::Rollback { percentage } => rollback(&ctx, *percentage),
         Mode::Steps {
             steps,
             promoted_step,
@@ -443,7 +443,7 @@ fn fixed(ctx: &Ctx<'_>, target: &Target) -> AppDecision {
     ctx.publish_or_wait(target, head, "Publishing")
 }
 
-fn rollback(ctx: &Ctx<'_>) -> AppDecision {
+fn rollback(ctx: &Ctx<'_>, percentage: Option<i32>) -> AppDecision {
     let v = &ctx.spec.version_id;
     let view = &ctx.view;
     let seen = view.describe(ctx.env);
@@ -511,13 +511,19 @@ fn rollback(ctx: &Ctx<'_>) -> AppDecision {
             Outcome::moving(
                 PHASE_PROGRESSING,
                 "RollingBack",
-                format!("rolling back {v} to {target} in {} ({seen})", ctx.env),
+                format!(
+                    "rolling back {v} to {target}{} in {} ({seen})",
+                    percentage
+                        .map(|p| format!(" on {p}% of traffic"))
+                        .unwrap_or_default(),
+                    ctx.env
+                ),
             ),
             AppAction::Rollback(RollbackEdgeContainerAppVersionRequest {
                 app_id: ctx.spec.app_id.clone(),
                 version_id: target.to_string(),
-                percentage: None,
-                used_percent: None,
+                percentage,
+                used_percent: percentage.map(|_| true),
                 remarks: ctx.spec.remarks.clone(),
             }),
         ),
@@ -1075,6 +1081,31 @@ mod tests {
         assert_eq!(p.status.phase.as_deref(), Some("Degraded"));
         assert!(is_true(&p.status.conditions, CONDITION_DEGRADED));
         assert!(msg(&p).contains("no earlier baseline"), "{}", msg(&p));
+    }
+
+    /// `rollbackPercentage` is sent as a percentage rollback: the version returned to
+    /// serves that share (UsedPercent with Percentage).
+    #[test]
+    fn a_partial_rollback_sends_the_share_of_the_version_returned_to() {
+        let s = EsaContainerAppRolloutSpec {
+            rollback: true,
+            rollback_percentage: Some(30),
+            ..spec()
+        };
+        let p = run(&s, None, Some(&pct(OURS, "published", 50, 50)), 0);
+        let r = rolled_back(&p).expect("rolls back");
+        assert_eq!(
+            (r.version_id.as_str(), r.percentage, r.used_percent),
+            (OTHER, Some(30), Some(true))
+        );
+        assert!(msg(&p).contains("on 30% of traffic"), "{}", msg(&p));
+        let whole = EsaContainerAppRolloutSpec {
+            rollback: true,
+            ..spec()
+        };
+        let p = run(&whole, None, Some(&pct(OURS, "published", 50, 50)), 0);
+        let r = rolled_back(&p).expect("rolls back");
+        assert_eq!((r.percentage, r.used_percent), (None, None));
     }
 
     /// RollbackEdgeContainerAppVersion names no environment (1h): sent only where the
