@@ -154,6 +154,10 @@ impl Owners {
         }
         let entries: Vec<Entry> = sources.iter().flat_map(|s| s.entries()).collect();
         let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if !sources.is_empty() {
+            // Claims of this kind's resources that are gone hold nothing: forget them.
+            claims.retain(|(k, _, _), c| *k != kind || entries.iter().any(|e| e.uid == c.uid));
+        }
         let mut candidates: Vec<&Entry> = entries
             .iter()
             .filter(|e| {
@@ -165,9 +169,6 @@ impl Owners {
         let key = (kind, account.to_string(), cloud_ref.to_string());
         if let Some(c) = claims.get(&key)
             && c.uid != me.uid
-            // A claim by a resource that is gone (or not known to a registered store)
-            // holds nothing.
-            && (sources.is_empty() || entries.iter().any(|e| e.uid == c.uid))
         {
             candidates.push(c);
         }
