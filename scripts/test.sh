@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite: lint, unit and integration tests (against the local real
-# Kubernetes API server and the cloud simulator), and the official Python SDK
+# Kubernetes control plane and the cloud simulator), and the official Python SDK
 # conformance tests against the simulator.
 #
 #   scripts/test.sh            everything
@@ -26,7 +26,7 @@ if [ "$lint" = 1 ]; then
   cargo clippy --all-targets --locked -- -D warnings
 fi
 
-step "local Kubernetes API server"
+step "local Kubernetes control plane"
 apiserver_env=$(bash scripts/local-apiserver.sh up)
 eval "$apiserver_env"
 kubectl version --client >/dev/null
@@ -38,6 +38,11 @@ step "cargo test (unit, CRD schema, client and simulator over HTTP, end to end)"
 cargo build --locked --bin alicloud-rollouts
 rust_rc=0
 cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$logs/cargo.log" || rust_rc=$?
+
+step "end-to-end rollouts again, against a cloud whose reads lag its writes (3 s) and that reports an accepted pause late (5 s)"
+ALICLOUD_ROLLOUTS_SIM_READ_LAG=3 ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG=5 \
+  cargo test --locked --no-fail-fast --test e2e_eas --test e2e_esa --test e2e_safety -- --test-threads=2 2>&1 \
+  | tee -a "$logs/cargo.log" || rust_rc=$?
 
 step "official Python SDKs against the simulator"
 sdk_rc=0

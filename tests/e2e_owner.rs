@@ -2,30 +2,15 @@
 //! naming one cloud object, credentials that come to belong to another account, and a
 //! container app rollback that would move another environment.
 //!
-//! The first two run the operator binary against the real API server and the simulator,
-//! driven with kubectl. The account test reconciles in-process like tests/e2e_credentials.rs:
-//! the local API server serves no Secrets, so the Secret source is a test double whose keys
-//! the test changes; everything else (the cloud client, its signing, STS, the status
-//! writes, the finalizer) is the real thing.
+//! Each runs the operator binary against the real API server and the simulator, driven
+//! with kubectl; the account test keeps its keys in a real Secret that it rewrites.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alicloud_rollouts::cloud::provider::NoCredentials;
-use alicloud_rollouts::cloud::{ClientConfig, CloudClient};
-use alicloud_rollouts::controller::context::{Context, KubeWrites, RetryPolicy, SecretSource};
-use alicloud_rollouts::controller::metrics::Metrics;
-use alicloud_rollouts::controller::requeue::Timing;
-use alicloud_rollouts::controller::runner::reconcile;
-use alicloud_rollouts::crd::EasServiceRollout;
-use async_trait::async_trait;
-use kube::Api;
-use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
-use support::e2e::{Env, Kubectl, Sim, cluster, condition, namespace};
+use support::e2e::{Env, Kubectl, Operator, Sim, cluster, condition, namespace};
 
 const EAS_SEED: &str = r#"
 services:
@@ -224,35 +209,17 @@ async fn a_staging_rollback_never_moves_production() {
     assert!(ready(&p), "production's resource is still Ready: {p}");
 }
 
-/// Secrets as the operator would read them; the test changes them.
-type SecretData = BTreeMap<String, Vec<u8>>;
-
-#[derive(Default)]
-struct Secrets(Mutex<BTreeMap<(String, String), SecretData>>);
-
-impl Secrets {
-    fn put(&self, namespace: &str, name: &str, id: &str, secret: &str) {
-        let data = [("accessKeyId", id), ("accessKeySecret", secret)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        self.0
-            .lock()
-            .unwrap()
-            .insert((namespace.to_string(), name.to_string()), data);
-    }
-}
-
-#[async_trait]
-impl SecretSource for Secrets {
-    async fn read(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, String> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned())
-    }
+/// A Secret `name` holding one key pair (replaced if it exists).
+fn put_secret(kubectl: &Kubectl, name: &str, id: &str, secret: &str) {
+    let _ = kubectl.run(&["delete", "secret", name, "--ignore-not-found"]);
+    kubectl.must(&[
+        "create",
+        "secret",
+        "generic",
+        name,
+        &format!("--from-literal=accessKeyId={id}"),
+        &format!("--from-literal=accessKeySecret={secret}"),
+    ]);
 }
 
 /// Defect (ii): a resource's Secret changed to another account's keys redirected every later
@@ -276,41 +243,16 @@ async fn credentials_of_another_account_change_nothing_there() {
     let account_a = sim.handle.sim().account_of_key("team-a-id");
     let account_b = sim.handle.sim().account_of_key("team-b-id");
     assert_ne!(account_a, account_b);
-    let cloud = CloudClient::new(
-        ClientConfig {
-            eas_endpoint: Some(sim.url()),
-            sts_endpoint: Some(sim.url()),
-            ..ClientConfig::default()
-        },
-        Arc::new(NoCredentials),
-    )
-    .expect("cloud client");
-    let client = api.client().await;
-    let secrets = Arc::new(Secrets::default());
-    secrets.put(&ns, "creds", "team-a-id", "team-a-secret");
-    let mut registry = prometheus_client::registry::Registry::default();
-    let cx = Arc::new(Context::new(
-        client.clone(),
-        Arc::new(cloud),
-        secrets.clone(),
-        Arc::new(KubeWrites::new(
-            client.clone(),
-            Reporter {
-                controller: "alicloud-rollouts-test".into(),
-                instance: None,
-            },
-        )),
-        Arc::new(Metrics::new(&mut registry)),
-        Timing {
-            active: Duration::from_secs(1),
-            settled: Duration::from_secs(5),
-        },
-        RetryPolicy {
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(1),
-        },
-    ));
-    let rollouts: Api<EasServiceRollout> = Api::namespaced(client, &ns);
+    put_secret(&kubectl, "creds", "team-a-id", "team-a-secret");
+    // The operator has no keys of its own: only the Secret's.
+    let operator = Operator::start_without_keys(&api, &sim, &ns, "eas");
+    let env = Env {
+        api,
+        sim,
+        operator,
+        kubectl,
+        namespace: ns,
+    };
     let manifest = |image: &str| {
         json!({
             "apiVersion": "rollouts.alicloud.dev/v1alpha1",
@@ -327,47 +269,39 @@ async fn credentials_of_another_account_change_nothing_there() {
         })
         .to_string()
     };
-    // Reconcile by hand (no watch) until `done` holds.
-    let drive = |what: &'static str, done: fn(&Value) -> bool| {
-        let rollouts = rollouts.clone();
-        let cx = cx.clone();
-        let kubectl = &kubectl;
-        async move {
-            for _ in 0..60 {
-                let Some(obj) = rollouts.get_opt("chat").await.expect("readable") else {
-                    return Value::Null;
-                };
-                let _ = reconcile(Arc::new(obj), cx.clone()).await;
-                let seen = kubectl
-                    .try_get("easservicerollout/chat")
-                    .unwrap_or(Value::Null);
-                if done(&seen) {
-                    return seen;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            panic!("{what}: {}", kubectl.get("easservicerollout/chat"));
-        }
-    };
     let service = |account: &str| {
-        sim.handle.sim().dump_account(account)["services"]["cn-shanghai/llm-chat"].clone()
+        env.sim.handle.sim().dump_account(account)["services"]["cn-shanghai/llm-chat"].clone()
     };
     let b_before = service(&account_b);
 
-    kubectl.apply(&manifest("llm:v2"));
-    let recorded = drive("Ready in account A", ready).await;
+    env.kubectl.apply(&manifest("llm:v2"));
+    let recorded = env
+        .wait_obj(
+            "Ready in account A",
+            "easservicerollout/chat",
+            Duration::from_secs(60),
+            |o| ready(o).then_some(()).ok_or_else(|| "not Ready".into()),
+        )
+        .await;
     assert!(
         service(&account_a)["rollout"].is_object(),
         "A has the rollout"
     );
 
     // The Secret now holds account B's keys, and a new version is declared.
-    secrets.put(&ns, "creds", "team-b-id", "team-b-secret");
-    kubectl.apply(&manifest("llm:v3"));
-    let obj = drive("Degraded AccountChanged", |o| {
-        degraded(o).as_deref() == Some("AccountChanged")
-    })
-    .await;
+    put_secret(&env.kubectl, "creds", "team-b-id", "team-b-secret");
+    env.kubectl.apply(&manifest("llm:v3"));
+    let obj = env
+        .wait_obj(
+            "Degraded AccountChanged",
+            "easservicerollout/chat",
+            Duration::from_secs(60),
+            |o| match degraded(o).as_deref() {
+                Some("AccountChanged") => Ok(()),
+                other => Err(format!("Degraded reason {other:?}")),
+            },
+        )
+        .await;
     let message = obj["status"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains(&account_a) && message.contains(&account_b),
@@ -385,23 +319,23 @@ async fn credentials_of_another_account_change_nothing_there() {
 
     // Deleting the resource (deletionPolicy Delete) deletes nothing in account B, and
     // leaves A's rollout where it is (its credentials are no longer at hand).
-    kubectl.must(&["delete", "easservicerollout/chat", "--wait=false"]);
-    let gone = drive("deleted", |o| o.is_null()).await;
-    assert!(gone.is_null());
-    // What the status had recorded: the account, with the object.
+    env.kubectl
+        .must(&["delete", "easservicerollout/chat", "--timeout=60s"]);
     assert_eq!(
-        recorded["status"]["cloudAccount"],
-        account_a.as_str(),
-        "{recorded}"
-    );
-    assert_eq!(
-        sim.count("DeleteServiceRollout").await,
+        env.sim.count("DeleteServiceRollout").await,
         0,
-        "no deletion anywhere"
+        "no deletion anywhere\n{}",
+        env.operator.log_tail()
     );
     assert_eq!(service(&account_b), b_before, "account B untouched");
     assert!(
         service(&account_a)["rollout"].is_object(),
         "account A's rollout is left in place"
+    );
+    // What the status had recorded: the account, with the object.
+    assert_eq!(
+        recorded["status"]["cloudAccount"],
+        account_a.as_str(),
+        "{recorded}"
     );
 }

@@ -216,6 +216,17 @@ impl Context {
         jitter(delay.max(at_least.unwrap_or_default()))
     }
 
+    /// Delay before looking again at `key`, which needs a person; grows with each look.
+    pub fn next_recheck(&self, key: &str) -> Duration {
+        let attempt = {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let n = failures.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        jitter(self.timing.recheck_after(attempt))
+    }
+
     /// Forget the failures of `key` after a successful reconcile.
     pub fn clear_failures(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -240,7 +251,11 @@ impl Context {
             action: truncate(action, 128),
             secondary: None,
         };
-        if let Err(e) = self.writes.publish(&obj.object_ref(&()), &ev).await {
+        // Without the resourceVersion: a repeated Warning stays one Event series even though
+        // the object changed in between (each status write changes it).
+        let mut reference = obj.object_ref(&());
+        reference.resource_version = None;
+        if let Err(e) = self.writes.publish(&reference, &ev).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }
@@ -350,7 +365,7 @@ mod tests {
             let shown = err.to_string();
             assert!(shown.contains(needle), "{shown}");
             assert!(!shown.contains("s3cret"), "{shown}");
-            assert_eq!(err.reaction(), Reaction::WaitForChange);
+            assert_eq!(err.reaction(), Reaction::NeedsPerson);
             assert_eq!(err.reason(), "CredentialsUnavailable");
         }
     }
