@@ -225,10 +225,12 @@ pub struct EasServiceRolloutStatus {
     /// The leaf paths (JSON pointers) of the `serviceConfig` last pushed: a field removed
     /// from the spec later is removed from the service (sent as null in the merge).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(max = MAX_STATUS_TEXT)))]
     pub applied_service_config_keys: Vec<String>,
     /// The rollout's revision when the current `serviceConfig` was pushed, until the cloud
     /// reports another one: until then the rollout is not Ready, whatever its phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub revision_before_push: Option<String>,
     /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
