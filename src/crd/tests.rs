@@ -258,6 +258,12 @@ fn the_rules_the_cloud_enforces_are_in_the_schema() {
     ));
     assert!(has_message(&app, "fullRelease only applies"));
     assert!(has_message(&app, "promotedStep only applies with steps"));
+    assert!(has_message(
+        &app,
+        "rollbackPercentage only applies with rollback"
+    ));
+    assert_eq!(at(&app, "rollbackPercentage")["minimum"], 1.0);
+    assert_eq!(at(&app, "rollbackPercentage")["maximum"], 100.0);
     assert!(has_message(&at(&app, "versionId"), "starting with ver-"));
     assert!(has_message(&at(&app, "startTime"), "ending in Z"));
     assert!(has_message(&at(&app, "steps"), "strictly increasing"));
