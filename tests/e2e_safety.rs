@@ -183,3 +183,59 @@ async fn a_routine_created_after_the_manifest_is_picked_up_without_a_spec_change
     );
     assert_eq!(env.sim.count("CreateRoutineCodeDeployment").await, 1);
 }
+
+/// A Warning that repeats on the same object (here: credentials that stay missing, looked
+/// at again on the stalled timer) is one Event series, not a new Event object per look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_warning_is_one_event_series() {
+    let env = Env::start("safety-series", "services: []\n", 1.0, "routine").await;
+    env.kubectl.apply(
+        &json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EsaRoutineRollout",
+            "metadata": {"name": "no-keys"},
+            "spec": {
+                "routine": "fn",
+                "env": "production",
+                "credentialsSecretRef": {"name": "missing"},
+                "codeVersions": [{"codeVersion": "1723599747213377175", "percentage": 100}],
+            },
+        })
+        .to_string(),
+    );
+    // The stalled timer is 2 s in these tests: wait for several looks.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = env.kubectl.get("events.events.k8s.io");
+        let repeated: Vec<&Value> = events["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|e| {
+                        e["regarding"]["name"] == "no-keys"
+                            && e["reason"] == "CredentialsUnavailable"
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            repeated.len() <= 1,
+            "one Event object per repeated Warning, got {}: {repeated:?}",
+            repeated.len()
+        );
+        let count = repeated
+            .first()
+            .and_then(|e| e["series"]["count"].as_i64())
+            .unwrap_or(0);
+        if count >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Warning did not repeat as a series: {repeated:?}\n{}",
+            env.operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
