@@ -253,8 +253,12 @@ async fn an_approval_does_not_carry_over_to_the_next_canary_version() {
         A,
         B,
         r#"[{percentage: 10}, {percentage: 50}]"#,
-        "    promotedStep: 1\n",
+        "",
     ));
+    env.kubectl.patch(
+        RES,
+        &format!(r#"{{"spec":{{"canary":{{"promotion":{{"version":"{B}","step":1}}}}}}}}"#),
+    );
     let out = env
         .kubectl
         .run(&["wait", "--for=condition=Ready", "--timeout=60s", RES]);
@@ -288,9 +292,41 @@ async fn an_approval_does_not_carry_over_to_the_next_canary_version() {
         })
         .await;
     assert_eq!(obj["status"]["currentStep"], 0, "{obj}");
+    let message = obj["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("names {B}, not {C}")),
+        "the message says why the approval opens no gate: {message}"
+    );
     assert_eq!(
         env.sim.count("CreateRoutineCodeDeployment").await,
         before + 1,
         "only the first step of C"
+    );
+
+    // An approval for C opens C's gates.
+    env.kubectl.patch(
+        RES,
+        &format!(r#"{{"spec":{{"canary":{{"promotion":{{"version":"{C}","step":1}}}}}}}}"#),
+    );
+    let out = env
+        .kubectl
+        .run(&["wait", "--for=condition=Ready", "--timeout=60s", RES]);
+    assert!(out.status.success(), "{}", support::e2e::text(&out));
+    assert_eq!(cloud_split(&client).await, vec![(C.to_string(), 100)]);
+
+    // The index-only form that carried approvals over is refused, saying what replaces it.
+    let out = env.kubectl.run(&[
+        "patch",
+        RES,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"canary":{"promotedStep":1}}}"#,
+    ]);
+    assert!(!out.status.success(), "promotedStep is refused");
+    assert!(
+        support::e2e::text(&out).contains("replaced by canary.promotion"),
+        "{}",
+        support::e2e::text(&out)
     );
 }

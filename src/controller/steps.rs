@@ -9,18 +9,27 @@
 //! - A step's timer starts when the cloud is first seen settled AT that step's percentage;
 //!   time spent applying it (or failing to) does not count.
 //! - A step with `pause` holds that long; a step without `pause` is a manual gate that holds
-//!   until `promotedStep >= i` (so raising `promotedStep` in the spec promotes it).
+//!   until the approval for THIS version reaches its index (`approved_step >= i`; the kind
+//!   passes None when the spec's approval names another version, so a new version starts
+//!   with every gate closed).
 //! - `paused` holds: nothing is sent, neither the next step nor a re-send of the current one.
 //!   It does not stop the clock: once unpaused, a step whose pause already elapsed advances.
 //! - One step at a time: after advancing, the next step's percentage must be seen in the
 //!   cloud before its own timer starts.
-//! - Which step is current: the previous status's `currentStep` when it agrees with the cloud
-//!   (the cloud is at that step's percentage, or at the previous step's percentage with no
-//!   `stepStartedAt`, which is the "advanced, not yet seen" state). Otherwise (status lost,
-//!   steps list edited, someone else changed the cloud) it is derived from the cloud: the
-//!   first step whose percentage is >= the new version's share in the cloud (0 when the new
-//!   version is absent; past the last step when the share exceeds every step). A derived step
-//!   starts its timer afresh, so a restart never shortens a pause.
+//! - Which step is current: the previous status's `currentStep` when the cloud is exactly at
+//!   that step's percentage. It is also kept in the "advanced, not yet seen" state (no
+//!   `stepStartedAt` and the cloud at the previous step's percentage), but only while the
+//!   gate it passed is still open for this version. Otherwise (status lost, steps edited,
+//!   the split changed outside the operator, another version) it is derived from the cloud:
+//!   the HIGHEST step whose percentage is at or below the new version's share (step 0 when
+//!   the share is below every step or the version is absent; the final 100% state only
+//!   when the share is 100), and never past the first manual gate not approved for this
+//!   version (except 100% with no status at all: a finished canary whose status was lost
+//!   stays finished). When the cloud shows more than
+//!   the derived step's percentage the operator moves DOWN to it (the spec and its
+//!   approvals are what is allowed; a share set by hand above them is not kept), and it
+//!   never moves up past an unapproved gate. A derived step starts its timer afresh, so a
+//!   restart never shortens a pause.
 //! - The steps are parsed once ([`Steps::parse`]): percentages 1-100 and strictly
 //!   increasing, pauses in the CRD's duration grammar and at most ten years; otherwise a
 //!   [`StepError`] that the reconciler reports as an invalid spec.
@@ -127,11 +136,40 @@ impl Steps {
     }
 }
 
+/// A person's approval of the manual gates up to `step`, for one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub version: String,
+    pub step: i32,
+}
+
+impl Approval {
+    /// The approved step index when this approval names `version`; None otherwise, so an
+    /// approval never opens the gates of another version.
+    pub fn for_version(approval: Option<&Approval>, version: &str) -> Option<i32> {
+        approval.filter(|a| a.version == version).map(|a| a.step)
+    }
+
+    /// A note for the holding message when the approval names another version.
+    pub fn stale_note(approval: Option<&Approval>, version: &str) -> String {
+        match approval {
+            Some(a) if a.version != version => format!(
+                " (the approval in the spec names {}, not {version}, so it opens no gate)",
+                a.version
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
 /// Everything the progression depends on.
 #[derive(Debug, Clone)]
 pub struct StepInput<'a> {
     pub steps: &'a Steps,
-    pub promoted_step: Option<i32>,
+    /// Manual gates up to this index (0-based) are approved for the version being rolled
+    /// out; None when nothing is approved for it (no approval, or one naming another
+    /// version).
+    pub approved_step: Option<i32>,
     pub paused: bool,
     /// `status.currentStep` as last written.
     pub prev_step: Option<i32>,
@@ -156,7 +194,7 @@ pub enum StepState {
     Advanced { from: usize },
     /// At the step, holding until `due`.
     WaitingForPause { due: Timestamp },
-    /// At a step without `pause`, holding until `promotedStep` reaches it.
+    /// At a step without `pause`, holding until an approval for this version reaches it.
     WaitingForPromotion,
     /// `paused` holds; nothing is sent.
     Paused,
@@ -193,11 +231,12 @@ pub struct StepRecord {
 
 /// How a kind words the progression's situations.
 #[derive(Debug, Clone)]
-pub struct Wording<'a> {
+pub struct Wording {
     /// The current step's target, e.g. "10% on v2".
     pub at: String,
-    /// The field that promotes a manual gate, e.g. "spec.canary.promotedStep".
-    pub promote: &'a str,
+    /// What a person sets to pass the current manual gate, e.g.
+    /// `spec.canary.promotion: {version: "v2", step: 1}`.
+    pub promote: String,
     /// What the cloud shows now, e.g. "cloud has v1:100".
     pub cloud: String,
     /// The message once the new version has 100%.
@@ -248,7 +287,7 @@ impl StepPlan {
 
     /// The outcome of a progression that holds or is done, worded by `w`; None when it
     /// wants a mutation (the kind words that, since only it knows what is in flight).
-    pub fn holding(&self, w: &Wording<'_>, now: Timestamp) -> Option<Outcome> {
+    pub fn holding(&self, w: &Wording, now: Timestamp) -> Option<Outcome> {
         let label = self.label();
         Some(match self.state {
             StepState::Apply | StepState::Advanced { .. } => return None,
@@ -266,8 +305,8 @@ impl StepPlan {
                 PHASE_PROGRESSING,
                 "WaitingForPromotion",
                 format!(
-                    "{label}: {} holds for manual promotion: set {}: {}",
-                    w.at, w.promote, self.current
+                    "{label}: {} holds for manual promotion: set {}",
+                    w.at, w.promote
                 ),
                 Requeue::Settled,
             ),
@@ -361,7 +400,7 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
 }
 
 /// Whether the current step, reached at `started`, is done: its pause has elapsed, or its
-/// gate is promoted. Otherwise `plan` says what it waits for.
+/// gate is approved for this version. Otherwise `plan` says what it waits for.
 fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepInput<'_>) -> bool {
     match step.pause {
         // A pause is at most ten years, so only a start time near the end of time can
@@ -380,40 +419,83 @@ fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepI
             }
         },
         None => {
-            let approved = input
-                .promoted_step
-                .is_some_and(|p| i64::from(p) >= plan.current as i64);
-            if !approved {
+            if !gate_open(input, plan.current) {
                 plan.state = StepState::WaitingForPromotion;
+                return false;
             }
-            approved
+            true
         }
     }
+}
+
+/// Whether step `i`'s manual gate is approved for this version (a timed step's gate is
+/// its timer, which [`step_done`] checks).
+fn approved(input: &StepInput<'_>, i: usize) -> bool {
+    input
+        .approved_step
+        .and_then(|p| usize::try_from(p).ok())
+        .is_some_and(|p| p >= i)
+}
+
+/// Whether step `i` may be left: a timed step (its timer is checked elsewhere) or an
+/// approved manual gate.
+fn gate_open(input: &StepInput<'_>, i: usize) -> bool {
+    match input.steps.0.get(i) {
+        Some(step) => step.pause.is_some() || approved(input, i),
+        None => false,
+    }
+}
+
+/// The first step whose manual gate is closed for this version (`total` when none is): the
+/// highest step the progression may be at without a person.
+fn first_closed_gate(input: &StepInput<'_>) -> usize {
+    let total = input.steps.len();
+    (0..total).find(|&i| !gate_open(input, i)).unwrap_or(total)
 }
 
 fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
     let steps = input.steps;
     let total = steps.len();
-    if let Some(prev) = input.prev_step.and_then(|p| usize::try_from(p).ok())
-        && prev <= total
-    {
-        let at = cloud == steps.percentage(prev);
-        let before = if prev == 0 {
-            0
-        } else {
-            steps.percentage(prev - 1)
-        };
-        let advanced_not_seen = input.prev_started_at.is_none() && cloud == before;
-        if at || advanced_not_seen {
+    let limit = first_closed_gate(input);
+    let prev = input
+        .prev_step
+        .and_then(|p| usize::try_from(p).ok())
+        .filter(|p| *p <= total);
+    if let Some(prev) = prev {
+        // The cloud is where the operator put it: hold there. Nothing is raised by this, so
+        // no gate is passed (an approval withdrawn later holds the step, never moves it up).
+        if cloud == steps.percentage(prev) {
+            return prev;
+        }
+        // Advanced past step prev-1 and not yet seen: keep going only while that gate is
+        // still open for this version.
+        let advanced_not_seen = input.prev_started_at.is_none()
+            && if prev == 0 {
+                cloud <= 0
+            } else {
+                cloud == steps.percentage(prev - 1) && gate_open(input, prev - 1)
+            };
+        if advanced_not_seen {
             return prev;
         }
     }
-    if cloud <= 0 {
-        return 0;
+    // Derived from the cloud: the highest step at or below its share...
+    let derived = if cloud >= 100 {
+        total
+    } else {
+        (0..total)
+            .rev()
+            .find(|&j| steps.percentage(j) <= cloud)
+            .unwrap_or(0)
+    };
+    // With no status at all (a restart that lost it, a recreated object), 100% is the
+    // finished canary: nothing is left to raise, and moving it back would shift traffic
+    // nobody asked to shift.
+    if prev.is_none() && derived == total {
+        return total;
     }
-    (0..total)
-        .find(|&j| steps.percentage(j) >= cloud)
-        .unwrap_or(total)
+    // ...and never past a gate nobody approved for this version.
+    derived.min(limit)
 }
 
 #[cfg(test)]
@@ -438,7 +520,7 @@ mod tests {
 
     struct Case<'a> {
         name: &'a str,
-        promoted: Option<i32>,
+        approved: Option<i32>,
         paused: bool,
         prev_step: Option<i32>,
         prev_started: Option<String>,
@@ -453,7 +535,7 @@ mod tests {
     fn run(steps: &[CanaryStep], c: &Case<'_>) -> StepPlan {
         plan_steps(&StepInput {
             steps: &Steps::parse(steps).expect("valid steps"),
-            promoted_step: c.promoted,
+            approved_step: c.approved,
             paused: c.paused,
             prev_step: c.prev_step,
             prev_started_at: c.prev_started.as_deref(),
@@ -466,7 +548,7 @@ mod tests {
     fn base<'a>(name: &'a str) -> Case<'a> {
         Case {
             name,
-            promoted: None,
+            approved: None,
             paused: false,
             prev_step: None,
             prev_started: None,
@@ -545,7 +627,7 @@ mod tests {
                 ..base("manual gate holds")
             },
             Case {
-                promoted: Some(0),
+                approved: Some(0),
                 prev_step: Some(1),
                 prev_started: s(320),
                 cloud: Some(25),
@@ -554,10 +636,10 @@ mod tests {
                 want_current: 1,
                 want_state: StepState::WaitingForPromotion,
                 want_started: Some(320),
-                ..base("promotedStep below the gate still holds")
+                ..base("approval below the gate still holds")
             },
             Case {
-                promoted: Some(1),
+                approved: Some(1),
                 prev_step: Some(1),
                 prev_started: s(320),
                 cloud: Some(25),
@@ -565,7 +647,7 @@ mod tests {
                 now: 400,
                 want_current: 2,
                 want_state: StepState::Advanced { from: 1 },
-                ..base("promotedStep raised: gate opens")
+                ..base("approval raised: gate opens")
             },
             Case {
                 prev_step: Some(2),
@@ -635,6 +717,7 @@ mod tests {
                 ..base("status lost mid-canary: step derived from the cloud")
             },
             Case {
+                approved: Some(1),
                 cloud: Some(50),
                 settled: true,
                 now: 50,
@@ -644,12 +727,20 @@ mod tests {
                 ..base("status lost: derived step restarts its timer")
             },
             Case {
+                cloud: Some(50),
+                settled: true,
+                now: 50,
+                want_current: 1,
+                want_state: StepState::Apply,
+                ..base("status lost past a gate nobody approved: back to the gate")
+            },
+            Case {
                 cloud: Some(30),
                 settled: true,
                 now: 50,
-                want_current: 2,
+                want_current: 1,
                 want_state: StepState::Apply,
-                ..base("cloud between steps: first step at or above it")
+                ..base("cloud between steps: the highest step at or below it (moving down)")
             },
             Case {
                 cloud: Some(100),

@@ -39,7 +39,7 @@ use crate::controller::outcome::{
 use crate::controller::plan::{CloudAction, Decision, Input, Plan, Requeue};
 use crate::controller::requeue::until;
 use crate::controller::status::settle;
-use crate::controller::steps::{StepInput, Steps, Wording, plan_steps};
+use crate::controller::steps::{Approval, StepInput, Steps, Wording, plan_steps};
 use crate::crd::common::CONDITION_PROGRESSING;
 use crate::crd::container_app::EsaContainerAppRolloutStatus;
 
@@ -96,10 +96,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     let ctx = Ctx::new(input);
     let mut d = match &spec.mode {
         Mode::Rollback => rollback(&ctx),
-        Mode::Steps {
-            steps,
-            promoted_step,
-        } => progression(&ctx, input, steps, *promoted_step),
+        Mode::Steps { steps, promotion } => progression(&ctx, input, steps, promotion.as_ref()),
         Mode::Fixed(target) => fixed(&ctx, target),
     };
     d.outcome.paused = spec.paused;
@@ -490,7 +487,7 @@ fn progression(
     ctx: &Ctx<'_>,
     input: &AppInput<'_>,
     steps: &Steps,
-    promoted_step: Option<i32>,
+    promotion: Option<&Approval>,
 ) -> AppDecision {
     let v = &ctx.spec.version_id;
     let view = &ctx.view;
@@ -500,7 +497,7 @@ fn progression(
     let prev = input.status;
     let sp = plan_steps(&StepInput {
         steps,
-        promoted_step,
+        approved_step: Approval::for_version(promotion, v),
         paused: ctx.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
@@ -510,7 +507,11 @@ fn progression(
     });
     let wording = Wording {
         at: format!("{v} at {}% of {}", sp.target, ctx.env),
-        promote: "spec.promotedStep",
+        promote: format!(
+            "spec.promotion: {{versionId: {v}, step: {}}}{}",
+            sp.current,
+            Approval::stale_note(promotion, v)
+        ),
         cloud: view.describe(ctx.env),
         complete: format!(
             "{v} is published to 100% of {} after {} steps",
@@ -542,7 +543,7 @@ mod tests {
     use crate::crd::common::{
         CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
     };
-    use crate::crd::container_app::EsaContainerAppRolloutSpec;
+    use crate::crd::container_app::{AppPromotion, EsaContainerAppRolloutSpec};
     use std::time::Duration;
 
     type AppPlan = Plan<AppAction, EsaContainerAppRolloutStatus>;
@@ -1039,7 +1040,10 @@ mod tests {
                     pause: None,
                 },
             ]),
-            promoted_step: Some(1),
+            promotion: Some(AppPromotion {
+                version_id: OURS.into(),
+                step: 1,
+            }),
             ..spec()
         };
         let prev = EsaContainerAppRolloutStatus {
@@ -1101,12 +1105,16 @@ mod tests {
         let p = tick(&s, 330);
         assert!(p.actions.is_empty());
         assert!(
-            msg(&p).contains("step 2/2") && msg(&p).contains("set spec.promotedStep: 1"),
+            msg(&p).contains("step 2/2")
+                && msg(&p).contains("set spec.promotion: {versionId: ver-200, step: 1}"),
             "{}",
             msg(&p)
         );
         // Promote: 100%, then done.
-        s.promoted_step = Some(1);
+        s.promotion = Some(AppPromotion {
+            version_id: OURS.into(),
+            step: 1,
+        });
         let p = tick(&s, 400);
         assert_eq!(published(&p).and_then(|r| r.percentage), Some(100));
         let p = tick(&s, 410);

@@ -22,7 +22,7 @@ use crate::controller::outcome::{
 };
 use crate::controller::plan::{CloudAction, Decision, Input, Plan};
 use crate::controller::status::settle;
-use crate::controller::steps::{StepInput, Wording, plan_steps};
+use crate::controller::steps::{Approval, StepInput, Wording, plan_steps};
 use crate::crd::common::EsaEnv;
 use crate::crd::routine::{CodeVersionWeight, EsaRoutineRolloutStatus};
 
@@ -182,7 +182,7 @@ fn canary(input: &RoutineInput<'_>, c: &Canary, cloud: &[CodeVersionSplit]) -> R
     let prev = input.status;
     let sp = plan_steps(&StepInput {
         steps: &c.steps,
-        promoted_step: c.promoted_step,
+        approved_step: Approval::for_version(c.promotion.as_ref(), &c.canary),
         paused: input.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
@@ -193,7 +193,12 @@ fn canary(input: &RoutineInput<'_>, c: &Canary, cloud: &[CodeVersionSplit]) -> R
     let want = canary_split(c, sp.target);
     let wording = Wording {
         at: format!("{}% on {}", sp.target, c.canary),
-        promote: "spec.canary.promotedStep",
+        promote: format!(
+            "spec.canary.promotion: {{version: \"{}\", step: {}}}{}",
+            c.canary,
+            sp.current,
+            Approval::stale_note(c.promotion.as_ref(), &c.canary)
+        ),
         cloud: format!("cloud has {}", render(cloud)),
         complete: format!(
             "{} serves 100% of {} after {} steps",
@@ -318,7 +323,7 @@ mod tests {
     use crate::crd::common::{
         CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY,
     };
-    use crate::crd::routine::EsaRoutineRolloutSpec;
+    use crate::crd::routine::{EsaRoutineRolloutSpec, RoutinePromotion};
     use jiff::Timestamp;
     use std::time::Duration;
 
@@ -553,7 +558,10 @@ mod tests {
         );
         let msg = p.status.message.clone().unwrap_or_default();
         assert!(
-            msg.contains("step 2/3") && msg.contains("set spec.canary.promotedStep: 1"),
+            msg.contains("step 2/3")
+                && msg.contains(&format!(
+                    "set spec.canary.promotion: {{version: \"{CANARY}\", step: 1}}"
+                )),
             "{msg}"
         );
         assert_eq!(
@@ -565,9 +573,12 @@ mod tests {
         // Much later, still gated.
         assert_eq!(sent(&step(&spec, &mut cloud, 90_000)), None);
 
-        // promotedStep raised: step 3/3 (50%).
+        // Approved for this version: step 3/3 (50%).
         if let Some(c) = spec.canary.as_mut() {
-            c.promoted_step = Some(1);
+            c.promotion = Some(RoutinePromotion {
+                version: CANARY.into(),
+                step: 1,
+            });
         }
         let p = step(&spec, &mut cloud, 90_010);
         assert_eq!(sent(&p), pairs(&[(CANARY, 50), (STABLE, 50)]));
@@ -594,7 +605,14 @@ mod tests {
 
     #[test]
     fn restart_with_empty_status_mid_canary() {
-        let spec = three();
+        // The gate at step 2 (25%) was approved: that is how the cloud got to 50%.
+        let mut spec = three();
+        if let Some(c) = spec.canary.as_mut() {
+            c.promotion = Some(RoutinePromotion {
+                version: CANARY.into(),
+                step: 1,
+            });
+        }
         // The cloud is at step 3 (50%); status was lost.
         let cloud = env(&[(STABLE, 50), (CANARY, 50)]);
         let p = run(&spec, None, Some(&cloud), 1000);
@@ -611,9 +629,13 @@ mod tests {
         let p = run(&spec, Some(&stale), Some(&cloud), 1000);
         assert_eq!(sent(&p), None);
         assert_eq!(p.status.current_step, Some(2));
+        // Without the approval, a cloud past the gate is brought back to it (1a).
+        let p = run(&three(), None, Some(&cloud), 1000);
+        assert_eq!(sent(&p), pairs(&[(CANARY, 25), (STABLE, 75)]));
+        assert_eq!(p.status.current_step, Some(1));
         // Lost status at the manual gate: still gated.
         let cloud = env(&[(CANARY, 25), (STABLE, 75)]);
-        let p = run(&spec, None, Some(&cloud), 1000);
+        let p = run(&three(), None, Some(&cloud), 1000);
         assert_eq!(sent(&p), None);
         assert_eq!(p.status.current_step, Some(1));
         assert_eq!(
