@@ -70,7 +70,9 @@ fn share(obj: &Value, version: &str) -> i64 {
 }
 
 fn progressing_reason(obj: &Value) -> String {
-    condition(obj, "Progressing").map(|c| c.1).unwrap_or_default()
+    condition(obj, "Progressing")
+        .map(|c| c.1)
+        .unwrap_or_default()
 }
 
 /// The routine's staging split as the cloud has it now, sorted by version.
@@ -138,11 +140,16 @@ async fn routine_steps_edited_below_the_cloud_share_never_promote_fully() {
         r#"[{percentage: 10, pause: 1s}, {percentage: 50}]"#,
         "",
     ));
-    env.wait_obj("holding at the 50% gate", RES, Duration::from_secs(40), |o| {
-        (share(o, B) == 50 && progressing_reason(o) == "WaitingForPromotion")
-            .then_some(())
-            .ok_or_else(|| format!("canary at {}", share(o, B)))
-    })
+    env.wait_obj(
+        "holding at the 50% gate",
+        RES,
+        Duration::from_secs(40),
+        |o| {
+            (share(o, B) == 50 && progressing_reason(o) == "WaitingForPromotion")
+                .then_some(())
+                .ok_or_else(|| format!("canary at {}", share(o, B)))
+        },
+    )
     .await;
     let before = env.sim.count("CreateRoutineCodeDeployment").await;
     assert_eq!(before, 2, "10% then 50%");
@@ -162,11 +169,16 @@ async fn routine_steps_edited_below_the_cloud_share_never_promote_fully() {
         env.operator.log_tail()
     );
     let obj = env
-        .wait_obj("holding at the 30% gate", RES, Duration::from_secs(20), |o| {
-            (share(o, B) == 30 && progressing_reason(o) == "WaitingForPromotion")
-                .then_some(())
-                .ok_or_else(|| format!("canary at {}", share(o, B)))
-        })
+        .wait_obj(
+            "holding at the 30% gate",
+            RES,
+            Duration::from_secs(20),
+            |o| {
+                (share(o, B) == 30 && progressing_reason(o) == "WaitingForPromotion")
+                    .then_some(())
+                    .ok_or_else(|| format!("canary at {}", share(o, B)))
+            },
+        )
         .await;
     assert_eq!(obj["status"]["currentStep"], 1, "{obj}");
     assert_eq!(
@@ -191,11 +203,16 @@ async fn routine_split_raised_in_the_console_at_a_gate_is_not_pushed_further() {
         r#"[{percentage: 10}, {percentage: 50, pause: 1s}]"#,
         "",
     ));
-    env.wait_obj("holding at the 10% gate", RES, Duration::from_secs(40), |o| {
-        (share(o, B) == 10 && progressing_reason(o) == "WaitingForPromotion")
-            .then_some(())
-            .ok_or_else(|| format!("canary at {}", share(o, B)))
-    })
+    env.wait_obj(
+        "holding at the 10% gate",
+        RES,
+        Duration::from_secs(40),
+        |o| {
+            (share(o, B) == 10 && progressing_reason(o) == "WaitingForPromotion")
+                .then_some(())
+                .ok_or_else(|| format!("canary at {}", share(o, B)))
+        },
+    )
     .await;
     assert_eq!(env.sim.count("CreateRoutineCodeDeployment").await, 1);
 
@@ -285,11 +302,16 @@ async fn an_approval_does_not_carry_over_to_the_next_canary_version() {
         env.operator.log_tail()
     );
     let obj = env
-        .wait_obj("C holding at the 10% gate", RES, Duration::from_secs(20), |o| {
-            (share(o, C) == 10 && progressing_reason(o) == "WaitingForPromotion")
-                .then_some(())
-                .ok_or_else(|| format!("C at {}", share(o, C)))
-        })
+        .wait_obj(
+            "C holding at the 10% gate",
+            RES,
+            Duration::from_secs(20),
+            |o| {
+                (share(o, C) == 10 && progressing_reason(o) == "WaitingForPromotion")
+                    .then_some(())
+                    .ok_or_else(|| format!("C at {}", share(o, C)))
+            },
+        )
         .await;
     assert_eq!(obj["status"]["currentStep"], 0, "{obj}");
     let message = obj["status"]["message"].as_str().unwrap_or_default();

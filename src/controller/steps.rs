@@ -11,7 +11,8 @@
 //! - A step with `pause` holds that long; a step without `pause` is a manual gate that holds
 //!   until the approval for THIS version reaches its index (`approved_step >= i`; the kind
 //!   passes None when the spec's approval names another version, so a new version starts
-//!   with every gate closed).
+//!   with every gate closed). No step is left while any manual gate up to it is closed, so
+//!   withdrawing an approval holds the progression where it is.
 //! - `paused` holds: nothing is sent, neither the next step nor a re-send of the current one.
 //!   It does not stop the clock: once unpaused, a step whose pause already elapsed advances.
 //! - One step at a time: after advancing, the next step's percentage must be seen in the
@@ -377,7 +378,13 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
         input.now
     };
     plan.started_at = Some(started);
-    let done = step_done(&mut plan, step, started, input);
+    let mut done = step_done(&mut plan, step, started, input);
+    // Leaving a step needs every gate up to it open for this version: an approval withdrawn
+    // (or one for another version) after a gate was passed holds the progression where it is.
+    if done && current >= first_closed_gate(input) {
+        plan.state = StepState::WaitingForPromotion;
+        done = false;
+    }
     if input.paused {
         plan.state = StepState::Paused;
         return plan;
@@ -467,13 +474,14 @@ fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
         if cloud == steps.percentage(prev) {
             return prev;
         }
-        // Advanced past step prev-1 and not yet seen: keep going only while that gate is
-        // still open for this version.
+        // Advanced past step prev-1 and not yet seen: keep going (this raises the cloud to
+        // step prev) only while every gate below it is open for this version.
         let advanced_not_seen = input.prev_started_at.is_none()
+            && prev <= limit
             && if prev == 0 {
                 cloud <= 0
             } else {
-                cloud == steps.percentage(prev - 1) && gate_open(input, prev - 1)
+                cloud == steps.percentage(prev - 1)
             };
         if advanced_not_seen {
             return prev;
@@ -650,6 +658,7 @@ mod tests {
                 ..base("approval raised: gate opens")
             },
             Case {
+                approved: Some(1),
                 prev_step: Some(2),
                 prev_started: s(1000),
                 cloud: Some(50),
@@ -782,6 +791,163 @@ mod tests {
             assert_eq!(got.target, want_target, "{}: target", c.name);
             // Pure: the same input gives the same answer.
             assert_eq!(run(&steps, c), got, "{}: idempotent", c.name);
+        }
+    }
+
+    /// Invariant 1a: the current step is the highest step at or below the cloud's share,
+    /// never past a manual gate not approved for this version; the operator moves down to
+    /// it and never raises past an unapproved gate.
+    #[test]
+    fn never_more_than_the_current_step_allows() {
+        let s = |secs: i64| Some(ts(secs).to_string());
+        let gate_then_50 = vec![step(10, None), step(50, Some("5m"))];
+        let timed_then_gate = vec![step(10, Some("5m")), step(30, None)];
+        let gate_then_25 = vec![step(10, None), step(25, Some("5m"))];
+        // (name, steps, case, want (current, state, target))
+        type Row<'a> = (
+            &'a str,
+            &'a Vec<CanaryStep>,
+            Case<'a>,
+            usize,
+            StepState,
+            i32,
+        );
+        let cases: Vec<Row<'_>> = vec![
+            (
+                "console raised the share at the unapproved first gate: back to the gate",
+                &gate_then_50,
+                Case {
+                    prev_step: Some(0),
+                    prev_started: s(0),
+                    cloud: Some(30),
+                    settled: true,
+                    now: 100,
+                    ..base("console")
+                },
+                0,
+                StepState::Apply,
+                10,
+            ),
+            (
+                "steps edited from [10, 50] to [10, 30] at 50%: down to 30%, not 100%",
+                &timed_then_gate,
+                Case {
+                    prev_step: Some(1),
+                    prev_started: s(0),
+                    cloud: Some(50),
+                    settled: true,
+                    now: 100,
+                    ..base("edited")
+                },
+                1,
+                StepState::Apply,
+                30,
+            ),
+            (
+                "status lost, cloud above every step and below 100: highest step at or below",
+                &timed_then_gate,
+                Case {
+                    cloud: Some(70),
+                    settled: true,
+                    now: 100,
+                    ..base("lost")
+                },
+                1,
+                StepState::Apply,
+                30,
+            ),
+            (
+                "approved gate: a share between steps moves down, not up",
+                &gate_then_50,
+                Case {
+                    approved: Some(0),
+                    cloud: Some(30),
+                    settled: true,
+                    now: 100,
+                    ..base("between")
+                },
+                0,
+                StepState::Apply,
+                10,
+            ),
+            (
+                "approval withdrawn after the gate: a finished timer does not advance",
+                &gate_then_25,
+                Case {
+                    prev_step: Some(1),
+                    prev_started: s(0),
+                    cloud: Some(25),
+                    settled: true,
+                    now: 10_000,
+                    ..base("withdrawn")
+                },
+                1,
+                StepState::WaitingForPromotion,
+                25,
+            ),
+            (
+                "advanced but not seen, approval withdrawn: the next step is not re-sent",
+                &gate_then_25,
+                Case {
+                    prev_step: Some(1),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("not seen")
+                },
+                0,
+                StepState::WaitingForPromotion,
+                10,
+            ),
+            (
+                "advanced but not seen, approval still there: re-sent",
+                &gate_then_25,
+                Case {
+                    approved: Some(0),
+                    prev_step: Some(1),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("not seen, approved")
+                },
+                1,
+                StepState::Apply,
+                25,
+            ),
+            (
+                "status lost at 100%: a finished canary stays finished",
+                &gate_then_25,
+                Case {
+                    cloud: Some(100),
+                    settled: true,
+                    ..base("finished")
+                },
+                2,
+                StepState::Complete,
+                100,
+            ),
+            (
+                "status mid-canary and 100% set by hand past a closed gate: back to the gate",
+                &gate_then_25,
+                Case {
+                    prev_step: Some(0),
+                    prev_started: s(0),
+                    cloud: Some(100),
+                    settled: true,
+                    ..base("hand 100")
+                },
+                0,
+                StepState::Apply,
+                10,
+            ),
+        ];
+        for (name, steps, c, current, state, target) in cases {
+            let got = run(steps, &c);
+            assert_eq!(
+                (got.current, got.state, got.target),
+                (current, state, target),
+                "{name}"
+            );
         }
     }
 

@@ -1062,6 +1062,92 @@ mod tests {
         );
     }
 
+    /// Invariant 1b for container apps: an approval opens only the gates of the version it
+    /// names; a new versionId starts at the first step with every gate closed.
+    #[test]
+    fn an_approval_opens_only_the_gates_of_the_version_it_names() {
+        const NEXT: &str = "ver-300";
+        let gate = |percentage| CanaryStep {
+            percentage,
+            pause: None,
+        };
+        let mut s = EsaContainerAppRolloutSpec {
+            steps: Some(vec![gate(10), gate(50)]),
+            promotion: Some(AppPromotion {
+                version_id: OURS.into(),
+                step: 1,
+            }),
+            ..spec()
+        };
+        let finished = pct(OURS, "published", 100, 100);
+        let done = EsaContainerAppRolloutStatus {
+            current_step: Some(2),
+            ..Default::default()
+        };
+        let p = run(&s, Some(&done), Some(&finished), 0);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Completed"));
+
+        // The next version; the approval (not in Git) still names the previous one.
+        s.version_id = NEXT.into();
+        let p = run(&s, Some(&p.status), Some(&finished), 10);
+        assert_eq!(
+            published(&p).map(|r| (r.version_id.as_str(), r.percentage)),
+            Some((NEXT, Some(10)))
+        );
+        let at_gate = pct(NEXT, "published", 10, 10);
+        let p = run(&s, Some(&p.status), Some(&at_gate), 20);
+        assert!(p.actions.is_empty(), "the gate at 10% is closed for {NEXT}");
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "WaitingForPromotion");
+        assert!(
+            msg(&p).contains(&format!("names {OURS}, not {NEXT}")),
+            "{}",
+            msg(&p)
+        );
+        assert!(run(&s, None, Some(&at_gate), 99_999).actions.is_empty());
+
+        // Approved for the new version: 50%.
+        s.promotion = Some(AppPromotion {
+            version_id: NEXT.into(),
+            step: 0,
+        });
+        let p = run(&s, Some(&p.status), Some(&at_gate), 30);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
+    }
+
+    /// Invariant 1a for container apps: a percentage set outside the operator above the
+    /// current step is brought back to the step, never raised past an unapproved gate.
+    #[test]
+    fn a_share_set_outside_above_the_gate_is_brought_back() {
+        let s = stepped();
+        let at_gate = EsaContainerAppRolloutStatus {
+            current_step: Some(1),
+            step_started_at: Some(ts(0).to_string()),
+            ..Default::default()
+        };
+        // Gate at 50% (not approved); someone publishes 80% in the console.
+        let p = run(
+            &s,
+            Some(&at_gate),
+            Some(&pct(OURS, "published", 80, 80)),
+            100,
+        );
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
+        // Status lost with the cloud between steps (30%): the highest step at or below it.
+        let p = run(&s, None, Some(&pct(OURS, "published", 30, 30)), 100);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(10));
+    }
+
+    #[test]
+    fn promoted_step_is_refused() {
+        let s = EsaContainerAppRolloutSpec {
+            promoted_step: Some(0),
+            ..stepped()
+        };
+        let err = validate(&s).expect_err("promotedStep is refused");
+        assert!(err.contains("replaced by spec.promotion"), "{err}");
+    }
+
     /// Drive a stepped publish against a fake cloud that reports `publishing` once after
     /// each publish and `published` after that.
     #[test]

@@ -321,7 +321,7 @@ mod tests {
     use crate::controller::conditions::is_true;
     use crate::controller::plan::{Requeue, decide};
     use crate::crd::common::{
-        CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY,
+        CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
     };
     use crate::crd::routine::{EsaRoutineRolloutSpec, RoutinePromotion};
     use jiff::Timestamp;
@@ -601,6 +601,82 @@ mod tests {
             assert!(!is_true(&p.status.conditions, CONDITION_PROGRESSING));
             assert_eq!(p.requeue, Requeue::Settled);
         }
+    }
+
+    /// Invariant 1b for routines: an approval opens only the gates of the canary version it
+    /// names; the next release starts at its first step with every gate closed.
+    #[test]
+    fn an_approval_opens_only_the_gates_of_the_version_it_names() {
+        const NEXT: &str = "1710000000000000003";
+        let gate = |percentage| CanaryStep {
+            percentage,
+            pause: None,
+        };
+        let mut spec = spec_canary(vec![gate(10), gate(50)]);
+        let approve = |spec: &mut EsaRoutineRolloutSpec, version: &str, step| {
+            if let Some(c) = spec.canary.as_mut() {
+                c.promotion = Some(RoutinePromotion {
+                    version: version.into(),
+                    step,
+                });
+            }
+        };
+        approve(&mut spec, CANARY, 1);
+        let finished = env(&[(CANARY, 100)]);
+        let done = EsaRoutineRolloutStatus {
+            current_step: Some(2),
+            ..Default::default()
+        };
+        let p = run(&spec, Some(&done), Some(&finished), 0);
+        assert_eq!(sent(&p), None);
+        assert_eq!(p.status.phase.as_deref(), Some("Completed"));
+
+        // The next release; the approval (not in Git) still names the previous version.
+        if let Some(c) = spec.canary.as_mut() {
+            c.stable_version = CANARY.into();
+            c.canary_version = NEXT.into();
+        }
+        let p = run(&spec, Some(&p.status), Some(&finished), 10);
+        assert_eq!(sent(&p), pairs(&[(NEXT, 10), (CANARY, 90)]));
+        let at_gate = env(&[(NEXT, 10), (CANARY, 90)]);
+        let p = run(&spec, Some(&p.status), Some(&at_gate), 20);
+        assert_eq!(sent(&p), None, "the gate at 10% is closed for {NEXT}");
+        assert_eq!(
+            cond(&p.status, CONDITION_PROGRESSING),
+            "WaitingForPromotion"
+        );
+        let msg = p.status.message.clone().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("names {CANARY}, not {NEXT}")),
+            "the message says why the approval opens no gate: {msg}"
+        );
+        // Much later, still closed; and a lost status does not open it either.
+        assert_eq!(
+            sent(&run(&spec, Some(&p.status), Some(&at_gate), 99_999)),
+            None
+        );
+        assert_eq!(sent(&run(&spec, None, Some(&at_gate), 99_999)), None);
+
+        // Approved for the new version: step 2 (50%).
+        approve(&mut spec, NEXT, 0);
+        let p = run(&spec, Some(&p.status), Some(&at_gate), 30);
+        assert_eq!(sent(&p), pairs(&[(NEXT, 50), (CANARY, 50)]));
+    }
+
+    #[test]
+    fn promoted_step_is_refused_except_for_a_rollback() {
+        let mut spec = three();
+        if let Some(c) = spec.canary.as_mut() {
+            c.promoted_step = Some(1);
+        }
+        let err = validate(&spec).expect_err("promotedStep is refused");
+        assert!(
+            err.contains("replaced by spec.canary.promotion"),
+            "the error names the replacement: {err}"
+        );
+        // A rollback never depends on approvals.
+        spec.rollback = true;
+        assert!(validate(&spec).is_ok());
     }
 
     #[test]
