@@ -7,7 +7,9 @@
 //!   version gets 100%; that final state has index `steps.len()` (so `currentStep ==
 //!   steps.len()` means "past the last step").
 //! - A step's timer starts when the cloud is first seen settled AT that step's percentage;
-//!   time spent applying it (or failing to) does not count.
+//!   time spent applying it (or failing to) does not count. A recorded timer is kept only
+//!   while the status also recorded the cloud at that percentage, so a timer started for
+//!   another step list (steps edited) never shortens this step's pause.
 //! - A step with `pause` holds that long; a step without `pause` is a manual gate that holds
 //!   until the approval for THIS version reaches its index (`approved_step >= i`; the kind
 //!   passes None when the spec's approval names another version, so a new version starts
@@ -18,9 +20,12 @@
 //! - One step at a time: after advancing, the next step's percentage must be seen in the
 //!   cloud before its own timer starts.
 //! - Which step is current: the previous status's `currentStep` when the cloud is exactly at
-//!   that step's percentage. It is also kept in the "advanced, not yet seen" state (no
-//!   `stepStartedAt` and the cloud at the previous step's percentage), but only while the
-//!   gate it passed is still open for this version. Otherwise (status lost, steps edited,
+//!   that step's percentage. It is also kept in the "advanced, not yet seen" state
+//!   (`stepAdvancedAt` recorded, no `stepStartedAt`, the cloud at the previous step's
+//!   percentage), but only while every gate below it is still open for this version and
+//!   the spec has not changed since the status was written. The advance is recorded
+//!   explicitly because a status that moved DOWN to a step (or a finished canary) looks
+//!   the same otherwise, and reading it as an advance would raise the cloud. Otherwise (status lost, steps edited,
 //!   the split changed outside the operator, another version) it is derived from the cloud:
 //!   the HIGHEST step whose percentage is at or below the new version's share (step 0 when
 //!   the share is below every step or the version is absent; the final 100% state only
@@ -176,6 +181,16 @@ pub struct StepInput<'a> {
     pub prev_step: Option<i32>,
     /// `status.stepStartedAt` as last written (RFC 3339).
     pub prev_started_at: Option<&'a str>,
+    /// `status.stepAdvancedAt` as last written: the operator sent `prev_step` after the
+    /// step before it finished, and the cloud has not shown it yet.
+    pub prev_advanced_at: Option<&'a str>,
+    /// The status was last written for the spec's current generation: nothing in the spec
+    /// (steps, version, approvals) changed since.
+    pub prev_same_generation: bool,
+    /// The new version's share of traffic as the last written status recorded it (the
+    /// kind's mirror of the cloud): a recorded timer belongs to the step only when this is
+    /// the step's percentage (otherwise it was started for another step list).
+    pub prev_percentage: Option<i32>,
     /// The new version's share of traffic as the cloud shows it (or is moving to); None
     /// when the new version is not there at all.
     pub cloud_percentage: Option<i32>,
@@ -219,6 +234,8 @@ pub struct StepPlan {
     /// When the current step's pause ends (None for manual gates and before the timer
     /// starts).
     pub next_step_at: Option<Timestamp>,
+    /// When the operator advanced to the current step, until the cloud shows it.
+    pub advanced_at: Option<Timestamp>,
     pub state: StepState,
 }
 
@@ -228,6 +245,7 @@ pub struct StepRecord {
     pub current_step: Option<i32>,
     pub step_started_at: Option<String>,
     pub next_step_at: Option<String>,
+    pub step_advanced_at: Option<String>,
 }
 
 /// How a kind words the progression's situations.
@@ -271,6 +289,7 @@ impl StepPlan {
             current_step: i32::try_from(self.current).ok(),
             step_started_at: self.started_at.map(|t| t.to_string()),
             next_step_at: self.next_step_at.map(|t| t.to_string()),
+            step_advanced_at: self.advanced_at.map(|t| t.to_string()),
         }
     }
 
@@ -346,7 +365,7 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
     let total = steps.len();
     let cloud = input.cloud_percentage.unwrap_or(0);
 
-    let current = resolve_current(input, cloud);
+    let (current, advanced_at) = resolve_current(input, cloud);
     let at_target = input.cloud_settled && cloud == steps.percentage(current);
     let mut plan = StepPlan {
         current,
@@ -355,9 +374,11 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
         at_target,
         started_at: None,
         next_step_at: None,
+        advanced_at: None,
         state: StepState::Apply,
     };
     if !at_target {
+        plan.advanced_at = advanced_at;
         if input.paused {
             plan.state = StepState::Paused;
         }
@@ -369,7 +390,9 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
     };
 
     // At the step: the timer runs from the first time we saw it here.
-    let started = if input.prev_step == i32::try_from(current).ok() {
+    let started = if input.prev_step == i32::try_from(current).ok()
+        && input.prev_percentage == Some(steps.percentage(current))
+    {
         input
             .prev_started_at
             .and_then(|s| s.parse::<Timestamp>().ok())
@@ -402,6 +425,7 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
         at_target: false,
         started_at: None,
         next_step_at: None,
+        advanced_at: Some(input.now),
         state: StepState::Advanced { from: current },
     }
 }
@@ -460,7 +484,8 @@ fn first_closed_gate(input: &StepInput<'_>) -> usize {
     (0..total).find(|&i| !gate_open(input, i)).unwrap_or(total)
 }
 
-fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
+/// The current step, and when the operator advanced to it while that is not yet seen.
+fn resolve_current(input: &StepInput<'_>, cloud: i32) -> (usize, Option<Timestamp>) {
     let steps = input.steps;
     let total = steps.len();
     let limit = first_closed_gate(input);
@@ -471,20 +496,25 @@ fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
     if let Some(prev) = prev {
         // The cloud is where the operator put it: hold there. Nothing is raised by this, so
         // no gate is passed (an approval withdrawn later holds the step, never moves it up).
-        if cloud == steps.percentage(prev) {
-            return prev;
+        // Past a closed gate only while the cloud is settled there: re-sending that step
+        // (the rest of the split changed, or the view is behind) could raise the cloud.
+        if cloud == steps.percentage(prev) && (prev <= limit || input.cloud_settled) {
+            return (prev, None);
         }
-        // Advanced past step prev-1 and not yet seen: keep going (this raises the cloud to
-        // step prev) only while every gate below it is open for this version.
-        let advanced_not_seen = input.prev_started_at.is_none()
+        // Advanced past step prev-1 (the status says so) and not yet seen: keep going (this
+        // raises the cloud to step prev) only while every gate below it is open for this
+        // version and the spec has not changed since (the step list may be another).
+        let advanced_at = input
+            .prev_advanced_at
+            .map(|t| t.parse::<Timestamp>().unwrap_or(input.now));
+        if let Some(at) = advanced_at
+            && input.prev_started_at.is_none()
+            && input.prev_same_generation
+            && prev >= 1
             && prev <= limit
-            && if prev == 0 {
-                cloud <= 0
-            } else {
-                cloud == steps.percentage(prev - 1)
-            };
-        if advanced_not_seen {
-            return prev;
+            && cloud == steps.percentage(prev - 1)
+        {
+            return (prev, Some(at));
         }
     }
     // Derived from the cloud: the highest step at or below its share...
@@ -500,10 +530,10 @@ fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
     // finished canary: nothing is left to raise, and moving it back would shift traffic
     // nobody asked to shift.
     if prev.is_none() && derived == total {
-        return total;
+        return (total, None);
     }
     // ...and never past a gate nobody approved for this version.
-    derived.min(limit)
+    (derived.min(limit), None)
 }
 
 #[cfg(test)]
@@ -532,6 +562,12 @@ mod tests {
         paused: bool,
         prev_step: Option<i32>,
         prev_started: Option<String>,
+        /// `stepAdvancedAt` in the status.
+        prev_advanced: Option<String>,
+        /// The status was written for this generation (default true).
+        same_generation: bool,
+        /// The share the status recorded (default: what the cloud shows now).
+        prev_pct: Option<i32>,
         cloud: Option<i32>,
         settled: bool,
         now: i64,
@@ -547,6 +583,9 @@ mod tests {
             paused: c.paused,
             prev_step: c.prev_step,
             prev_started_at: c.prev_started.as_deref(),
+            prev_advanced_at: c.prev_advanced.as_deref(),
+            prev_same_generation: c.same_generation,
+            prev_percentage: c.prev_pct.or(c.cloud),
             cloud_percentage: c.cloud,
             cloud_settled: c.settled,
             now: ts(c.now),
@@ -560,6 +599,9 @@ mod tests {
             paused: false,
             prev_step: None,
             prev_started: None,
+            prev_advanced: None,
+            same_generation: true,
+            prev_pct: None,
             cloud: None,
             settled: false,
             now: 0,
@@ -617,6 +659,7 @@ mod tests {
             },
             Case {
                 prev_step: Some(1),
+                prev_advanced: s(307),
                 cloud: Some(10),
                 settled: true,
                 now: 308,
@@ -803,6 +846,7 @@ mod tests {
         let gate_then_50 = vec![step(10, None), step(50, Some("5m"))];
         let timed_then_gate = vec![step(10, Some("5m")), step(30, None)];
         let gate_then_25 = vec![step(10, None), step(25, Some("5m"))];
+        let three_steps = three();
         // (name, steps, case, want (current, state, target))
         type Row<'a> = (
             &'a str,
@@ -890,6 +934,7 @@ mod tests {
                 &gate_then_25,
                 Case {
                     prev_step: Some(1),
+                    prev_advanced: s(90),
                     cloud: Some(10),
                     settled: true,
                     now: 100,
@@ -905,6 +950,7 @@ mod tests {
                 Case {
                     approved: Some(0),
                     prev_step: Some(1),
+                    prev_advanced: s(90),
                     cloud: Some(10),
                     settled: true,
                     now: 100,
@@ -913,6 +959,52 @@ mod tests {
                 1,
                 StepState::Apply,
                 25,
+            ),
+            (
+                "moved down to a step (no advance recorded), cloud below it: not raised past it",
+                &three_steps,
+                Case {
+                    prev_step: Some(1),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("moved down")
+                },
+                0,
+                StepState::WaitingForPause { due: ts(400) },
+                10,
+            ),
+            (
+                "advanced but not seen, spec changed since: derived from the cloud, timer afresh",
+                &three_steps,
+                Case {
+                    prev_step: Some(1),
+                    prev_advanced: s(90),
+                    same_generation: false,
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("not seen, edited")
+                },
+                0,
+                StepState::WaitingForPause { due: ts(400) },
+                10,
+            ),
+            (
+                "steps edited under a running timer: it restarts for the new step",
+                &three_steps,
+                Case {
+                    prev_step: Some(0),
+                    prev_started: s(0),
+                    prev_pct: Some(25),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 290,
+                    ..base("timer of another list")
+                },
+                0,
+                StepState::WaitingForPause { due: ts(290 + 300) },
+                10,
             ),
             (
                 "status lost at 100%: a finished canary stays finished",

@@ -205,6 +205,12 @@ pub struct EsaRoutineRolloutStatus {
     /// When the next step is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step_at: Option<String>,
+    /// When the operator sent the current step's percentage after the step before it
+    /// finished; cleared once the cloud shows it (RFC 3339). It tells an advance not yet
+    /// seen from a move down to a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub step_advanced_at: Option<String>,
     /// The cloud's deployment id for this env.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,

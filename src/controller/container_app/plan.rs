@@ -104,6 +104,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     status.current_step = d.steps.current_step;
     status.step_started_at = d.steps.step_started_at.clone();
     status.next_step_at = d.steps.next_step_at.clone();
+    status.step_advanced_at = d.steps.step_advanced_at.clone();
     settle(
         &mut status,
         input.status,
@@ -501,6 +502,15 @@ fn progression(
         paused: ctx.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
+        prev_advanced_at: prev.and_then(|s| s.step_advanced_at.as_deref()),
+        prev_same_generation: prev.is_some_and(|s| s.observed_generation == input.generation),
+        prev_percentage: prev.and_then(|s| {
+            let version =
+                non_empty(&s.publishing_version).or_else(|| non_empty(&s.deployed_version));
+            (version == Some(v.as_str()))
+                .then_some(s.publish_percentage)
+                .flatten()
+        }),
         cloud_percentage: if moving { view.percentage() } else { None },
         cloud_settled: moving && view.state == PUBLISH_STATUS_PUBLISHED,
         now: input.now,
@@ -1228,9 +1238,12 @@ mod tests {
             paused: true,
             ..stepped()
         };
+        // As the operator wrote it when the timer started: with the cloud's state.
         let st = EsaContainerAppRolloutStatus {
             current_step: Some(0),
             step_started_at: Some(ts(0).to_string()),
+            publishing_version: Some(OURS.into()),
+            publish_percentage: Some(10),
             ..Default::default()
         };
         let p = run(

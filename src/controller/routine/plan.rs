@@ -76,6 +76,7 @@ pub fn plan(input: &RoutineInput<'_>) -> Plan<RoutineAction, EsaRoutineRolloutSt
         current_step: d.steps.current_step,
         step_started_at: d.steps.step_started_at.clone(),
         next_step_at: d.steps.next_step_at.clone(),
+        step_advanced_at: d.steps.step_advanced_at.clone(),
         deployment_id: input
             .observed
             .as_ref()
@@ -186,6 +187,15 @@ fn canary(input: &RoutineInput<'_>, c: &Canary, cloud: &[CodeVersionSplit]) -> R
         paused: input.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
+        prev_advanced_at: prev.and_then(|s| s.step_advanced_at.as_deref()),
+        prev_same_generation: prev.is_some_and(|s| s.observed_generation == input.generation),
+        prev_percentage: prev.map(|s| {
+            s.code_versions
+                .iter()
+                .filter(|w| w.code_version == c.canary)
+                .map(|w| w.percentage)
+                .sum()
+        }),
         cloud_percentage: share,
         cloud_settled: share.is_some_and(|p| same(&canary_split(c, p), cloud)),
         now: input.now,
@@ -725,9 +735,11 @@ mod tests {
         let mut spec = three();
         spec.paused = true;
         let cloud = env(&[(CANARY, 10), (STABLE, 90)]);
+        // As the operator wrote it when the timer started: with the cloud's split.
         let st = EsaRoutineRolloutStatus {
             current_step: Some(0),
             step_started_at: Some(ts(0).to_string()),
+            code_versions: weights(&split(&[(CANARY, 10), (STABLE, 90)])),
             ..Default::default()
         };
         for now in [100, 10_000] {
@@ -751,10 +763,13 @@ mod tests {
     #[test]
     fn timer_waits_for_the_cloud() {
         let spec = three();
-        // Advanced to step 2 but the cloud still shows step 1 (e.g. the call failed).
+        // Advanced to step 2 but the cloud still shows step 1 (e.g. the call failed); the
+        // status was written for this generation and records the advance.
         let st = EsaRoutineRolloutStatus {
             current_step: Some(1),
             step_started_at: None,
+            step_advanced_at: Some(ts(4000).to_string()),
+            observed_generation: Some(3),
             ..Default::default()
         };
         let cloud = env(&[(CANARY, 10), (STABLE, 90)]);
