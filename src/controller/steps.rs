@@ -20,7 +20,8 @@
 //! - One step at a time: after advancing, the next step's percentage must be seen in the
 //!   cloud before its own timer starts.
 //! - Which step is current: the previous status's `currentStep` when the cloud is exactly at
-//!   that step's percentage. It is also kept in the "advanced, not yet seen" state
+//!   that step's percentage (past a closed gate, only while the cloud is settled there:
+//!   such a step is held, never re-sent). It is also kept in the "advanced, not yet seen" state
 //!   (`stepAdvancedAt` recorded, no `stepStartedAt`, the cloud at the previous step's
 //!   percentage), but only while every gate below it is still open for this version and
 //!   the spec has not changed since the status was written. The advance is recorded
