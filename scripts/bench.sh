@@ -90,6 +90,7 @@ kind: EsaRoutineRollout
 metadata: {{name: routine-{i}}}
 spec: {{routine: routine-{i}, env: production, codeVersions: [{{codeVersion: "2", percentage: 10}}, {{codeVersion: "1", percentage: 90}}]}}""")
 EOF
+kubectl create namespace "$NS" >/dev/null
 kubectl -n "$NS" apply --validate=false --server-side -f "$WORK/objects.yaml" >/dev/null
 
 start=$(now_ms)

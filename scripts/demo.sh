@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # alicloud-rollouts in two minutes, on this machine, with no cloud account:
-# a local Kubernetes API server, the cloud simulator, the CRDs, three example rollouts and
+# a local Kubernetes control plane, the cloud simulator, the CRDs, three example rollouts and
 # the operator, then the rollouts progressing in `kubectl get alicloud-rollouts`.
 #
 #   scripts/demo.sh        start everything (builds the binary if needed) and watch
@@ -70,7 +70,7 @@ up() {
   say "Building alicloud-rollouts (the first build takes several minutes)"
   (cd "$ROOT" && cargo build --bin alicloud-rollouts)
 
-  say "Starting the local Kubernetes API server (the first start builds it from Debian packages)"
+  say "Starting the local Kubernetes control plane (the first start builds it from the Go module proxy)"
   local exports
   exports=$(bash "$ROOT/scripts/local-apiserver.sh" up)
   eval "$exports"
@@ -90,6 +90,7 @@ up() {
     crd/esacontainerapprollouts.rollouts.alicloud.dev >/dev/null
 
   say "Applying three rollouts in namespace $NS"
+  kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS" >/dev/null
   kubectl -n "$NS" delete easservicerollout,esaroutinerollout,esacontainerapprollout --all \
     --ignore-not-found --wait=false >/dev/null 2>&1 || true
   kubectl -n "$NS" apply --validate=false -f - <<'EOF'

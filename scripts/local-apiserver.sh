@@ -1,51 +1,58 @@
 #!/usr/bin/env bash
-# A real Kubernetes API server for tests and the demo, on loopback.
+# A real Kubernetes control plane for tests and the demo, on loopback.
 #
-# It is k8s.io/apiextensions-apiserver (the CRD-serving half of kube-apiserver) built from
-# Debian sid Go source packages, plus etcd and kubectl from sid. Nothing is downloaded
-# except Debian packages, through apt with a private configuration that never touches the
-# host's apt sources. See hack/apiserver/README.md for what it serves and what it lacks.
+# kube-apiserver and kube-controller-manager are built from the k8s.io/kubernetes Go module
+# (hack/controlplane/go.mod pins the version) with the Go toolchain on the machine and the
+# Go module proxy; etcd and kubectl come from Debian sid, fetched through apt with a
+# private configuration that never touches the host's apt sources. See
+# hack/controlplane/README.md for what runs and how it is configured.
 #
-#   scripts/local-apiserver.sh up      fetch + build if needed, start, print export lines
+#   scripts/local-apiserver.sh up      build if needed, start, print export lines
 #   scripts/local-apiserver.sh status  say whether it runs, print export lines (exit 1 if not)
 #   scripts/local-apiserver.sh down    stop it and remove its runtime state
 #   scripts/local-apiserver.sh build   only fetch and build (warms the cache)
 #
 # Typical use:   out=$(scripts/local-apiserver.sh up) && eval "$out"
 # Progress goes to stderr; stdout carries only `export PATH=...` and, last,
-# `export KUBECONFIG=...`.
+# `export KUBECONFIG=...` (an admin in group system:masters).
 set -euo pipefail
 
 PROG=${0##*/}
 : "${HOME:=$(cd ~ && pwd)}"
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HACK_DIR=$REPO_ROOT/hack/apiserver
+HACK_DIR=$REPO_ROOT/hack/controlplane
 
 CACHE_BASE=${XDG_CACHE_HOME:-$HOME/.cache}/alicloud-rollouts
-# Build cache (apt lists, debs, extracted Go sources, Go build cache, binaries). Never
-# removed by `down`.
-CACHE_DIR=${ALICLOUD_ROLLOUTS_APISERVER_CACHE:-$CACHE_BASE/apiserver}
-# Runtime state (etcd data, certificates, kubeconfig, pid files, logs). Removed by `down`.
+# Build cache (apt lists, debs, Go module and build caches, binaries). Never removed by
+# `down`.
+CACHE_DIR=${ALICLOUD_ROLLOUTS_APISERVER_CACHE:-$CACHE_BASE/controlplane}
+# Runtime state (etcd data, certificates, kubeconfigs, pid files, logs). Removed by `down`.
 STATE_DIR=${ALICLOUD_ROLLOUTS_STATE:-$CACHE_BASE/state}
-# Go toolchain series from sid used to build the server (falls back to the one that sid's
-# golang-go points at if this series has left sid).
-GO_SERIES=${ALICLOUD_ROLLOUTS_APISERVER_GO:-1.26}
 SUITE=${ALICLOUD_ROLLOUTS_DEBIAN_SUITE:-sid}
 # Debian archive to fetch from; by default the one the host's own apt sources use.
 MIRROR=${ALICLOUD_ROLLOUTS_DEBIAN_MIRROR:-}
-# 1: ask the archive again for the newest package versions (otherwise the versions
-# resolved the first time are reused and a warm start needs no network at all).
+# 1: ask the archive again for the newest etcd and kubectl (otherwise the versions resolved
+# the first time are reused and a warm start needs no network at all).
 REFRESH=${ALICLOUD_ROLLOUTS_APISERVER_REFRESH:-0}
 START_TIMEOUT=${ALICLOUD_ROLLOUTS_APISERVER_TIMEOUT:-120}
+# The Go toolchain: this one, else `go` on PATH, else the machine image's /usr/local/go.
+GO=${ALICLOUD_ROLLOUTS_GO:-}
+GO_MIN_MINOR=26
 
-# Bump when the recipe that turns packages into binaries changes, so cached builds made by
+# Bump when the recipe that turns sources into binaries changes, so cached builds made by
 # an older recipe are not reused.
-RECIPE=4
-SERVER_BIN_NAME=alicloud-rollouts-apiserver
+RECIPE=cp-1
+APISERVER_BIN=kube-apiserver
+CONTROLLER_MANAGER_BIN=kube-controller-manager
+# The Service range; the API server's certificate names its first address.
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+SA_ISSUER=https://kubernetes.default.svc.cluster.local
 STATE_MARKER=.alicloud-rollouts-apiserver-state
 APT_DIR=$CACHE_DIR/apt
 DEB_DIR=$CACHE_DIR/debs
 LOCKFILE=$CACHE_DIR/packages.lock
+DEBIAN_PACKAGES=(etcd-server kubectl)
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -78,10 +85,32 @@ ensure_host_tools() {
   fi
 }
 
+# Sets GO and GO_VERSION (e.g. go1.26.8), or dies saying what is missing.
+find_go() {
+  if [[ -z $GO ]]; then
+    if command -v go >/dev/null; then
+      GO=$(command -v go)
+    elif [[ -x /usr/local/go/bin/go ]]; then
+      GO=/usr/local/go/bin/go
+    else
+      die "no Go toolchain: need go 1.$GO_MIN_MINOR or newer on PATH or at /usr/local/go/bin/go" \
+        "(or set ALICLOUD_ROLLOUTS_GO); see https://go.dev/doc/install"
+    fi
+  fi
+  [[ -x $GO ]] || die "ALICLOUD_ROLLOUTS_GO=$GO is not an executable"
+  # From / so that no go.mod nearby asks for another toolchain.
+  GO_VERSION=$(cd / && GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION) ||
+    die "$GO does not run"
+  local minor
+  minor=$(sed -nE 's/^go1\.([0-9]+)([^0-9].*)?$/\1/p' <<<"$GO_VERSION")
+  [[ $minor =~ ^[0-9]+$ ]] && ((minor >= GO_MIN_MINOR)) ||
+    die "$GO is $GO_VERSION; building Kubernetes 1.36 needs go 1.$GO_MIN_MINOR or newer"
+}
+
 # ---------------------------------------------------------------------------------------
-# Private apt: its own apt.conf (APT_CONFIG), sources.list, lists, cache and an empty dpkg
-# status, all under $APT_DIR. The host's apt sources and state are only read, to find
-# the archive address and any proxy settings.
+# Private apt (etcd and kubectl from sid): its own apt.conf (APT_CONFIG), sources.list,
+# lists, cache and an empty dpkg status, all under $APT_DIR. The host's apt sources and
+# state are only read, to find the archive address and any proxy settings.
 
 apt_private() { APT_CONFIG=$APT_DIR/apt.conf "$@"; }
 
@@ -134,35 +163,17 @@ resolve_packages() {
   setup_private_apt
   log "updating the private apt lists for $SUITE ($MIRROR)"
   apt_private apt-get -q update >&2 </dev/null
-  local series=$GO_SERIES
-  if ! apt_private apt-cache show --no-all-versions "golang-$series-go" >/dev/null 2>&1; then
-    series=$(apt_private apt-cache depends golang-go 2>/dev/null |
-      sed -n 's/^ *Depends: golang-\([0-9][0-9.]*\)-go$/\1/p' | head -n1)
-    [[ -n $series ]] || die "no golang-$GO_SERIES-go in $SUITE and no golang-go to fall back on"
-    log "golang-$GO_SERIES-go is not in $SUITE; using golang-$series-go"
-  fi
-  local names
-  names=$(
-    {
-      apt_private apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-        --no-breaks --no-replaces --no-enhances golang-k8s-apiextensions-apiserver-dev |
-        grep -E '^golang-[^ <>]+-dev$'
-      printf '%s\n' "golang-$series-go" "golang-$series-src" etcd-server kubectl
-    } | sort -u
-  )
-  [[ $(grep -c . <<<"$names") -gt 20 ]] || die "dependency resolution found too few packages: ${names//$'\n'/ }"
-  # shellcheck disable=SC2086  # one word per package name
-  apt_private apt-cache show --no-all-versions $names |
+  apt_private apt-cache show --no-all-versions "${DEBIAN_PACKAGES[@]}" |
     awk '/^Package: /{p=$2} /^Version: /{v=$2} /^Architecture: /{a=$2} /^SHA256: /{s=$2}
          /^$/ {if (p != "") print p, v, a, s; p=v=a=s=""}
          END {if (p != "") print p, v, a, s}' |
     sort -u >"$LOCKFILE.new"
-  local want got
-  want=$(grep -c . <<<"$names")
+  local got
   got=$(wc -l <"$LOCKFILE.new")
-  [[ $want == "$got" ]] || die "resolved $got package versions for $want names"
+  [[ $got == "${#DEBIAN_PACKAGES[@]}" ]] ||
+    die "resolved $got package versions for ${DEBIAN_PACKAGES[*]} in $SUITE"
   mv "$LOCKFILE.new" "$LOCKFILE"
-  log "resolved $got packages (apiextensions-apiserver $(awk '$1 == "golang-k8s-apiextensions-apiserver-dev" {print $2}' "$LOCKFILE"), go $series)"
+  log "resolved $(awk '{printf "%s%s %s", sep, $1, $2; sep=", "}' "$LOCKFILE")"
 }
 
 deb_name() { printf '%s_%s_%s.deb' "$1" "${2//:/%3a}" "$3"; }
@@ -181,7 +192,7 @@ fetch_debs() {
     if ! compgen -G "$APT_DIR/lists/*_Packages*" >/dev/null; then
       apt_private apt-get -q update >&2 </dev/null || return 1
     fi
-    log "downloading ${#want[@]} debs"
+    log "downloading ${want[*]}"
     (cd "$DEB_DIR" && apt_private apt-get -q download "${want[@]}" >&2 </dev/null) || return 1
   fi
   while read -r pkg ver arch sha; do
@@ -196,89 +207,86 @@ fetch_debs() {
   return 0
 }
 
-# Extracts all debs into one tree $ROOT (keyed by the package set).
-extract_debs() {
-  ROOT=$CACHE_DIR/root/$PKGSET
-  [[ -e $ROOT/.complete ]] && return 0
-  log "extracting $(wc -l <"$LOCKFILE") debs"
-  rm -rf "$ROOT.tmp"
-  mkdir -p "$ROOT.tmp"
-  local pkg ver arch sha
-  # Two at a time. Packages that can be installed together never ship the same file, so
-  # the order does not matter.
-  while read -r pkg ver arch sha; do
-    printf '%s\0' "$DEB_DIR/$(deb_name "$pkg" "$ver" "$arch")"
-  done <"$LOCKFILE" | xargs -0 -P 2 -I{} dpkg-deb -x {} "$ROOT.tmp"
-  # Packages link alternative import paths (and GOROOT/src) with absolute symlinks that
-  # point into /usr; re-point them into the extracted tree.
-  local link target
-  while IFS= read -r -d '' link; do
-    target=$(readlink "$link")
-    ln -sfn "$ROOT$target" "$link"
-  done < <(find "$ROOT.tmp" -type l -lname '/*' -print0)
-  # ...which now point at $ROOT, where the tree will be once renamed.
-  touch "$ROOT.tmp/.complete"
-  mv "$ROOT.tmp" "$ROOT"
-  # Older package sets are no longer needed.
-  find "$CACHE_DIR/root" -mindepth 1 -maxdepth 1 ! -name "$PKGSET" -exec rm -rf {} +
+# The Kubernetes version the module pins (e.g. v1.36.5), from hack/controlplane/go.mod.
+kubernetes_version() {
+  awk '($1 == "require" && $2 == "k8s.io/kubernetes") {print $3} ($1 == "k8s.io/kubernetes" && $2 ~ /^v/) {print $2}' \
+    "$HACK_DIR/go.mod" | head -n1
 }
 
 compute_keys() {
-  PKGSET=$(sha256_of <"$LOCKFILE")
-  GO_SERIES_USED=$(awk '$1 ~ /^golang-[0-9.]+-go$/ {sub(/^golang-/, "", $1); sub(/-go$/, "", $1); print $1}' "$LOCKFILE")
+  KUBE_VERSION=$(kubernetes_version)
+  [[ $KUBE_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] ||
+    die "cannot read the k8s.io/kubernetes version from $HACK_DIR/go.mod (got '$KUBE_VERSION')"
+  KUBE_MINOR=${BASH_REMATCH[1]}
+  # What `version` reports: the module carries only a placeholder, which clients such as
+  # kubectl cannot parse. These are the variables Kubernetes' own build stamps.
+  LDFLAGS="-s -w"
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    LDFLAGS+=" -X $pkg.gitMajor=1 -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitVersion=$KUBE_VERSION"
+    LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=module-$KUBE_VERSION"
+    LDFLAGS+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
   KEY=$({
     echo "recipe $RECIPE"
-    cat "$LOCKFILE" "$HACK_DIR/main.go"
+    echo "go $GO_VERSION"
+    echo "ldflags $LDFLAGS"
+    cat "$LOCKFILE" "$HACK_DIR/go.mod" "$HACK_DIR/go.sum"
   } | sha256_of)
   BUILD_DIR=$CACHE_DIR/builds/$KEY
   BIN_DIR=$BUILD_DIR/bin
 }
 
+# The environment of the Go build: a clean one (no GOFLAGS, GOOS, GOEXPERIMENT... from
+# the caller), with the module and build caches under $CACHE_DIR. The proxy settings
+# (Go's and HTTP's) are carried over.
+go_env() {
+  local vars=(HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" PATH="$(dirname "$GO"):/usr/bin:/bin"
+    GOMODCACHE="$CACHE_DIR/gomod" GOCACHE="$CACHE_DIR/gocache" GOPATH="$CACHE_DIR/gopath"
+    GOFLAGS="-mod=readonly -modcacherw -trimpath" GOTOOLCHAIN=local GOWORK=off
+    GOTELEMETRY=off CGO_ENABLED=0 GOGC=400)
+  local v
+  for v in GOPROXY GOSUMDB GONOSUMDB GONOPROXY GOPRIVATE GOINSECURE \
+    http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    [[ -n ${!v:-} ]] && vars+=("$v=${!v}")
+  done
+  env -i "${vars[@]}" "$@"
+}
+
 build_binaries() {
-  ROOT=$CACHE_DIR/root/$PKGSET
-  local goroot=$ROOT/usr/lib/go-$GO_SERIES_USED
-  [[ -x $goroot/bin/go ]] || die "no go toolchain at $goroot"
-  log "building $SERVER_BIN_NAME with go $GO_SERIES_USED (GOPATH mode, offline; takes minutes cold)"
+  log "building $APISERVER_BIN and $CONTROLLER_MANAGER_BIN $KUBE_VERSION with $GO_VERSION" \
+    "(modules from the Go module proxy; takes many minutes cold)"
   rm -rf "$BUILD_DIR.tmp"
-  mkdir -p "$BUILD_DIR.tmp/bin" "$CACHE_DIR/gocache"
-  # Stamp the Kubernetes version (client libraries 0.X.Y are Kubernetes 1.X.Y); the
-  # sources carry only a placeholder that kubectl cannot parse.
-  local kver ldflags kminor kpatch
-  kver=$(awk '$1 == "golang-k8s-apiextensions-apiserver-dev" {print $2}' "$LOCKFILE" | sed -E 's/^([0-9]+:)?0\.([0-9]+)\.([0-9]+).*/\2 \3/')
-  read -r kminor kpatch <<<"$kver"
-  ldflags="-s -w"
-  if [[ $kminor =~ ^[0-9]+$ && $kpatch =~ ^[0-9]+$ ]]; then
-    local v=k8s.io/component-base/version
-    ldflags+=" -X $v.gitMajor=1 -X $v.gitMinor=$kminor -X $v.gitVersion=v1.$kminor.$kpatch"
-    ldflags+=" -X $v.gitTreeState=clean -X $v.gitCommit=debian-$SUITE"
-  fi
-  # Compile the Kubernetes code without optimisation or inlining, but the standard
-  # library (runtime, GC, maps, JSON, TLS) optimised; a roomier GC for the compiler. This
-  # cut the compile's CPU time by about 30%, while creates and status patches measured
-  # within 10% of a fully optimised server (etcd round trips dominate them).
-  local gcflags=(-gcflags='all=-N -l' -gcflags='std=')
+  mkdir -p "$BUILD_DIR.tmp/bin"
   local started=$SECONDS
-  # A clean environment: no GOFLAGS, GOOS, GOEXPERIMENT... from the caller.
-  env -i HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" GOGC=400 \
-    PATH="$goroot/bin:/usr/bin:/bin" GOROOT="$goroot" GOPATH="$ROOT/usr/share/gocode" \
-    GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local GOWORK=off GOTELEMETRY=off \
-    GOCACHE="$CACHE_DIR/gocache" CGO_ENABLED=0 \
-    go build -trimpath "${gcflags[@]}" -ldflags="$ldflags" -o "$BUILD_DIR.tmp/bin/$SERVER_BIN_NAME" "$HACK_DIR/main.go" >&2
+  # `go build` fetches only the modules it needs (go.sum pins them all); niced, as the
+  # machines it runs on are often compiling something else too.
+  (cd "$HACK_DIR" && go_env nice -n 10 go build -ldflags="$LDFLAGS" -o "$BUILD_DIR.tmp/bin/" \
+    "k8s.io/kubernetes/cmd/$APISERVER_BIN" "k8s.io/kubernetes/cmd/$CONTROLLER_MANAGER_BIN" >&2) ||
+    die "go build failed (is the Go module proxy reachable? GOPROXY=${GOPROXY:-default})"
   log "built in $((SECONDS - started))s"
-  cp "$ROOT/usr/bin/etcd" "$ROOT/usr/bin/kubectl" "$BUILD_DIR.tmp/bin/"
+  # etcd and kubectl from the debs.
+  local pkg ver arch sha x=$BUILD_DIR.tmp/debs
+  mkdir -p "$x"
+  while read -r pkg ver arch sha; do
+    dpkg-deb -x "$DEB_DIR/$(deb_name "$pkg" "$ver" "$arch")" "$x"
+  done <"$LOCKFILE"
+  cp "$x/usr/bin/etcd" "$x/usr/bin/kubectl" "$BUILD_DIR.tmp/bin/"
+  rm -rf "$x"
   "$BUILD_DIR.tmp/bin/etcd" --version >/dev/null
   "$BUILD_DIR.tmp/bin/kubectl" version --client >/dev/null
+  "$BUILD_DIR.tmp/bin/$APISERVER_BIN" --version >&2
   cp "$LOCKFILE" "$BUILD_DIR.tmp/packages.lock"
   touch "$BUILD_DIR.tmp/.complete"
   rm -rf "$BUILD_DIR"
   mv "$BUILD_DIR.tmp" "$BUILD_DIR"
   # Drop builds nobody started for a week (`up` touches the one it starts; a running
-  # server may well use an older build than the newest).
+  # control plane may well use an older build than the newest).
   touch "$BUILD_DIR"
   find "$CACHE_DIR/builds" -mindepth 1 -maxdepth 1 -type d -mtime +7 -exec rm -rf {} +
 }
 
-# Makes sure $BIN_DIR holds the server, etcd and kubectl. Sets BIN_DIR.
+# Makes sure $BIN_DIR holds the two servers, etcd and kubectl. Sets BIN_DIR.
 ensure_built() {
   mkdir -p "$CACHE_DIR"
   exec 8>"$CACHE_DIR/.build.lock"
@@ -286,7 +294,9 @@ ensure_built() {
     log "waiting for another build in $CACHE_DIR"
     flock 8
   fi
+  find_go
   if [[ $REFRESH == 1 || ! -s $LOCKFILE ]]; then
+    ensure_host_tools
     resolve_packages
   fi
   compute_keys
@@ -301,7 +311,6 @@ ensure_built() {
       fetch_debs || die "could not download the packages (see apt's messages above)"
     fi
     if [[ ! -e $BUILD_DIR/.complete ]]; then
-      extract_debs
       build_binaries
       log "cold build finished in $((SECONDS - started))s"
     fi
@@ -333,25 +342,29 @@ pick_port() {
   die "found no free port"
 }
 
+PORT_VARS=(APISERVER_PORT ETCD_PORT ETCD_PEER_PORT CONTROLLER_MANAGER_PORT)
+
 choose_ports() {
-  APISERVER_PORT=${ALICLOUD_ROLLOUTS_APISERVER_PORT:-}
-  ETCD_PORT=${ALICLOUD_ROLLOUTS_ETCD_PORT:-}
-  ETCD_PEER_PORT=${ALICLOUD_ROLLOUTS_ETCD_PEER_PORT:-}
-  local var
-  for var in APISERVER_PORT ETCD_PORT ETCD_PEER_PORT; do
+  local var env taken=()
+  for var in "${PORT_VARS[@]}"; do
+    env=ALICLOUD_ROLLOUTS_$var
+    printf -v "$var" '%s' "${!env:-}"
     if [[ -n ${!var} ]]; then
-      port_taken "${!var}" && die "port ${!var} (ALICLOUD_ROLLOUTS_$var) is in use"
+      port_taken "${!var}" && die "port ${!var} ($env) is in use"
+      taken+=("${!var}")
     fi
   done
-  [[ -n $APISERVER_PORT ]] || APISERVER_PORT=$(pick_port "$ETCD_PORT" "$ETCD_PEER_PORT")
-  [[ -n $ETCD_PORT ]] || ETCD_PORT=$(pick_port "$APISERVER_PORT" "$ETCD_PEER_PORT")
-  [[ -n $ETCD_PEER_PORT ]] || ETCD_PEER_PORT=$(pick_port "$APISERVER_PORT" "$ETCD_PORT")
+  for var in "${PORT_VARS[@]}"; do
+    [[ -n ${!var} ]] && continue
+    printf -v "$var" '%s' "$(pick_port "${taken[@]}")"
+    taken+=("${!var}")
+  done
 }
 
 make_certs() {
   local d=$STATE_DIR/pki
   mkdir -p "$d"
-  cat >"$d/openssl.cnf" <<'EOF'
+  cat >"$d/openssl.cnf" <<EOF
 [req]
 distinguished_name = dn
 prompt = no
@@ -365,7 +378,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, IP:::1, DNS:localhost
+subjectAltName = IP:127.0.0.1, IP:::1, IP:$SERVICE_IP, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 [client]
@@ -375,26 +388,41 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
-  local ossl=(openssl)
-  "${ossl[@]}" req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 -config "$d/openssl.cnf" \
-    -extensions ca -subj "/CN=alicloud-rollouts-local-ca" -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-  local name subj
-  for name in server client; do
-    if [[ $name == server ]]; then subj="/CN=localhost"; else subj="/O=system:masters/CN=alicloud-rollouts-admin"; fi
-    "${ossl[@]}" req -new -nodes -newkey rsa:2048 -sha256 -config "$d/openssl.cnf" -subj "$subj" \
+  # Two CAs: one for the cluster, one that the API server's front proxy (the aggregation
+  # layer) authenticates with, kept apart so that no cluster client certificate can
+  # claim to be the front proxy.
+  local ca
+  for ca in ca front-proxy-ca; do
+    openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 -config "$d/openssl.cnf" \
+      -extensions ca -subj "/CN=alicloud-rollouts-local-$ca" -keyout "$d/$ca.key" -out "$d/$ca.crt" 2>/dev/null
+  done
+  # name, CA, extensions, subject. The controller-manager's user is the one the API
+  # server's bootstrap RBAC policy grants its permissions to.
+  local name ext subj
+  while read -r name ca ext subj; do
+    openssl req -new -nodes -newkey rsa:2048 -sha256 -config "$d/openssl.cnf" -subj "$subj" \
       -keyout "$d/$name.key" -out "$d/$name.csr" 2>/dev/null
-    "${ossl[@]}" x509 -req -sha256 -days 825 -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
-      -set_serial "0x$(openssl rand -hex 12)" -extfile "$d/openssl.cnf" -extensions "$name" \
+    openssl x509 -req -sha256 -days 825 -in "$d/$name.csr" -CA "$d/$ca.crt" -CAkey "$d/$ca.key" \
+      -set_serial "0x$(openssl rand -hex 12)" -extfile "$d/openssl.cnf" -extensions "$ext" \
       -out "$d/$name.crt" 2>/dev/null
     rm -f "$d/$name.csr"
-  done
+  done <<'EOF'
+server ca server /CN=localhost
+client ca client /O=system:masters/CN=alicloud-rollouts-admin
+controller-manager ca client /CN=system:kube-controller-manager
+front-proxy-client front-proxy-ca client /CN=front-proxy-client
+EOF
+  # The key pair that signs and verifies ServiceAccount tokens.
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/sa.key" 2>/dev/null
+  openssl pkey -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
   chmod 600 "$d"/*.key
 }
 
+# write_kubeconfig file user cert-name
 write_kubeconfig() {
-  local d=$STATE_DIR/pki b64=(base64 -w0)
+  local file=$1 user=$2 name=$3 d=$STATE_DIR/pki b64=(base64 -w0)
   umask 077
-  cat >"$STATE_DIR/kubeconfig" <<EOF
+  cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -403,15 +431,15 @@ clusters:
     server: https://127.0.0.1:$APISERVER_PORT
     certificate-authority-data: $("${b64[@]}" "$d/ca.crt")
 users:
-- name: alicloud-rollouts-admin
+- name: $user
   user:
-    client-certificate-data: $("${b64[@]}" "$d/client.crt")
-    client-key-data: $("${b64[@]}" "$d/client.key")
+    client-certificate-data: $("${b64[@]}" "$d/$name.crt")
+    client-key-data: $("${b64[@]}" "$d/$name.key")
 contexts:
 - name: alicloud-rollouts-local
   context:
     cluster: alicloud-rollouts-local
-    user: alicloud-rollouts-admin
+    user: $user
     namespace: default
 current-context: alicloud-rollouts-local
 EOF
@@ -427,17 +455,28 @@ spawn() {
   echo $! >"$STATE_DIR/$name.pid"
 }
 
-# pid of a live process of ours named $1 (etcd or apiserver), or nothing.
+binary_of() {
+  case $1 in
+    etcd) echo etcd ;;
+    apiserver) echo "$APISERVER_BIN" ;;
+    controller-manager) echo "$CONTROLLER_MANAGER_BIN" ;;
+  esac
+}
+
+# pid of a live process of ours named $1 (etcd, apiserver, controller-manager), or nothing.
 live_pid() {
-  local f=$STATE_DIR/$1.pid pid exe want
+  local f=$STATE_DIR/$1.pid pid exe
   [[ -s $f ]] || return 1
   pid=$(<"$f")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   exe=${exe% (deleted)}
-  # Guard against a recycled pid: it must still run the binary we started.
-  if [[ $1 == etcd ]]; then want=etcd; else want=$SERVER_BIN_NAME; fi
-  [[ ${exe##*/} == "$want" && $exe == */builds/*/bin/* ]] || return 1
+  # Guard against a recycled pid: it must still run the binary we started (or, for the
+  # API server, the CRD-only server that earlier versions of this script started, so that
+  # `up` and `down` stop one left running).
+  [[ $exe == */builds/*/bin/* ]] || return 1
+  [[ ${exe##*/} == "$(binary_of "$1")" ||
+    ($1 == apiserver && ${exe##*/} == alicloud-rollouts-apiserver) ]] || return 1
   echo "$pid"
 }
 
@@ -458,6 +497,12 @@ stop_one() {
   done
 }
 
+stop_all() {
+  stop_one controller-manager
+  stop_one apiserver
+  stop_one etcd
+}
+
 curl_api() {
   local d=$STATE_DIR/pki
   curl -fsS --max-time 3 --cacert "$d/ca.crt" --cert "$d/client.crt" --key "$d/client.key" \
@@ -470,15 +515,15 @@ load_env() {
   source "$STATE_DIR/env"
 }
 
-# Both processes alive, the binaries still there, and /healthz answering "ok" (a busy
+# All processes alive, the binaries still there, and /readyz answering "ok" (a busy
 # server gets a few tries before it counts as broken).
 healthy() {
   load_env && live_pid etcd >/dev/null && live_pid apiserver >/dev/null &&
-    [[ -x $BIN_DIR/kubectl ]] || return 1
+    live_pid controller-manager >/dev/null && [[ -x $BIN_DIR/kubectl ]] || return 1
   local i
   for ((i = 0; i < ${1:-1}; i++)); do
     ((i == 0)) || sleep 1
-    [[ $(curl_api /healthz 2>/dev/null) == ok ]] && return 0
+    [[ $(curl_api /readyz 2>/dev/null) == ok ]] && controller_manager_healthy && return 0
   done
   return 1
 }
@@ -496,8 +541,7 @@ claim_state_dir() {
 }
 
 remove_state() {
-  stop_one apiserver
-  stop_one etcd
+  stop_all
   if [[ -e $STATE_DIR/$STATE_MARKER ]]; then
     rm -rf "$STATE_DIR"
   fi
@@ -520,7 +564,17 @@ wait_for() { # what, pid-name, command...
 }
 
 etcd_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
-apiserver_healthy() { [[ $(curl_api /healthz) == ok ]]; }
+apiserver_ready() { [[ $(curl_api /readyz) == ok ]]; }
+controller_manager_healthy() {
+  [[ $(curl -fsS --max-time 3 --cacert "$STATE_DIR/pki/ca.crt" \
+    "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz") == ok ]]
+}
+# The ServiceAccount controller has made the `default` ServiceAccount, and the root CA
+# publisher its ConfigMap: the controllers run, with their own credentials.
+controllers_working() {
+  curl_api /api/v1/namespaces/default/serviceaccounts/default >/dev/null &&
+    curl_api /api/v1/namespaces/default/configmaps/kube-root-ca.crt >/dev/null
+}
 
 start_etcd() {
   spawn etcd "$BIN_DIR/etcd" --name local --data-dir "$STATE_DIR/etcd" \
@@ -533,45 +587,65 @@ start_etcd() {
 }
 
 start_apiserver() {
-  local d=$STATE_DIR/pki kc=$STATE_DIR/kubeconfig
-  spawn apiserver "$BIN_DIR/$SERVER_BIN_NAME" \
+  local d=$STATE_DIR/pki
+  # Loopback only: the advertised address is 127.0.0.1 too, which an Endpoints object
+  # may not hold, so the `kubernetes` Service gets no endpoints (no Pod runs here anyway).
+  spawn apiserver "$BIN_DIR/$APISERVER_BIN" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --endpoint-reconciler-type none \
     --cert-dir "$STATE_DIR/apiserver-certs" \
     --tls-cert-file "$d/server.crt" --tls-private-key-file "$d/server.key" \
     --client-ca-file "$d/ca.crt" \
-    --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
-    --authentication-skip-lookup \
-    --enable-priority-and-fairness=false \
-    --disable-admission-plugins NamespaceLifecycle,MutatingAdmissionPolicy,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook
+    --requestheader-client-ca-file "$d/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User \
+    --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$d/front-proxy-client.crt" \
+    --proxy-client-key-file "$d/front-proxy-client.key" \
+    --authorization-mode Node,RBAC \
+    --allow-privileged=true \
+    --enable-admission-plugins NodeRestriction \
+    --service-account-issuer "$SA_ISSUER" \
+    --service-account-key-file "$d/sa.pub" \
+    --service-account-signing-key-file "$d/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --profiling=false
 }
 
-register_crds() {
-  local kubectl=("$BIN_DIR/kubectl" --kubeconfig "$STATE_DIR/kubeconfig")
-  "${kubectl[@]}" apply --validate=false -f "$HACK_DIR/crds/" >&2
-  "${kubectl[@]}" wait --for condition=Established --timeout=60s \
-    crd/events.events.k8s.io crd/leases.coordination.k8s.io >&2
-  # Established can come a moment before the new resources are served.
-  local path
-  for path in /apis/events.k8s.io/v1/events /apis/coordination.k8s.io/v1/leases; do
-    wait_for "$path" apiserver curl_api "$path?limit=1"
-  done
+start_controller_manager() {
+  local d=$STATE_DIR/pki kc=$STATE_DIR/controller-manager.kubeconfig
+  # The FlexVolume directory is moved into the state dir: by default the controller-manager
+  # creates it under /usr/libexec.
+  spawn controller-manager "$BIN_DIR/$CONTROLLER_MANAGER_BIN" \
+    --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
+    --tls-cert-file "$d/server.crt" --tls-private-key-file "$d/server.key" \
+    --client-ca-file "$d/ca.crt" \
+    --leader-elect=false \
+    --use-service-account-credentials \
+    --service-account-private-key-file "$d/sa.key" \
+    --root-ca-file "$d/ca.crt" \
+    --cluster-signing-cert-file "$d/ca.crt" --cluster-signing-key-file "$d/ca.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --flex-volume-plugin-dir "$STATE_DIR/flexvolume" \
+    --profiling=false
 }
 
 start_all() {
-  local attempt rc
+  local attempt rc var
   for attempt in 1 2 3; do
     mkdir -p "$STATE_DIR/logs"
     touch "$STATE_DIR/$STATE_MARKER"
     choose_ports
     {
-      echo "APISERVER_PORT=$APISERVER_PORT"
-      echo "ETCD_PORT=$ETCD_PORT"
-      echo "ETCD_PEER_PORT=$ETCD_PEER_PORT"
+      for var in "${PORT_VARS[@]}"; do echo "$var=${!var}"; done
       printf 'BIN_DIR=%q\n' "$BIN_DIR"
     } >"$STATE_DIR/env"
     [[ -e $STATE_DIR/pki/ca.crt ]] || make_certs
-    write_kubeconfig
+    write_kubeconfig "$STATE_DIR/kubeconfig" alicloud-rollouts-admin client
+    write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
     log "starting etcd on 127.0.0.1:$ETCD_PORT"
     start_etcd
     rc=0
@@ -579,7 +653,16 @@ start_all() {
     if ((rc == 0)); then
       log "starting the API server on https://127.0.0.1:$APISERVER_PORT"
       start_apiserver
-      wait_for "the API server" apiserver apiserver_healthy || rc=$?
+      wait_for "the API server" apiserver apiserver_ready || rc=$?
+    fi
+    if ((rc == 0)); then
+      log "starting the controller-manager on https://127.0.0.1:$CONTROLLER_MANAGER_PORT"
+      start_controller_manager
+      wait_for "the controller-manager" controller-manager controller_manager_healthy || rc=$?
+    fi
+    if ((rc == 0)); then
+      wait_for "the controllers (default ServiceAccount, kube-root-ca.crt)" controller-manager \
+        controllers_working || rc=$?
     fi
     ((rc == 0)) && return 0
     # A process died during start-up. If it lost a race for its port, try other ports.
@@ -615,8 +698,8 @@ cmd_up() {
   if healthy 5; then
     log "already running: https://127.0.0.1:$APISERVER_PORT (state: $STATE_DIR)"
     local running=$BIN_DIR
-    if [[ -s $LOCKFILE ]] && compute_keys && [[ $BIN_DIR != "$running" ]]; then
-      log "note: it runs an older build than hack/apiserver/main.go gives; \`down\` then \`up\` to switch"
+    if [[ -s $LOCKFILE ]] && find_go && compute_keys && [[ $BIN_DIR != "$running" ]]; then
+      log "note: it runs an older build than hack/controlplane gives; \`down\` then \`up\` to switch"
     fi
     BIN_DIR=$running
     print_exports
@@ -630,10 +713,8 @@ cmd_up() {
   touch "$BUILD_DIR"
   # If start-up fails, stop what was started; the logs stay for a look (the next `up`
   # or `down` removes them).
-  trap 'stop_one apiserver; stop_one etcd' EXIT
+  trap 'stop_all' EXIT
   start_all
-  log "registering the events.k8s.io and coordination.k8s.io CRDs"
-  register_crds
   trap - EXIT
   log "up in $((SECONDS - started))s: https://127.0.0.1:$APISERVER_PORT" \
     "(state: $STATE_DIR, logs: $STATE_DIR/logs)"
@@ -653,8 +734,9 @@ cmd_down() {
 
 cmd_status() {
   if healthy; then
-    log "running: https://127.0.0.1:$APISERVER_PORT" \
-      "(apiserver pid $(live_pid apiserver), etcd pid $(live_pid etcd), state: $STATE_DIR)"
+    log "running: https://127.0.0.1:$APISERVER_PORT (apiserver pid $(live_pid apiserver)," \
+      "controller-manager pid $(live_pid controller-manager), etcd pid $(live_pid etcd)," \
+      "state: $STATE_DIR)"
     print_exports
     return 0
   fi
@@ -671,15 +753,17 @@ usage() {
   cat >&2 <<'EOF'
 Environment:
   ALICLOUD_ROLLOUTS_STATE             runtime state dir (default ~/.cache/alicloud-rollouts/state)
-  ALICLOUD_ROLLOUTS_APISERVER_CACHE   build cache (default ~/.cache/alicloud-rollouts/apiserver)
-  ALICLOUD_ROLLOUTS_APISERVER_PORT    API server port   (default: a free one)
-  ALICLOUD_ROLLOUTS_ETCD_PORT         etcd client port  (default: a free one)
-  ALICLOUD_ROLLOUTS_ETCD_PEER_PORT    etcd peer port    (default: a free one)
-  ALICLOUD_ROLLOUTS_APISERVER_REFRESH 1: resolve the newest sid package versions again
-  ALICLOUD_ROLLOUTS_APISERVER_GO      Go series from sid to build with (default 1.26)
-  ALICLOUD_ROLLOUTS_APISERVER_TIMEOUT seconds to wait for start-up (default 120)
+  ALICLOUD_ROLLOUTS_APISERVER_CACHE   build cache (default ~/.cache/alicloud-rollouts/controlplane)
+  ALICLOUD_ROLLOUTS_APISERVER_PORT    API server port          (default: a free one)
+  ALICLOUD_ROLLOUTS_CONTROLLER_MANAGER_PORT  controller-manager port (default: a free one)
+  ALICLOUD_ROLLOUTS_ETCD_PORT         etcd client port         (default: a free one)
+  ALICLOUD_ROLLOUTS_ETCD_PEER_PORT    etcd peer port           (default: a free one)
+  ALICLOUD_ROLLOUTS_APISERVER_REFRESH 1: resolve the newest sid etcd and kubectl again
+  ALICLOUD_ROLLOUTS_APISERVER_TIMEOUT seconds to wait for each component to start (default 120)
+  ALICLOUD_ROLLOUTS_GO                the go command (default: go on PATH, else /usr/local/go/bin/go)
   ALICLOUD_ROLLOUTS_DEBIAN_MIRROR     Debian archive URL (default: the host's)
-  ALICLOUD_ROLLOUTS_DEBIAN_SUITE      suite to fetch from (default sid)
+  ALICLOUD_ROLLOUTS_DEBIAN_SUITE      suite to fetch etcd and kubectl from (default sid)
+  GOPROXY, GOSUMDB, http(s)_proxy     passed on to the Go build
 EOF
 }
 

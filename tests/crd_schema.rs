@@ -3,8 +3,7 @@
 //! manifest in tests/bad-manifests is rejected with a message that tells the user what to
 //! fix, and `kubectl get alicloud-rollouts` shows the printer columns.
 //!
-//! Each test works in its own namespace (the test server has no core group, so any name
-//! works) whose objects are deleted when the test ends.
+//! Each test works in its own namespace, deleted with its objects when the test ends.
 
 mod support;
 
@@ -77,7 +76,7 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:06}", std::process::id(), nanos % 1_000_000)
 }
 
-/// A namespace of this test run; its objects are deleted when it is dropped.
+/// A namespace of this test run; it is deleted, with its objects, when it is dropped.
 struct TestNamespace {
     server: ApiServer,
     name: String,
@@ -85,25 +84,18 @@ struct TestNamespace {
 
 impl TestNamespace {
     fn new(server: &ApiServer, prefix: &str) -> TestNamespace {
+        let name = unique(prefix);
+        server.create_namespace(&name);
         TestNamespace {
             server: server.clone(),
-            name: unique(prefix),
+            name,
         }
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let mut cmd = kubectl(&self.server);
-        cmd.args([
-            "delete",
-            "easservicerollouts,esaroutinerollouts,esacontainerapprollouts",
-            "--all",
-            "--wait=false",
-            "-n",
-            &self.name,
-        ]);
-        let _ = run(cmd, None);
+        self.server.delete_namespace(&self.name);
     }
 }
 
@@ -158,6 +150,7 @@ fn install_crds(server: &ApiServer) {
         "app-version-without-prefix.yaml",
     ];
     let namespace = unique("crd-probe");
+    server.create_namespace(&namespace);
     for probe in probes {
         let bad = BadManifest::load(&root().join("tests/bad-manifests").join(probe));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -443,6 +436,201 @@ async fn unknown_fields_are_refused_under_strict_validation() {
     .expect_err("an unknown field is refused");
     assert!(
         err.to_string().contains("spec.strategy.maxSurge"),
+        "the error names the field: {err}"
+    );
+}
+
+/// A service config using the fields of the EAS service config reference the way its
+/// examples do: the typed schema takes it whole (nothing refused, nothing pruned).
+#[test]
+fn a_full_eas_service_config_is_kept_whole() {
+    let server = server();
+    let ns = TestNamespace::new(&server, "crd-eas-config");
+    let manifest = r#"
+apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: EasServiceRollout
+metadata:
+  name: full-config
+spec:
+  region: cn-shanghai
+  serviceName: demo
+  strategy:
+    partition: "1"
+  serviceConfig:
+    name: demo
+    metadata:
+      name: demo
+      instance: 2
+      workspace_id: "12345"
+      cpu: 2
+      memory: 4000
+      gpu: 1
+      shm_size: 64
+      enable_grpc: true
+      rpc.keepalive: 60000
+      rpc.batching: false
+      eas.termination_grace_period: 30
+      rolling_strategy: {max_surge: "10%", max_unavailable: 1}
+      labels: {eas.aliyun.com/enable-rollout: "true"}
+    cloud:
+      computing:
+        instances:
+          - type: ecs.c7a.large
+          - type: ecs.gn6i-c4g1.xlarge
+            spot_price_limit: 3.5
+      networking:
+        vpc_id: vpc-1
+        vswitch_id: vsw-1
+        security_group_id: sg-1
+    containers:
+      - image: eas-registry-vpc.cn-hangzhou.cr.aliyuncs.com/pai-eas/python-inference:py39-ubuntu2004
+        script: python app.py
+        port: 8000
+        env:
+          - {name: MODEL, value: /models/qwen}
+        prepare:
+          pythonRequirements: [fastapi, uvicorn]
+    storage:
+      - mount_path: /models
+        oss: {path: "oss://bucket/models/", readOnly: true}
+      - mount_path: /data
+        nfs: {path: /share, server: 0a1b.cn-shanghai.nas.aliyuncs.com, readOnly: false}
+      - mount_path: /dev/shm
+        empty_dir: {medium: memory, size_limit: 20}
+    networking: {disable_internet_endpoint: true}
+    autoscaler:
+      min: 1
+      max: 4
+      scaleStrategies:
+        - {metricName: qps, threshold: 10}
+    runtime: {enable_crash_block: false}
+    features: {eas.aliyun.com/extra-ephemeral-storage: 100Gi}
+    labels: {team: ml}
+    unit: {specification: small}
+"#;
+    let out = apply(&server, &ns.name, manifest);
+    assert!(out.status.success(), "refused:\n{}", text(&out.stderr));
+    let mut cmd = kubectl(&server);
+    cmd.args([
+        "get",
+        "easservicerollout",
+        "full-config",
+        "-n",
+        &ns.name,
+        "-o",
+        "json",
+    ]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stored: Value = serde_json::from_slice(&out.stdout).expect("kubectl prints JSON");
+    let sent: Value = serde_yaml::from_str(manifest).expect("YAML");
+    assert_contains(&stored["spec"], &sent["spec"], "spec");
+}
+
+/// `{"n":{"n":...}}` nested `levels` deep around `leaf`.
+fn nested(levels: usize, leaf: Value) -> Value {
+    (0..levels).fold(leaf, |inner, _| serde_json::json!({ "n": inner }))
+}
+
+fn eas_body(name: &str, service_config: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "EasServiceRollout",
+        "metadata": {"name": name},
+        "spec": {
+            "region": "cn-shanghai",
+            "serviceName": "qwen_chat",
+            "strategy": {"partition": "2"},
+            "serviceConfig": service_config,
+        },
+    })
+}
+
+/// The hostile service configs of issue 13: a document nested 300 levels deep and one of
+/// 1 MB. Neither is ever stored: refused with a message naming the field, or (the unknown
+/// field, under non-strict validation) pruned before it is stored.
+#[tokio::test]
+async fn deep_and_huge_service_configs_are_refused_or_never_stored() {
+    let server = server();
+    let ns = TestNamespace::new(&server, "crd-hostile");
+    let client = server.client().await;
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client,
+        &ns.name,
+        &kube::api::ApiResource::erase::<EasServiceRollout>(&()),
+    );
+    let create = |name: &str, config: Value, strict: bool| {
+        let api = api.clone();
+        let body: kube::api::DynamicObject =
+            serde_json::from_value(eas_body(name, config)).expect("a dynamic object");
+        let name = name.to_string();
+        async move {
+            let call = async {
+                if strict {
+                    let params = PatchParams::apply("crd-schema-test").validation_strict();
+                    api.patch(&name, &params, &Patch::Apply(&body)).await
+                } else {
+                    api.create(&PostParams::default(), &body).await
+                }
+            };
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .expect("the call answers in time")
+        }
+    };
+
+    // 300 levels of a field EAS does not have.
+    let deep = nested(300, Value::String("deep".into()));
+    let err = create("deep-strict", deep.clone(), true)
+        .await
+        .expect_err("strict validation refuses the unknown field");
+    assert!(
+        err.to_string().contains("spec.serviceConfig.n"),
+        "the error names the field: {err}"
+    );
+    let stored = create("deep-lax", deep, false)
+        .await
+        .expect("without strict validation the unknown field is dropped");
+    assert_eq!(
+        stored.data["spec"]["serviceConfig"],
+        serde_json::json!({}),
+        "nothing deep is stored"
+    );
+
+    // 300 levels where the schema has a place for a value: refused by type.
+    let deep_label =
+        serde_json::json!({"metadata": {"labels": {"team": nested(300, Value::Null)}}});
+    let err = create("deep-label", deep_label, false)
+        .await
+        .expect_err("a label holding an object is refused");
+    assert!(
+        err.to_string().contains("must be of type string"),
+        "the error says what the field takes: {err}"
+    );
+
+    // 1 MB in one script, and 1 MB spread over unknown fields.
+    let huge_script = serde_json::json!({"containers": [{"image": "registry/qwen:2", "script": "x".repeat(1 << 20)}]});
+    let err = create("huge-script", huge_script, false)
+        .await
+        .expect_err("a 1 MB script is refused");
+    assert!(
+        err.to_string()
+            .contains("spec.serviceConfig.containers[0].script")
+            && err.to_string().contains("may not be more than 4096 bytes"),
+        "the error names the field and its bound: {err}"
+    );
+    let huge_keys: serde_json::Map<String, Value> = (0..1024)
+        .map(|i| (format!("k{i}"), Value::String("v".repeat(1024))))
+        .collect();
+    let err = create(
+        "huge-labels",
+        serde_json::json!({"labels": Value::Object(huge_keys)}),
+        false,
+    )
+    .await
+    .expect_err("1 MB of labels is refused");
+    assert!(
+        err.to_string().contains("spec.serviceConfig.labels"),
         "the error names the field: {err}"
     );
 }

@@ -1,5 +1,6 @@
-//! The install manifests in deploy/: they render with kustomize, grant the operator what
-//! it uses, and start it with arguments it accepts.
+//! The install manifests in deploy/: they render with kustomize, install on a cluster under
+//! Pod Security "restricted", grant the operator what it uses, and start it with
+//! arguments it accepts.
 
 mod support;
 
@@ -126,4 +127,78 @@ fn the_deployment_starts_the_operator_with_arguments_it_accepts() {
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     let probe = &container["livenessProbe"]["httpGet"]["path"];
     assert_eq!(probe, "/healthz");
+}
+
+/// `kubectl apply -k deploy/` as on a cluster: every object is accepted, the namespace
+/// enforces Pod Security "restricted", and the controller-manager creates the operator's
+/// Pods through admission (they stay Pending: the test control plane has no node).
+#[test]
+fn the_kustomize_install_is_accepted_and_its_pods_pass_restricted_admission() {
+    let server = support::apiserver::ensure();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let kubectl = |args: &[&str]| {
+        let out = server.kubectl().args(args).output().expect("kubectl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deploy = root.join("deploy");
+    let (ok, stdout, stderr) = kubectl(&["apply", "-k", &deploy.to_string_lossy()]);
+    assert!(ok, "kubectl apply -k deploy/ failed:\n{stdout}{stderr}");
+
+    let ns = "alicloud-rollouts";
+    let (_, enforce, _) = kubectl(&[
+        "get",
+        "namespace",
+        ns,
+        "-o",
+        r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}",
+    ]);
+    assert_eq!(
+        enforce, "restricted",
+        "deploy/ namespace's Pod Security level"
+    );
+    // ...and the level is enforced there: a Pod that may run as root is refused.
+    let rooty = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"rooty"},
+        "spec":{"containers":[{"name":"c","image":"registry.invalid/x:1"}]}}"#;
+    let mut cmd = server.kubectl();
+    cmd.args(["create", "--dry-run=server", "-n", ns, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl runs");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), rooty.as_bytes())
+        .expect("manifest written");
+    let out = child.wait_with_output().expect("kubectl finishes");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("PodSecurity"),
+        "a non-compliant Pod is refused in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The Deployment's two replicas exist as Pods: each passed admission.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (_, pods, _) = kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/name=alicloud-rollouts",
+            "-o",
+            "name",
+        ]);
+        if pods.lines().count() == 2 {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let (_, rs, _) = kubectl(&["get", "replicasets", "-n", ns, "-o", "yaml"]);
+            let (_, events, _) = kubectl(&["get", "events", "-n", ns]);
+            panic!("the operator's Pods were not created: {pods}\n{rs}\n{events}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }

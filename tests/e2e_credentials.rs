@@ -1,7 +1,6 @@
-//! Per-resource credentials (`spec.credentialsSecretRef`), reconciled in-process against
-//! the real API server and the simulator. The local API server serves no Secrets, so the
-//! Secret source is a test double; everything else (the cloud client, its signing, the
-//! status writes, the finalizer) is the real thing.
+//! Per-resource credentials (`spec.credentialsSecretRef`) against the real API server and
+//! the simulator: the operator binary reading a real Secret, and, reconciled in-process
+//! with a test double for the Secrets, a good, a missing and a stale Secret side by side.
 
 mod support;
 
@@ -20,7 +19,7 @@ use async_trait::async_trait;
 use kube::Api;
 use kube::runtime::events::Reporter;
 use serde_json::json;
-use support::e2e::{Kubectl, Sim, cluster, condition, namespace};
+use support::e2e::{Env, Kubectl, Operator, Sim, cluster, condition, namespace};
 
 const SEED: &str = r#"
 services:
@@ -44,6 +43,87 @@ impl SecretSource for FakeSecrets {
             .0
             .get(&(namespace.to_string(), name.to_string()))
             .cloned())
+    }
+}
+
+/// A rollout of `bert_embeddings` to `bert:v2` with the credentials of Secret `secret`.
+fn manifest(name: &str, secret: &str) -> String {
+    json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "EasServiceRollout",
+        "metadata": {"name": name},
+        "spec": {
+            "region": "cn-hangzhou",
+            "serviceName": "bert_embeddings",
+            "strategy": {"partition": "0"},
+            "credentialsSecretRef": {"name": secret},
+            "serviceConfig": {"containers": [{"image": "bert:v2"}]}
+        }
+    })
+    .to_string()
+}
+
+/// The operator binary has no keys of its own; the simulator accepts only the tenant's,
+/// which are in a real Secret next to the rollout. The rollout completes with them, and
+/// the secret half of the pair shows nowhere: not in status, Events or the operator's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_rolls_out_with_the_keys_of_a_real_secret() {
+    let api = cluster();
+    let ns = namespace("creds-secret");
+    let kubectl = Kubectl::new(&api, &ns);
+    let secret_value = "tenant-secret-f3a9c1";
+    let sim =
+        Sim::start_with_keys(SEED, 100.0, vec![("tenant-id".into(), secret_value.into())]).await;
+    kubectl.must(&[
+        "create",
+        "secret",
+        "generic",
+        "tenant",
+        "--from-literal=accessKeyId=tenant-id",
+        &format!("--from-literal=accessKeySecret={secret_value}"),
+    ]);
+    let operator = Operator::start_without_keys(&api, &sim, &ns, "eas");
+    let env = Env {
+        api,
+        sim,
+        operator,
+        kubectl,
+        namespace: ns,
+    };
+    env.kubectl.apply(&manifest("with-secret", "tenant"));
+
+    let done = env
+        .wait_obj(
+            "Ready with the Secret's keys",
+            "easservicerollout/with-secret",
+            Duration::from_secs(120),
+            |o| match condition(o, "Ready") {
+                Some((status, _)) if status == "True" => Ok(()),
+                other => Err(format!("Ready is {other:?}")),
+            },
+        )
+        .await;
+    assert_eq!(done["status"]["phase"], "Completed", "{done}");
+    assert_eq!(env.sim.count("UpdateService").await, 1);
+    let state = env.sim.state().await.to_string();
+    assert!(
+        state.contains("bert:v2"),
+        "the cloud runs the new image: {state}"
+    );
+
+    let events = env
+        .kubectl
+        .must(&["get", "events.events.k8s.io", "-o", "json"]);
+    let log = std::fs::read_to_string(&env.operator.log).expect("operator log readable");
+    for (what, text) in [
+        ("status", done.to_string()),
+        ("Events", events),
+        ("the operator's log", log),
+    ] {
+        assert!(
+            !text.contains(secret_value),
+            "the access key secret appears in {what}"
+        );
     }
 }
 
@@ -100,6 +180,8 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
         Timing {
             active: Duration::from_secs(1),
             settled: Duration::from_secs(5),
+            grace: Duration::from_secs(30),
+            recheck: Duration::from_secs(60),
         },
         RetryPolicy {
             base: Duration::from_millis(200),
@@ -107,21 +189,6 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
         },
     ));
     let rollouts: Api<EasServiceRollout> = Api::namespaced(client, &ns);
-    let manifest = |name: &str, secret: &str| {
-        json!({
-            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
-            "kind": "EasServiceRollout",
-            "metadata": {"name": name},
-            "spec": {
-                "region": "cn-hangzhou",
-                "serviceName": "bert_embeddings",
-                "strategy": {"partition": "0"},
-                "credentialsSecretRef": {"name": secret},
-                "serviceConfig": {"containers": [{"image": "bert:v2"}]}
-            }
-        })
-        .to_string()
-    };
     kubectl.apply(&manifest("with-good", "good"));
     kubectl.apply(&manifest("with-missing", "missing"));
     kubectl.apply(&manifest("with-stale", "stale"));

@@ -9,12 +9,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use alicloud_rollouts::crd::EasServiceRollout;
-use kube::CustomResourceExt;
-use serde_json::{Value, json};
-use support::e2e::{Env, condition, repo_root, text};
+use serde_json::Value;
+use support::e2e::{Env, apply_crd, condition, permissive_crd, repo_root, until_apply};
 
 const SEED: &str = r#"
 services:
@@ -50,66 +48,6 @@ spec:
   strategy:
     partition: "0"
 "#;
-
-/// The EAS CRD with a spec that accepts anything.
-fn permissive_crd() -> Value {
-    let mut crd = serde_json::to_value(EasServiceRollout::crd()).expect("CRD serializes");
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
-        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
-    crd
-}
-
-fn apply_crd(env: &Env, manifest: &str) {
-    env.kubectl.apply(manifest);
-    let out = env
-        .api
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/easservicerollouts.rollouts.alicloud.dev",
-        ])
-        .output()
-        .expect("kubectl runs");
-    assert!(out.status.success(), "CRD not Established: {}", text(&out));
-}
-
-/// Retry `kubectl apply` of `manifest` until it succeeds (`want_ok`) or is refused.
-async fn until_apply(env: &Env, manifest: &str, want_ok: bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut child = env
-            .api
-            .kubectl()
-            .args([
-                "-n",
-                &env.namespace,
-                "--request-timeout=30s",
-                "apply",
-                "--validate=false",
-                "-f",
-                "-",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), manifest.as_bytes())
-            .expect("manifest written");
-        let out = child.wait_with_output().expect("kubectl finishes");
-        if out.status.success() == want_ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "apply of the broken object: wanted success={want_ok}, got {}",
-            text(&out)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_object_is_reported_and_never_stops_the_others() {

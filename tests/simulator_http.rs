@@ -1497,3 +1497,475 @@ async fn binary_serves_a_seed_file_and_stops_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+// ---------------------------------------------------------------- eventual consistency
+
+async fn lagged_manual(read_lag: u64, pause_lag: u64) -> Client {
+    let sim = simulator::start(SimConfig {
+        demo: true,
+        clock: Some(Arc::new(ManualClock::starting_now())),
+        read_lag: Duration::from_secs(read_lag),
+        pause_lag: Duration::from_secs(pause_lag),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    Client::new(sim)
+}
+
+const SVC: &str = "/api/v2/services/cn-shanghai/llm-chat";
+const ROLLOUT: &str = "/api/v2/services/cn-shanghai/llm-chat/rollout";
+
+async fn describe_service(c: &Client) -> Value {
+    let a = c.eas("GET", SVC, "DescribeService", None).await;
+    a.assert_ok();
+    a.body
+}
+
+/// The production split GetRoutine reports, as (version, percentage) pairs.
+async fn routine_split(c: &Client) -> Vec<(String, i64)> {
+    let g = c.rpc("GetRoutine", &[("Name", "edge-auth")]).await;
+    g.assert_ok();
+    let envs = g.body["Envs"].as_array().unwrap();
+    let prod = envs.iter().find(|e| e["Env"] == "production").unwrap();
+    prod["CodeDeploy"]["CodeVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["CodeVersion"].as_str().unwrap().to_string(),
+                v["Percentage"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn deploy_routine(c: &Client, split: &str) {
+    c.rpc(
+        "CreateRoutineCodeDeployment",
+        &[
+            ("Name", "edge-auth"),
+            ("Env", "production"),
+            ("Strategy", "percentage"),
+            ("CodeVersions", split),
+        ],
+    )
+    .await
+    .assert_ok();
+}
+
+/// With a read lag, DescribeServiceRollout and DescribeService show the service as it was
+/// `lag` seconds ago: its rollout, revision, versions and replica counts, time-driven
+/// progress included; the state appears exactly when the lag has passed.
+#[tokio::test]
+async fn read_lag_holds_back_eas_mutations_until_the_lag_has_passed() {
+    let c = lagged_manual(10, 0).await;
+    c.eas(
+        "POST",
+        ROLLOUT,
+        "CreateServiceRollout",
+        Some(json!({"Batch":{"BatchSize":"25%","Interval":"5m"}})),
+    )
+    .await
+    .assert_ok();
+    // The replica has not seen the rollout yet: as before it, there is none.
+    c.eas("GET", ROLLOUT, "DescribeServiceRollout", None)
+        .await
+        .assert_error(404, "InvalidRollout.NotFound");
+    // The primary has: a second create is refused.
+    c.eas("POST", ROLLOUT, "CreateServiceRollout", Some(json!({})))
+        .await
+        .assert_error(400, "InvalidRollout.AlreadyExists");
+    c.advance(9);
+    c.eas("GET", ROLLOUT, "DescribeServiceRollout", None)
+        .await
+        .assert_error(404, "InvalidRollout.NotFound");
+    c.advance(1);
+    let before = c.rollout().await;
+    assert_eq!(before["Status"]["Phase"], "Completed");
+    let v1 = before["Status"]["UpdateRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(before["Status"]["CurrentRevision"], v1.as_str());
+
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v2"}]})),
+    )
+    .await
+    .assert_ok();
+    // For 10 s: the previous revision, phase, versions and replica counts.
+    for wait in [0, 5, 4] {
+        c.advance(wait);
+        let r = c.rollout().await;
+        assert_eq!(r["Status"]["Phase"], "Completed", "after {wait}: {r}");
+        assert_eq!(r["Status"]["UpdateRevision"], v1.as_str());
+        assert_eq!(r["Status"]["UpdatedReplicas"], 8);
+        let d = describe_service(&c).await;
+        assert_eq!(d["CurrentVersion"], 1);
+        assert_eq!(d["LatestVersion"], 1);
+        assert_eq!(d["Status"], "Running");
+        assert!(d["Image"].as_str().unwrap().ends_with(":v1"), "{d}");
+    }
+    // Meanwhile the primary (the admin view) moved on: the first batch is out.
+    let state = c.admin("GET", "/_sim/state", None).await;
+    assert_eq!(state["services"]["cn-shanghai/llm-chat"]["updated"], 2);
+
+    // 10 s after the update: the update itself, as of its acceptance.
+    c.advance(1);
+    let r = c.rollout().await;
+    assert_eq!(r["Status"]["Phase"], "Pending");
+    assert_eq!(r["Status"]["UpdatedReplicas"], 0);
+    assert_eq!(r["Status"]["CurrentRevision"], v1.as_str());
+    let v2 = r["Status"]["UpdateRevision"].as_str().unwrap().to_string();
+    assert!(v2.ends_with("-v2"), "{v2}");
+    let d = describe_service(&c).await;
+    assert_eq!(d["CurrentVersion"], 2);
+    assert_eq!(d["Status"], "Updating");
+    assert!(d["Image"].as_str().unwrap().ends_with(":v2"), "{d}");
+    // Progress shows with the same delay: the first batch (1 s after the update) at 11 s.
+    c.advance(1);
+    let r = c.rollout().await;
+    assert_eq!(r["Status"]["Phase"], "Running");
+    assert_eq!(r["Status"]["UpdatedReplicas"], 2);
+    c.sim.shutdown().await;
+}
+
+/// Objects lag one by one, and a second mutation inside the window does not hold the
+/// first back: each appears `lag` after it was accepted, in order (a replica `lag` behind).
+#[tokio::test]
+async fn read_lag_is_per_object_and_each_mutation_appears_in_turn() {
+    let c = lagged_manual(10, 0).await;
+    let original = vec![("1710000000000000001".to_string(), 100)];
+    let first = vec![
+        ("1710000000000000001".to_string(), 90),
+        ("1710000000000000002".to_string(), 10),
+    ];
+    let second = vec![
+        ("1710000000000000001".to_string(), 50),
+        ("1710000000000000002".to_string(), 50),
+    ];
+    deploy_routine(
+        &c,
+        r#"[{"CodeVersion":"1710000000000000001","Percentage":90},{"CodeVersion":"1710000000000000002","Percentage":10}]"#,
+    )
+    .await;
+    c.advance(4);
+    deploy_routine(
+        &c,
+        r#"[{"CodeVersion":"1710000000000000001","Percentage":50},{"CodeVersion":"1710000000000000002","Percentage":50}]"#,
+    )
+    .await;
+    // Another object mutated later lags by itself.
+    c.advance(1);
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v2"}]})),
+    )
+    .await
+    .assert_ok();
+
+    let mut seen = Vec::new();
+    for t in 5..=15 {
+        seen.push((
+            t,
+            routine_split(&c).await,
+            describe_service(&c).await["CurrentVersion"]
+                .as_i64()
+                .unwrap(),
+        ));
+        c.advance(1);
+    }
+    for (t, split, version) in seen {
+        let want = match t {
+            ..10 => &original,
+            10..14 => &first,
+            _ => &second,
+        };
+        assert_eq!(&split, want, "GetRoutine at {t} s");
+        assert_eq!(
+            version,
+            if t < 15 { 1 } else { 2 },
+            "DescribeService at {t} s"
+        );
+    }
+    // Reads that are not lagged answer from the primary at once.
+    let l = c
+        .eas(
+            "GET",
+            &format!("{SVC}/versions"),
+            "ListServiceVersions",
+            None,
+        )
+        .await;
+    assert_eq!(l.body["TotalCount"], 2);
+    c.sim.shutdown().await;
+}
+
+/// GetEdgeContainerAppStatus lags like the others, publish progress included.
+#[tokio::test]
+async fn read_lag_holds_back_container_app_status() {
+    let c = lagged_manual(10, 0).await;
+    c.rpc(
+        "PublishEdgeContainerAppVersion",
+        &[
+            ("AppId", APP),
+            ("VersionId", V1),
+            ("PublishEnv", "prod"),
+            ("Percentage", "50"),
+        ],
+    )
+    .await
+    .assert_ok();
+    c.advance(9);
+    let s = app_status(&c, "prod").await;
+    assert_eq!(s["PublishStatus"], "published", "{s}");
+    assert_eq!(s["DeployedVersion"], V0);
+    assert_eq!(s["PublishPercentage"], 100);
+    c.advance(1);
+    let s = app_status(&c, "prod").await;
+    assert_eq!(s["PublishStatus"], "publishing", "{s}");
+    assert_eq!(s["PublishingVersion"], V1);
+    assert_eq!(s["PublishPercentage"], 0);
+    c.advance(1);
+    assert_eq!(app_status(&c, "prod").await["PublishPercentage"], 25);
+    c.advance(1);
+    let s = app_status(&c, "prod").await;
+    assert_eq!(s["PublishStatus"], "published", "{s}");
+    assert_eq!(s["DeployedVersion"], V1);
+    assert_eq!(s["PublishPercentage"], 50);
+    let staging = app_status(&c, "staging").await;
+    assert_eq!(
+        staging["DeployedVersion"], V0,
+        "the other environment untouched"
+    );
+    c.sim.shutdown().await;
+}
+
+/// With a pause lag, a pause is acknowledged and takes effect (no replica moves), but
+/// DescribeServiceRollout reports Running until the lag has passed, then Paused.
+#[tokio::test]
+async fn pause_lag_reports_running_after_an_accepted_pause_then_paused() {
+    let c = lagged_manual(0, 30).await;
+    c.eas(
+        "POST",
+        ROLLOUT,
+        "CreateServiceRollout",
+        Some(json!({"Batch":{"BatchSize":"1","Interval":"10s"}})),
+    )
+    .await
+    .assert_ok();
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v2"}]})),
+    )
+    .await
+    .assert_ok();
+    c.advance(1);
+    assert_eq!(c.rollout().await["Status"]["UpdatedReplicas"], 1);
+    let a = c
+        .eas(
+            "PUT",
+            ROLLOUT,
+            "UpdateServiceRollout",
+            Some(json!({"Paused": true})),
+        )
+        .await;
+    a.assert_ok();
+    assert_eq!(a.body["Message"], "Rollout paused successfully");
+    let mut phases = Vec::new();
+    for step in 0..4 {
+        let r = c.rollout().await;
+        assert_eq!(r["Status"]["UpdatedReplicas"], 1, "the pause holds: {r}");
+        phases.push(r["Status"]["Phase"].as_str().unwrap().to_string());
+        if step == 1 {
+            // Sent again while not shown (as a poller inferring the pause from the phase
+            // would): acknowledged, and the window is not restarted.
+            c.eas(
+                "PUT",
+                ROLLOUT,
+                "UpdateServiceRollout",
+                Some(json!({"Paused": true})),
+            )
+            .await
+            .assert_ok();
+        }
+        c.advance(10);
+    }
+    assert_eq!(phases, ["Running", "Running", "Running", "Paused"]);
+    // Resuming shows at once.
+    let a = c
+        .eas(
+            "PUT",
+            ROLLOUT,
+            "UpdateServiceRollout",
+            Some(json!({"Paused": false})),
+        )
+        .await;
+    assert_eq!(a.body["Message"], "Rollout resumed successfully");
+    assert_eq!(c.rollout().await["Status"]["Phase"], "Running");
+    c.advance(10);
+    assert_eq!(c.rollout().await["Status"]["UpdatedReplicas"], 2);
+    assert_eq!(c.sim.sim().calls()["UpdateServiceRollout"], 3);
+    c.sim.shutdown().await;
+}
+
+/// The same lags as admin faults, added and removed at run time; they only raise the
+/// flags' values, name the reads (or pausing actions) they apply to, and are listed and
+/// counted with the other faults.
+#[tokio::test]
+async fn lag_faults_come_and_go_through_the_admin_api() {
+    let c = demo_manual().await;
+    for (bad, why) in [
+        (json!({"kind":"readLag","lagSeconds":-1}), "negative"),
+        (json!({"kind":"readLag","lagSeconds":4000}), "over an hour"),
+        (json!({"kind":"readLag"}), "no lagSeconds"),
+        (
+            json!({"kind":"readLag","lagSeconds":1,"action":"UpdateService"}),
+            "not a lagging read",
+        ),
+        (
+            json!({"kind":"pauseLag","lagSeconds":1,"action":"DescribeService"}),
+            "not a pause",
+        ),
+        (
+            json!({"kind":"readLag","lagSeconds":1,"rate":0.5}),
+            "lags are deterministic",
+        ),
+    ] {
+        let a = c.admin("POST", "/_sim/faults", Some(bad)).await;
+        assert_eq!(a["Code"], "InvalidParameter", "{why}: {a}");
+    }
+    let id = c
+        .admin(
+            "POST",
+            "/_sim/faults",
+            Some(json!({"kind":"readLag","action":"DescribeService","lagSeconds":5})),
+        )
+        .await["id"]
+        .as_u64()
+        .unwrap();
+    c.admin(
+        "POST",
+        "/_sim/faults",
+        Some(json!({"kind":"pauseLag","lagSeconds":20})),
+    )
+    .await;
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v2"}]})),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(describe_service(&c).await["CurrentVersion"], 1, "lagged");
+    c.advance(4);
+    assert_eq!(describe_service(&c).await["CurrentVersion"], 1, "lagged");
+    c.advance(1);
+    assert_eq!(describe_service(&c).await["CurrentVersion"], 2);
+
+    // DescribeServiceRollout is not named by the read fault: it answers at once, and
+    // shows the pause fault's Running.
+    c.eas(
+        "POST",
+        ROLLOUT,
+        "CreateServiceRollout",
+        Some(json!({"Batch":{"BatchSize":"1","Interval":"10s"}})),
+    )
+    .await
+    .assert_ok();
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v3"}]})),
+    )
+    .await
+    .assert_ok();
+    c.advance(1);
+    c.eas(
+        "PUT",
+        ROLLOUT,
+        "UpdateServiceRollout",
+        Some(json!({"Paused": true})),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(c.rollout().await["Status"]["Phase"], "Running");
+    c.advance(20);
+    assert_eq!(c.rollout().await["Status"]["Phase"], "Paused");
+
+    let faults = c.admin("GET", "/_sim/faults", None).await;
+    let faults = faults.as_array().unwrap();
+    assert_eq!(faults.len(), 2);
+    assert_eq!(faults[0]["id"], id);
+    assert_eq!(faults[0]["kind"], "readLag");
+    assert_eq!(faults[0]["lagSeconds"], 5.0);
+    assert_eq!(
+        faults[0]["fired"], 3,
+        "three lagged DescribeService answers"
+    );
+    assert_eq!(faults[1]["kind"], "pauseLag");
+    assert_eq!(faults[1]["fired"], 1, "one pause held back");
+
+    // Cleared: back to the flags (no lag), reads see a mutation at once.
+    c.admin("DELETE", "/_sim/faults", None).await;
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v4"}]})),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(describe_service(&c).await["CurrentVersion"], 4);
+    c.sim.shutdown().await;
+}
+
+/// Under the real clock the lag is wall time and is not divided by the time scale (it
+/// models what a poller sees, and pollers wait wall time).
+#[tokio::test]
+async fn read_lag_is_wall_time_under_a_real_clock_whatever_the_time_scale() {
+    let lag = Duration::from_secs(2);
+    let sim = simulator::start(SimConfig {
+        demo: true,
+        time_scale: 100.0,
+        read_lag: lag,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(sim);
+    let sent = std::time::Instant::now();
+    c.eas(
+        "PUT",
+        SVC,
+        "UpdateService",
+        Some(json!({"containers":[{"image":"repo/llm-chat:v2"}]})),
+    )
+    .await
+    .assert_ok();
+    loop {
+        let seen = describe_service(&c).await["CurrentVersion"]
+            .as_i64()
+            .unwrap();
+        let elapsed = sent.elapsed();
+        if seen == 2 {
+            assert!(elapsed >= lag, "shown after {elapsed:?}, before the lag");
+            break;
+        }
+        assert_eq!(seen, 1);
+        assert!(elapsed < Duration::from_secs(15), "never shown");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.sim.shutdown().await;
+}

@@ -50,7 +50,7 @@ pub fn merge(
                 type_: d.type_.to_string(),
                 status,
                 reason: d.reason.clone(),
-                message: d.message.clone(),
+                message: bounded(&d.message),
                 last_transition_time,
                 observed_generation: generation,
             }
@@ -64,6 +64,18 @@ pub fn merge(
     out
 }
 
+/// `message` cut to the schema's bound on condition messages, so a long cloud error can
+/// never make the status write fail.
+fn bounded(message: &str) -> String {
+    let max = crate::crd::MAX_STATUS_MESSAGE as usize;
+    if message.chars().count() <= max {
+        return message.to_string();
+    }
+    let mut out: String = message.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// Is condition `type_` True?
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
@@ -73,6 +85,21 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_fit_the_schema() {
+        let max = crate::crd::MAX_STATUS_MESSAGE as usize;
+        let long = "é".repeat(max + 10);
+        let merged = super::merge(
+            &[],
+            &[super::Desired::new("Ready", false, "Failed", long)],
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(merged[0].message.chars().count(), max);
+        assert!(merged[0].message.ends_with('…'));
+        assert_eq!(super::bounded("short"), "short");
+    }
+
     use super::*;
 
     fn ts(s: i64) -> jiff::Timestamp {

@@ -109,16 +109,25 @@ impl ClusterWrites for KubeWrites {
         target: &StatusTarget,
         status: serde_json::Value,
     ) -> Result<(), kube::Error> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &target.namespace, &target.resource);
         let patch = serde_json::json!({
             "apiVersion": target.resource.api_version,
             "kind": target.resource.kind,
             "status": status,
         });
         let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
-        api.patch_status(&target.name, &params, &kube::api::Patch::Apply(&patch))
-            .await?;
+        let url = DynamicObject::url_path(&target.resource, Some(&target.namespace));
+        let request = kube::core::Request::new(url)
+            .patch_subresource(
+                "status",
+                &target.name,
+                &params,
+                &kube::api::Patch::Apply(&patch),
+            )
+            .map_err(kube::Error::BuildRequest)?;
+        // The answer (the whole object) is not decoded: an object nested deeper than the
+        // JSON reader allows (stored before the schema bounded it) must not turn a status
+        // write that succeeded into an error.
+        self.client.request_text(request).await?;
         Ok(())
     }
 
@@ -213,6 +222,17 @@ impl Context {
         jitter(delay.max(at_least.unwrap_or_default()))
     }
 
+    /// Delay before looking again at `key`, which needs a person; grows with each look.
+    pub fn next_recheck(&self, key: &str) -> Duration {
+        let attempt = {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let n = failures.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        jitter(self.timing.recheck_after(attempt))
+    }
+
     /// Forget the failures of `key` after a successful reconcile.
     pub fn clear_failures(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,7 +257,11 @@ impl Context {
             action: truncate(action, 128),
             secondary: None,
         };
-        if let Err(e) = self.writes.publish(&obj.object_ref(&()), &ev).await {
+        // Without the resourceVersion: a repeated Warning stays one Event series even though
+        // the object changed in between (each status write changes it).
+        let mut reference = obj.object_ref(&());
+        reference.resource_version = None;
+        if let Err(e) = self.writes.publish(&reference, &ev).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
         }
     }
@@ -347,7 +371,7 @@ mod tests {
             let shown = err.to_string();
             assert!(shown.contains(needle), "{shown}");
             assert!(!shown.contains("s3cret"), "{shown}");
-            assert_eq!(err.reaction(), Reaction::WaitForChange);
+            assert_eq!(err.reaction(), Reaction::NeedsPerson);
             assert_eq!(err.reason(), "CredentialsUnavailable");
         }
     }

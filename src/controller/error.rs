@@ -32,8 +32,13 @@ pub enum Error {
 /// How to react to an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaction {
-    /// Say why in a Degraded condition and wait for a spec change (no hot retry).
+    /// The spec (or the input the cloud refused) must change: say why in a Degraded
+    /// condition and wait for a spec change.
     WaitForChange,
+    /// Something outside the spec needs a person (a cloud object not found, a permission,
+    /// credentials): say so (Degraded, Stalled) and look again on a slow timer, so that a
+    /// fix made elsewhere is picked up without touching the spec.
+    NeedsPerson,
     /// Retry with a short jittered backoff that grows per object.
     Retry,
     /// Retry, backing off harder.
@@ -48,11 +53,13 @@ impl Error {
     pub fn reaction(&self) -> Reaction {
         match self {
             Error::Cloud { source, .. } => match source.kind() {
-                ErrorKind::Terminal => Reaction::WaitForChange,
+                ErrorKind::Terminal if input_refused(source) => Reaction::WaitForChange,
+                ErrorKind::Terminal => Reaction::NeedsPerson,
                 ErrorKind::Transient => Reaction::Retry,
                 ErrorKind::Throttled => Reaction::RetryThrottled,
             },
-            Error::InvalidSpec(_) | Error::Credentials(_) => Reaction::WaitForChange,
+            Error::InvalidSpec(_) => Reaction::WaitForChange,
+            Error::Credentials(_) => Reaction::NeedsPerson,
             Error::Kube(_) | Error::Finalizer(_) => Reaction::Retry,
         }
     }
@@ -86,6 +93,26 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// Did the cloud refuse this exact input (so only a spec change can help), rather than
+/// miss an object, a permission or a credential (which can be fixed elsewhere)?
+fn input_refused(err: &CloudError) -> bool {
+    let code = err.code();
+    let elsewhere = err.is_not_found()
+        || matches!(err.http_status(), Some(401 | 403))
+        || [
+            "AccessKey",
+            "Forbidden",
+            "NoPermission",
+            "Unauthorized",
+            "Signature",
+            "SecurityToken",
+        ]
+        .iter()
+        .any(|c| code.contains(c))
+        || matches!(err, CloudError::Credentials(_));
+    !elsewhere
 }
 
 impl From<kube::runtime::finalizer::Error<Error>> for Error {
@@ -139,8 +166,24 @@ mod tests {
                 Error::cloud("X", api(400, "Throttling.User")),
                 Reaction::RetryThrottled,
             ),
+            (
+                Error::cloud("X", api(404, "InvalidService.NotFound")),
+                Reaction::NeedsPerson,
+            ),
+            (
+                Error::cloud("X", api(400, "RoutineNotExist")),
+                Reaction::NeedsPerson,
+            ),
+            (
+                Error::cloud("X", api(403, "Forbidden.RAM")),
+                Reaction::NeedsPerson,
+            ),
+            (
+                Error::cloud("X", api(404, "InvalidAccessKeyId.NotFound")),
+                Reaction::NeedsPerson,
+            ),
             (Error::InvalidSpec("x".into()), Reaction::WaitForChange),
-            (Error::Credentials("x".into()), Reaction::WaitForChange),
+            (Error::Credentials("x".into()), Reaction::NeedsPerson),
             (Error::Finalizer("x".into()), Reaction::Retry),
         ];
         for (err, want) in cases {

@@ -12,6 +12,7 @@ use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,7 @@ pub struct Metrics {
     failures: Family<Labels, Counter>,
     mutations: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
+    undecodable: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -37,6 +39,7 @@ impl Metrics {
             failures: Family::default(),
             mutations: Family::default(),
             duration: Family::new_with_constructor(new_histogram),
+            undecodable: Family::default(),
         };
         registry.register(
             "alicloud_rollouts_reconciles",
@@ -58,7 +61,30 @@ impl Metrics {
             "Time spent in one reconcile, by kind",
             m.duration.clone(),
         );
+        registry.register(
+            "alicloud_rollouts_undecodable_objects",
+            "Objects the operator cannot read and skips (1 while so), by kind, namespace and name",
+            m.undecodable.clone(),
+        );
         m
+    }
+
+    fn object_labels(kind: &str, namespace: &str, name: &str) -> Labels {
+        vec![
+            ("kind".into(), kind.into()),
+            ("namespace".into(), namespace.into()),
+            ("name".into(), name.into()),
+        ]
+    }
+
+    /// Mark an object as one the operator cannot read (`true`) or no longer so.
+    pub fn undecodable(&self, kind: &str, namespace: &str, name: &str, undecodable: bool) {
+        let labels = Self::object_labels(kind, namespace, name);
+        if undecodable {
+            self.undecodable.get_or_create(&labels).set(1);
+        } else {
+            self.undecodable.remove(&labels);
+        }
     }
 
     pub fn reconcile(&self, kind: &str) {
@@ -156,7 +182,17 @@ mod tests {
         m.failure("eas", "Throttling.User");
         m.mutation("eas", "UpdateServiceRollout");
         m.observe("eas", Duration::from_millis(20));
+        m.undecodable("eas", "team-a", "broken", true);
+        m.undecodable("eas", "team-a", "fixed", true);
+        m.undecodable("eas", "team-a", "fixed", false);
         let text = render(&registry).expect("encodes");
+        assert!(
+            text.contains(
+                "alicloud_rollouts_undecodable_objects{kind=\"eas\",namespace=\"team-a\",name=\"broken\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("name=\"fixed\""), "{text}");
         assert!(
             text.contains("alicloud_rollouts_reconciles_total{kind=\"eas\"} 2"),
             "{text}"

@@ -8,6 +8,7 @@ pub mod container_app;
 pub mod context;
 pub mod eas;
 pub mod error;
+pub mod intent;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
@@ -84,6 +85,18 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "5m", value_parser = parse_duration)]
     pub settled_poll: Duration,
 
+    /// How long the cloud has to show a mutation it accepted: until then the same call is
+    /// not sent again (a lagging read is not a lost mutation); after it, it is sent once
+    /// more, with a Warning Event.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_MUTATION_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub mutation_grace: Duration,
+
+    /// How soon a rollout that needs a person (a cloud object not found, a permission or
+    /// credentials refused) is looked at again; doubles per consecutive look, up to 8x.
+    /// A fix made outside the spec is picked up then. An invalid spec waits for a change.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_STALLED_RECHECK", default_value = "3m", value_parser = parse_duration)]
+    pub stalled_recheck: Duration,
+
     /// First delay before reconciling a resource again after a transient failure (doubles
     /// per consecutive failure of that resource; four times higher when throttled).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_BASE", default_value = "2s", value_parser = parse_duration)]
@@ -128,9 +141,29 @@ pub struct RunArgs {
     pub client: ClientConfig,
 }
 
+/// Where kube's client logs a response it could not decode: the whole body, every
+/// object's spec included. The operator reads list and watch bodies leniently so this
+/// should not happen; should it, the body stays out of the log unless RUST_LOG names
+/// this target.
+const KUBE_CLIENT_TARGET: &str = "kube_client::client";
+
+/// The log filter: `RUST_LOG` (default `info`), with kube's client held to errors unless
+/// `RUST_LOG` names it.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let directives = rust_log.map(str::trim).filter(|d| !d.is_empty());
+    let mut filter = directives
+        .and_then(|d| tracing_subscriber::EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    if !directives.is_some_and(|d| d.contains("kube_client"))
+        && let Ok(quiet) = format!("{KUBE_CLIENT_TARGET}=error").parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
+    filter
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -173,6 +206,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Timing {
             active: args.active_poll,
             settled: args.settled_poll,
+            grace: args.mutation_grace,
+            recheck: args.stalled_recheck,
         },
         RetryPolicy {
             base: args.requeue_base,
@@ -255,6 +290,51 @@ fn dedup(kinds: &[Kind]) -> Vec<Kind> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    /// kube's client logs a body it cannot decode at WARN under its own target: that target
+    /// is held to errors by default and under any RUST_LOG that does not name it.
+    #[test]
+    fn kube_client_bodies_stay_out_of_the_log() {
+        use tracing::Level;
+        use tracing_subscriber::layer::SubscriberExt;
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        #[derive(Clone)]
+        struct Sink(Arc<std::sync::Mutex<Vec<String>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut l) = self.0.lock() {
+                    l.push(String::from_utf8_lossy(buf).into_owned());
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for (rust_log, body_logged) in [
+            (None, false),
+            (Some("debug"), false),
+            (Some("info,alicloud_rollouts=debug"), false),
+            (Some("info,kube_client=warn"), true),
+        ] {
+            lines.lock().map(|mut l| l.clear()).ok();
+            let sink = Sink(lines.clone());
+            let subscriber = tracing_subscriber::registry()
+                .with(log_filter(rust_log))
+                .with(tracing_subscriber::fmt::layer().with_writer(move || sink.clone()));
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::event!(target: "kube_client::client", Level::WARN, "BODY-TEXT");
+                tracing::event!(target: "alicloud_rollouts::controller", Level::WARN, "ours");
+            });
+            let all = lines.lock().map(|l| l.concat()).unwrap_or_default();
+            assert_eq!(
+                all.contains("BODY-TEXT"),
+                body_logged,
+                "{rust_log:?}: {all}"
+            );
+            assert!(all.contains("ours"), "{rust_log:?}: {all}");
+        }
+    }
 
     #[derive(Parser)]
     struct Cli {

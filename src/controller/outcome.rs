@@ -5,7 +5,7 @@
 use super::conditions::Desired;
 use super::plan::Requeue;
 use crate::crd::common::{
-    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY,
+    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CONDITION_STALLED,
 };
 
 /// Phases written to `status.phase` by the ESA kinds (an EAS rollout mirrors the cloud's
@@ -92,7 +92,7 @@ impl Outcome {
         o
     }
 
-    /// Ready, Progressing, Paused and Degraded, in that order.
+    /// Ready, Progressing, Paused, Degraded and Stalled, in that order.
     pub fn conditions(&self) -> Vec<Desired> {
         let msg = bounded_message(self.message.clone());
         let (paused_reason, paused_msg) = if self.paused {
@@ -121,7 +121,14 @@ impl Outcome {
                 msg,
             ),
             Desired::new(CONDITION_PAUSED, self.paused, paused_reason, paused_msg),
-            Desired::new(CONDITION_DEGRADED, degraded, degraded_reason, degraded_msg),
+            Desired::new(
+                CONDITION_DEGRADED,
+                degraded,
+                degraded_reason.clone(),
+                degraded_msg.clone(),
+            ),
+            // A person is needed: kstatus's Stalled.
+            Desired::new(CONDITION_STALLED, degraded, degraded_reason, degraded_msg),
         ]
     }
 }

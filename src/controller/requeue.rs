@@ -17,6 +17,20 @@ pub struct Timing {
     pub active: Duration,
     /// Once it has settled: completed, paused, waiting, failed (`--settled-poll`).
     pub settled: Duration,
+    /// How long the cloud has to show an accepted mutation before the same call is sent
+    /// again, once (`--mutation-grace`).
+    pub grace: Duration,
+    /// The first delay before looking again at a rollout that needs a person
+    /// (`--stalled-recheck`); it doubles per consecutive look, up to eight times.
+    pub recheck: Duration,
+}
+
+impl Timing {
+    /// The delay before the `attempt`-th (1-based) look at a rollout that needs a person.
+    pub fn recheck_after(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(3);
+        self.recheck.saturating_mul(1u32 << exp)
+    }
 }
 
 impl Timing {
@@ -58,6 +72,8 @@ mod tests {
     const T: Timing = Timing {
         active: Duration::from_secs(2),
         settled: Duration::from_secs(300),
+        grace: Duration::from_secs(30),
+        recheck: Duration::from_secs(180),
     };
 
     #[test]
@@ -78,6 +94,12 @@ mod tests {
         for (requeue, sent, want) in cases {
             assert_eq!(T.delay(requeue, sent), want, "{requeue:?} sent={sent}");
         }
+    }
+
+    #[test]
+    fn a_stalled_rollout_is_looked_at_again_less_and_less_often() {
+        let got: Vec<u64> = (1..=6).map(|n| T.recheck_after(n).as_secs()).collect();
+        assert_eq!(got, [180, 360, 720, 1440, 1440, 1440]);
     }
 
     #[test]

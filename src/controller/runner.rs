@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
+use super::intent::{self, Intent};
 use super::plan::{CloudAction, Input, Plan, ValidSpec};
 use super::requeue::jitter;
 use super::status::{self, RolloutObject, RolloutStatus};
@@ -114,9 +115,6 @@ pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Acti
             apply(obj.as_ref(), &cx).await
         };
         cx.metrics.observe(K::LABEL, started.elapsed());
-        if result.is_ok() {
-            cx.clear_failures(&key(obj.as_ref()));
-        }
         result
     }
     .instrument(span)
@@ -129,7 +127,10 @@ pub async fn apply<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     // The status as the API server has it, kept up to date with our own writes.
     let mut stored = obj.status().cloned();
     match converge(obj, cx, &mut stored).await {
-        Ok(action) => Ok(action),
+        Ok(action) => {
+            cx.clear_failures(&key(obj));
+            Ok(action)
+        }
         Err(err) => fail(obj, cx, stored.as_ref(), err).await,
     }
 }
@@ -164,16 +165,115 @@ async fn converge<K: Rollout>(
     if !plan.actions.is_empty() {
         record_ownership(obj, cx, stored, cloud_ref).await?;
     }
-    for action in &plan.actions {
-        let request_id = K::execute(&spec, cloud.as_ref(), action, &mut status).await?;
-        report_mutation(obj, cx, action, &request_id).await;
-        *status.shared().last_request_id = Some(request_id);
+    let run = execute::<K>(
+        obj,
+        cx,
+        &spec,
+        cloud.as_ref(),
+        &plan.actions,
+        stored.as_ref(),
+        &mut status,
+    )
+    .await?;
+    let (sent, held, stuck) = (run.sent, run.held, run.stuck);
+    if let Some(message) = &stuck {
+        cx.event(
+            obj,
+            EventType::Warning,
+            "MutationNotVisible",
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
+        status = status::degraded(
+            Some(&status),
+            obj.meta().generation,
+            "MutationNotVisible",
+            message,
+            None,
+            jiff::Timestamp::now(),
+        );
     }
     if stored.as_ref() != Some(&status) {
         cx.write_status(obj, &status).await?;
     }
-    let delay = cx.timing.delay(plan.requeue, !plan.actions.is_empty());
+    let requeue = if stuck.is_some() {
+        super::plan::Requeue::Settled
+    } else {
+        plan.requeue
+    };
+    let delay = cx.timing.delay(requeue, sent || held);
     Ok(Action::requeue(jitter(delay)))
+}
+
+/// What executing a plan's actions did.
+struct Executed {
+    sent: bool,
+    /// A mutation was held: the cloud has not shown it yet and its grace period runs.
+    held: bool,
+    /// Why a person is needed: a mutation sent twice that the cloud still does not show.
+    stuck: Option<String>,
+}
+
+/// Execute the plan's actions in order, one mutation per intent: each is sent unless the
+/// same call is in flight (see [`intent`]); the ones sent are reported and recorded in
+/// `status.mutationsInFlight`.
+async fn execute<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    spec: &K::Spec,
+    cloud: &dyn CloudApi,
+    actions: &[K::Action],
+    stored: Option<&K::Status>,
+    status: &mut K::Status,
+) -> Result<Executed, Error> {
+    let in_flight = stored
+        .map(|s| s.mutations_in_flight().to_vec())
+        .unwrap_or_default();
+    let mut now_in_flight = Vec::new();
+    let mut run = Executed {
+        sent: false,
+        held: false,
+        stuck: None,
+    };
+    for action in actions {
+        let (name, request) = (action.name(), action.describe());
+        let record = intent::find(&in_flight, name, &request);
+        let now = jiff::Timestamp::now();
+        let resent = match intent::decide(record, now, cx.timing.grace) {
+            Intent::Send => false,
+            Intent::Hold { .. } => {
+                now_in_flight.extend(record.cloned());
+                run.held = true;
+                continue;
+            }
+            Intent::Stuck { accepted_at } => {
+                now_in_flight.extend(record.cloned());
+                run.stuck = Some(format!(
+                    "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
+                     not show it; nothing more is sent until the cloud shows it or the spec changes"
+                ));
+                continue;
+            }
+            Intent::Resend { accepted_at } => {
+                let note = format!(
+                    "the cloud accepted {name} ({request}) at {accepted_at} but does not show it \
+                     after {:?}: sending it once more",
+                    cx.timing.grace
+                );
+                cx.event(obj, EventType::Warning, "MutationNotVisible", name, note)
+                    .await;
+                true
+            }
+        };
+        let request_id = K::execute(spec, cloud, action, status).await?;
+        report_mutation(obj, cx, action, &request_id).await;
+        *status.shared().last_request_id = Some(request_id);
+        now_in_flight.push(intent::accepted(name, &request, now, resent));
+        run.sent = true;
+    }
+    *status.shared().mutations_in_flight = now_in_flight;
+    Ok(run)
 }
 
 /// Write `status.cloudRef` before the first mutation of a cloud object, so that a
@@ -214,14 +314,19 @@ async fn report_mutation<K: Rollout>(obj: &K, cx: &Context, action: &K::Action, 
 /// other.
 async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     match obj.cleanup(cx).await {
-        Ok(()) => Ok(Action::await_change()),
+        Ok(()) => {
+            cx.clear_failures(&key(obj));
+            Ok(Action::await_change())
+        }
         Err(err) => fail(obj, cx, obj.status(), err).await,
     }
 }
 
-/// Report a failed reconcile: the failure metric, a Warning Event, and by the error's
-/// kind either Degraded and a wait (the spec must change, or a person must act) or an
-/// error for [`error_policy`] to back off on.
+/// Report a failed reconcile: the failure metric and a Warning Event; then by the error's
+/// kind: an invalid spec is Degraded and waits for a spec change; what needs a person
+/// elsewhere (a missing cloud object, a permission, credentials) is Degraded and Stalled
+/// and looked at again on a slow timer that status shows; anything else is an error for
+/// [`error_policy`] to back off on.
 async fn fail<K: Rollout>(
     obj: &K,
     cx: &Context,
@@ -237,33 +342,40 @@ async fn fail<K: Rollout>(
     tracing::warn!(error = %err, %reason, "reconcile failed");
     cx.event(obj, EventType::Warning, &reason, "Reconcile", note)
         .await;
-    if err.reaction() != Reaction::WaitForChange {
+    let reaction = err.reaction();
+    if !matches!(reaction, Reaction::WaitForChange | Reaction::NeedsPerson) {
         return Err(err);
     }
-    let degraded = status::degraded(
+    let now = jiff::Timestamp::now();
+    let (action, next_check, message) = if reaction == Reaction::NeedsPerson {
+        let delay = cx.next_recheck(&key(obj));
+        let at = jiff::SignedDuration::try_from(delay)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok())
+            .unwrap_or(now);
+        (
+            Action::requeue(delay),
+            Some(at.to_string()),
+            format!("{err}; a person is needed: looked at again at {at}"),
+        )
+    } else {
+        cx.clear_failures(&key(obj));
+        (Action::await_change(), None, err.to_string())
+    };
+    let mut degraded = status::degraded(
         stored,
         obj.meta().generation,
         &reason,
-        &err.to_string(),
+        &message,
         err.request_id(),
-        jiff::Timestamp::now(),
+        now,
     );
+    *degraded.shared().next_check_at = next_check;
     if let Err(e) = cx.write_status(obj, &degraded).await {
         tracing::warn!(error = %e, "could not write the Degraded status");
         return Err(e);
     }
-    cx.clear_failures(&key(obj));
-    Ok(after_terminal(&err, cx.timing.settled))
-}
-
-/// After a failure that waits for a change: the cloud rejected this exact input, so only a
-/// spec change (which the watch delivers) can help; an unreadable credentials Secret can
-/// be fixed without touching the spec, so that is looked at again at the slow interval.
-pub fn after_terminal(err: &Error, settled: std::time::Duration) -> Action {
-    match err {
-        Error::Credentials(_) => Action::requeue(jitter(settled)),
-        _ => Action::await_change(),
-    }
+    Ok(action)
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.
@@ -290,35 +402,4 @@ pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<Stri
             }
         })
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cloud::CloudError;
-    use std::time::Duration;
-
-    #[test]
-    fn terminal_cloud_errors_wait_for_a_change_and_credentials_are_rechecked_slowly() {
-        let settled = Duration::from_secs(300);
-        let refused = Error::cloud(
-            "RollbackEdgeContainerAppVersion",
-            CloudError::Api {
-                status: 400,
-                code: "InvalidParameter".into(),
-                message: "no".into(),
-                request_id: None,
-                retry_after: None,
-            },
-        );
-        assert_eq!(after_terminal(&refused, settled), Action::await_change());
-        assert_eq!(
-            after_terminal(&Error::InvalidSpec("x".into()), settled),
-            Action::await_change()
-        );
-        assert_ne!(
-            after_terminal(&Error::Credentials("x".into()), settled),
-            Action::await_change()
-        );
-    }
 }

@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::conditions::{Desired, merge};
 use super::outcome::{Outcome, PHASE_DEGRADED, bounded_message, condition_reason};
-use crate::crd::common::{CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY};
+use crate::crd::common::{
+    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, CONDITION_STALLED, MutationInFlight,
+};
 use crate::crd::{
     EasServiceRollout, EasServiceRolloutStatus, EsaContainerAppRollout,
     EsaContainerAppRolloutStatus, EsaRoutineRollout, EsaRoutineRolloutStatus, SecretRef,
@@ -24,6 +26,9 @@ pub struct Shared<'a> {
     pub last_request_id: &'a mut Option<String>,
     /// The cloud object this resource manages, recorded before its first mutation.
     pub cloud_ref: &'a mut Option<String>,
+    pub mutations_in_flight: &'a mut Vec<MutationInFlight>,
+    /// While a person is needed: when the cloud is looked at again.
+    pub next_check_at: &'a mut Option<String>,
 }
 
 /// A kind's status.
@@ -34,6 +39,7 @@ pub trait RolloutStatus:
     fn conditions(&self) -> &[Condition];
     fn cloud_ref(&self) -> Option<&str>;
     fn last_request_id(&self) -> Option<&str>;
+    fn mutations_in_flight(&self) -> &[MutationInFlight];
 }
 
 /// The parts of a kind's object the shared loop reads.
@@ -65,6 +71,8 @@ macro_rules! rollout_status {
                     message: &mut self.message,
                     last_request_id: &mut self.last_request_id,
                     cloud_ref: &mut self.cloud_ref,
+                    mutations_in_flight: &mut self.mutations_in_flight,
+                    next_check_at: &mut self.next_check_at,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -75,6 +83,9 @@ macro_rules! rollout_status {
             }
             fn last_request_id(&self) -> Option<&str> {
                 self.last_request_id.as_deref()
+            }
+            fn mutations_in_flight(&self) -> &[MutationInFlight] {
+                &self.mutations_in_flight
             }
         }
     )*};
@@ -132,7 +143,8 @@ pub fn degraded<S: RolloutStatus>(
                 reason.clone(),
                 message.clone(),
             ),
-            Desired::new(CONDITION_DEGRADED, true, reason, message.clone()),
+            Desired::new(CONDITION_DEGRADED, true, reason.clone(), message.clone()),
+            Desired::new(CONDITION_STALLED, true, reason, message.clone()),
         ],
         generation,
         now,
@@ -140,6 +152,7 @@ pub fn degraded<S: RolloutStatus>(
     *s.observed_generation = generation;
     *s.phase = Some(PHASE_DEGRADED.to_string());
     *s.message = Some(message);
+    *s.next_check_at = None;
     if let Some(id) = request_id {
         *s.last_request_id = Some(id.to_string());
     }

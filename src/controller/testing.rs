@@ -118,6 +118,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
+        Harness::with_grace(Duration::from_secs(30))
+    }
+
+    /// A harness whose cloud has `grace` to show an accepted mutation.
+    pub fn with_grace(grace: Duration) -> Self {
         let cloud = FakeCloud::new();
         let writes = Arc::new(RecordingWrites {
             cloud: cloud.clone(),
@@ -143,6 +148,8 @@ impl Harness {
             Timing {
                 active: Duration::from_secs(5),
                 settled: Duration::from_secs(300),
+                grace,
+                recheck: Duration::from_secs(60),
             },
             RetryPolicy {
                 base: Duration::from_secs(1),

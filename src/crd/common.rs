@@ -108,11 +108,64 @@ pub struct CanaryStep {
     pub pause: Option<String>,
 }
 
+/// A mutation the cloud accepted and has not shown yet in its reads: the same call is not
+/// sent again within the operator's grace period (`--mutation-grace`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutationInFlight {
+    /// The cloud action, e.g. `UpdateServiceRollout`.
+    #[schemars(length(max = 64))]
+    pub action: String,
+    /// What was sent, as its Event says it.
+    #[schemars(length(max = 1024))]
+    pub request: String,
+    /// When the cloud accepted it (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub accepted_at: String,
+    /// Whether it has been sent a second time already.
+    #[serde(default)]
+    pub resent: bool,
+}
+
 /// Standard condition types.
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_PROGRESSING: &str = "Progressing";
 pub const CONDITION_PAUSED: &str = "Paused";
 pub const CONDITION_DEGRADED: &str = "Degraded";
+/// kstatus's abnormal-true condition: the rollout cannot make progress without a person.
+pub const CONDITION_STALLED: &str = "Stalled";
 
 /// The condition list type used in every status (list map keyed by `type`).
 pub type Conditions = Vec<Condition>;
+
+/// Longest text the operator writes in a status field (ids, revisions, phases, splits).
+pub const MAX_STATUS_TEXT: u32 = 1024;
+/// Longest status or condition message (as for Kubernetes' own conditions).
+pub const MAX_STATUS_MESSAGE: u32 = 32768;
+/// Most conditions in a status.
+pub const MAX_CONDITIONS: u32 = 16;
+
+/// Schema of `status.conditions`: the standard condition list (a list map keyed by
+/// `type`), with the bounds Kubernetes' own condition type declares.
+pub fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Standard conditions (Ready, Progressing, Paused, Degraded), one per type.",
+        "type": "array",
+        "default": [],
+        "maxItems": MAX_CONDITIONS,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["lastTransitionTime", "message", "reason", "status", "type"],
+            "properties": {
+                "type": {"type": "string", "maxLength": 316, "description": "Condition type, e.g. Ready."},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "reason": {"type": "string", "maxLength": 1024, "description": "CamelCase reason of the last transition."},
+                "message": {"type": "string", "maxLength": MAX_STATUS_MESSAGE, "description": "Human-readable details."},
+                "lastTransitionTime": {"type": "string", "format": "date-time", "maxLength": 64},
+                "observedGeneration": {"type": "integer", "format": "int64"},
+            },
+        },
+    })
+}

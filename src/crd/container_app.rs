@@ -5,7 +5,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef, esa_region_schema};
+use super::common::{
+    CanaryStep, EsaEnv, EsaRegion, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef,
+    conditions_schema, esa_region_schema,
+};
 use super::validation::{MAX_STEPS, UTC_TIMESTAMP_PATTERN, immutable, rule, rule_at, steps_rules};
 
 /// Desired published version of one edge container app environment.
@@ -200,53 +203,75 @@ pub struct EsaContainerAppRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
     /// Summary: Progressing, Paused, Completed, RolledBack, Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub phase: Option<String>,
     /// publishing, published, rollbacking, rollbacked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub publish_status: Option<String>,
     /// undeploy, deploying, deployed, undeploying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub deploy_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub publishing_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub deployed_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub baseline_version: Option<String>,
     /// The version `rollback: true` returns to: the last baseline the cloud reported that
     /// was not `spec.versionId` (kept after a full release makes ours the baseline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub rollback_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_percentage: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_percentage: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub publish_type: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = 512), inner(length(max = MAX_STATUS_TEXT)))]
     pub regions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub step_started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_step_at: Option<String>,
     /// When the operator sent the current step's percentage after the step before it
     /// finished; cleared once the cloud shows it (RFC 3339). It tells an advance not yet
     /// seen from a move down to a step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub step_advanced_at: Option<String>,
+    /// While a person is needed (Stalled): when the operator looks at the cloud again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub next_check_at: Option<String>,
+    /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mutations_in_flight: Vec<super::common::MutationInFlight>,
     /// Cloud identity this resource manages, recorded before its first mutation
     /// ("region/appId/env").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_MESSAGE))]
     pub message: Option<String>,
 }

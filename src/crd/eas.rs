@@ -5,7 +5,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionPolicy, SecretRef};
+use super::common::{
+    DeletionPolicy, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef, conditions_schema,
+};
 use super::validation::{
     DURATION_PATTERN, INT_OR_PERCENT_PATTERN, POSITIVE_INT_OR_PERCENT_PATTERN, REGION_ID_PATTERN,
     immutable, rule,
@@ -114,10 +116,12 @@ pub struct EasServiceRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
-    /// EAS service config (JSON object). When it changes the operator pushes it with
-    /// UpdateService, which starts a new version rolled out under `strategy`.
+    /// EAS service config: the fields of the EAS service config reference, each bounded
+    /// (docs/custom-resources.md, Bounds). When it changes the operator pushes it with
+    /// UpdateService (merge), which starts a new version rolled out under `strategy`;
+    /// fields left out keep their value in the cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
+    #[schemars(schema_with = "service_config")]
     pub service_config: Option<serde_json::Value>,
 }
 
@@ -170,14 +174,13 @@ pub struct BatchStrategy {
     pub interval: Option<String>,
 }
 
-/// Schema of `serviceConfig`: any JSON object, kept as it is.
-fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "nullable": true,
-        "x-kubernetes-preserve-unknown-fields": true,
-        "description": "EAS service config (a JSON object, as for UpdateService). When it changes the operator pushes it with UpdateService, which starts a new version rolled out under `strategy`.",
-    })
+/// Schema of `serviceConfig`: the EAS service config, typed and bounded (see
+/// [`super::eas_config`]).
+fn service_config(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    match super::eas_config::service_config_schema() {
+        serde_json::Value::Object(map) => map.into(),
+        _ => schemars::Schema::default(),
+    }
 }
 
 fn default_batch_size() -> String {
@@ -191,39 +194,66 @@ pub struct EasServiceRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
     /// Cloud phase: Pending, Running, Paused, Completed or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub phase: Option<String>,
     /// Strategy the cloud reports, e.g. "partition=2" or "batch=25%/5m".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_strategy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_replicas: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_replicas: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub current_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub update_revision: Option<String>,
     /// When the cloud starts the next batch (as the cloud reports it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_batch_start_time: Option<String>,
     /// Hash of the last `serviceConfig` pushed with UpdateService.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub applied_service_config_hash: Option<String>,
+    /// The leaf paths (JSON pointers) of the `serviceConfig` last pushed: a field removed
+    /// from the spec later is removed from the service (sent as null in the merge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(max = MAX_STATUS_TEXT)))]
+    pub applied_service_config_keys: Vec<String>,
+    /// The rollout's revision when the current `serviceConfig` was pushed, until the cloud
+    /// reports another one: until then the rollout is not Ready, whatever its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub revision_before_push: Option<String>,
     /// The Paused flag last sent to the cloud (DescribeServiceRollout does not report it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_paused: Option<bool>,
+    /// While a person is needed (Stalled): when the operator looks at the cloud again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub next_check_at: Option<String>,
+    /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mutations_in_flight: Vec<super::common::MutationInFlight>,
     /// Cloud identity this resource manages, recorded before its first mutation
     /// ("region/serviceName").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,
     /// RequestId of the last cloud call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,
     /// Human-readable summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_MESSAGE))]
     pub message: Option<String>,
 }

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod container_app;
 pub mod eas;
+pub mod eas_config;
 pub mod routine;
 pub mod validation;
 

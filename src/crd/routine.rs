@@ -5,7 +5,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CanaryStep, EsaEnv, EsaRegion, SecretRef, esa_region_schema};
+use super::common::{
+    CanaryStep, EsaEnv, EsaRegion, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef,
+    conditions_schema, esa_region_schema,
+};
 use super::validation::{MAX_STEPS, immutable, rule, rule_at, steps_rules};
 
 /// Desired code-version split of one routine environment.
@@ -191,41 +194,58 @@ pub struct EsaRoutineRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
     /// Summary: Progressing, Paused, Completed, RolledBack, Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub phase: Option<String>,
     /// Index of the current canary step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<i32>,
     /// When the current step's split was first seen in the cloud (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub step_started_at: Option<String>,
     /// When the next step is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_step_at: Option<String>,
     /// When the operator sent the current step's percentage after the step before it
     /// finished; cleared once the cloud shows it (RFC 3339). It tells an advance not yet
     /// seen from a move down to a step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub step_advanced_at: Option<String>,
     /// The cloud's deployment id for this env.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub deployment_id: Option<String>,
     /// The split the cloud reports for this env.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub code_versions: Vec<CodeVersionWeight>,
     /// Split rendered for printing, e.g. "v2:10,v1:90".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub split: Option<String>,
+    /// While a person is needed (Stalled): when the operator looks at the cloud again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub next_check_at: Option<String>,
+    /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mutations_in_flight: Vec<super::common::MutationInFlight>,
     /// Cloud identity this resource manages, recorded before its first mutation
     /// ("region/routine/env").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_MESSAGE))]
     pub message: Option<String>,
 }

@@ -216,7 +216,7 @@ fn the_rules_the_cloud_enforces_are_in_the_schema() {
     assert_eq!(at(&eas, "paused")["default"], false);
     let config = at(&eas, "serviceConfig");
     assert_eq!(config["type"], "object");
-    assert_eq!(config["x-kubernetes-preserve-unknown-fields"], true);
+    assert_eq!(config["properties"]["containers"]["type"], "array");
 
     let routine = spec_schema("EsaRoutineRollout");
     assert!(has_message(&routine, "exactly one of codeVersions"));
@@ -316,38 +316,68 @@ fn walk(path: &str, node: &Value, visit: &mut dyn FnMut(&str, &Value)) {
     if node["items"].is_object() {
         walk(&format!("{path}[]"), &node["items"], visit);
     }
+    if node["additionalProperties"].is_object() {
+        walk(&format!("{path}{{}}"), &node["additionalProperties"], visit);
+    }
 }
 
-/// The API server refuses CEL rules whose worst-case cost is unbounded; bounding every
-/// string and list in the spec keeps the estimate small.
+fn status_schema(kind: &str) -> Value {
+    version(kind)["schema"]["openAPIV3Schema"]["properties"]["status"].clone()
+}
+
+/// The API server refuses CEL rules whose worst-case cost is unbounded, and an object
+/// must stay small and shallow enough to read: every string, list and map in the spec and
+/// the status is bounded, and every object has a fixed set of fields or is a bounded map.
 #[test]
-fn every_spec_string_and_list_is_bounded() {
+fn every_string_list_and_map_is_bounded() {
     for kind in KINDS {
         let mut unbounded = Vec::new();
-        walk("spec", &spec_schema(kind), &mut |path, node| {
-            let bounded = match node["type"].as_str() {
-                Some("string") => node["maxLength"].is_u64() || node["enum"].is_array(),
-                Some("array") => node["maxItems"].is_u64(),
-                _ => true,
-            };
-            if !bounded {
-                unbounded.push(path.to_string());
-            }
-        });
+        for (root, schema) in [("spec", spec_schema(kind)), ("status", status_schema(kind))] {
+            walk(root, &schema, &mut |path, node| {
+                let bounded = match node["type"].as_str() {
+                    Some("string") => node["maxLength"].is_u64() || node["enum"].is_array(),
+                    Some("array") => node["maxItems"].is_u64(),
+                    Some("object") => {
+                        node["properties"].is_object()
+                            || (node["additionalProperties"].is_object()
+                                && node["maxProperties"].is_u64())
+                    }
+                    _ => true,
+                };
+                if !bounded {
+                    unbounded.push(path.to_string());
+                }
+            });
+        }
         assert!(unbounded.is_empty(), "{kind}: unbounded {unbounded:?}");
     }
 }
 
-/// Only `serviceConfig` may keep fields the schema does not know; everything else is pruned.
+/// No field keeps what the schema does not describe (`serviceConfig` included): what is
+/// stored is what the schema bounds.
 #[test]
-fn only_service_config_preserves_unknown_fields() {
+fn no_field_preserves_unknown_fields() {
     for kind in KINDS {
-        walk("spec", &spec_schema(kind), &mut |path, node| {
-            if node["x-kubernetes-preserve-unknown-fields"] == true {
-                assert_eq!(path, "spec.serviceConfig", "{kind}");
-            }
-        });
+        for (root, schema) in [("spec", spec_schema(kind)), ("status", status_schema(kind))] {
+            walk(root, &schema, &mut |path, node| {
+                assert_ne!(
+                    node["x-kubernetes-preserve-unknown-fields"], true,
+                    "{kind} {path}"
+                );
+            });
+        }
     }
+}
+
+/// The service config keeps the shape of today's manifests and is typed below.
+#[test]
+fn service_config_is_typed() {
+    let config = at(&spec_schema("EasServiceRollout"), "serviceConfig");
+    assert_eq!(config["type"], "object");
+    for field in ["metadata", "containers", "storage", "cloud", "networking"] {
+        assert!(config["properties"][field].is_object(), "{field}");
+    }
+    assert_eq!(config["properties"]["containers"]["maxItems"], 4);
 }
 
 /// Every CEL message names what to fix, never an empty string.

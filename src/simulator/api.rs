@@ -3,12 +3,15 @@
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::clock::parse_iso_time;
 use super::eas::{self, EasService};
 use super::error::{ApiError, ApiResult};
 use super::esa::{self, App, Publish, Routine};
+use super::lag::{self, History, Lag};
 use super::seed::Seed;
 use crate::cloud::model::{Ack, GetEdgeContainerAppStatusResponse};
 
@@ -24,6 +27,72 @@ pub struct World {
     pub routines: BTreeMap<String, Routine>,
     pub apps: BTreeMap<String, App>,
     pub next_deployment_id: u64,
+    /// What the lagging read replica can still show (see [`lag`]).
+    #[serde(skip)]
+    pub history: Histories,
+}
+
+/// Per object, its states right after its recent mutations (same keys as [`World`]).
+#[derive(Debug, Default)]
+pub struct Histories {
+    pub services: BTreeMap<String, History<EasService>>,
+    pub routines: BTreeMap<String, History<Routine>>,
+    pub apps: BTreeMap<String, History<App>>,
+}
+
+/// The consistency in force for one request, and what it did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Consistency {
+    /// The lag this request sees (reads) or leaves behind (pauses).
+    pub lag: Lag,
+    /// How far back any read may look (the largest read lag configured): how much
+    /// history a mutation must keep.
+    pub keep: Duration,
+    /// Set when this request accepted a pause whose `Paused` phase is held back.
+    pub pause_delayed: bool,
+    /// Set when this read was answered from the lagging view.
+    pub read_lagged: bool,
+}
+
+impl Consistency {
+    /// The object as the read replica shows it: its state at `now - lag.read`, moved on
+    /// to that instant by `advance`; the live object when there is no read lag. Answers
+    /// the state and the instant it is as of.
+    fn view<'a, T: Clone>(
+        &mut self,
+        history: Option<&History<T>>,
+        live: &'a T,
+        now: Timestamp,
+        advance: impl FnOnce(&mut T, Timestamp),
+    ) -> (Cow<'a, T>, Timestamp) {
+        if self.lag.read.is_zero() {
+            return (Cow::Borrowed(live), now);
+        }
+        self.read_lagged = true;
+        let at = lag::before(now, self.lag.read);
+        let mut state = history
+            .and_then(|h| h.at(at))
+            .cloned()
+            .unwrap_or_else(|| live.clone());
+        advance(&mut state, at);
+        (Cow::Owned(state), at)
+    }
+}
+
+/// Remember `state` as the object `key` right after a mutation at `now`.
+fn record<T: Clone>(
+    histories: &mut BTreeMap<String, History<T>>,
+    key: &str,
+    state: &T,
+    now: Timestamp,
+    keep: Duration,
+) {
+    match histories.get_mut(key) {
+        Some(h) => h.record(now, state.clone(), keep),
+        None => {
+            histories.insert(key.to_string(), History::new(now, state.clone()));
+        }
+    }
 }
 
 impl World {
@@ -44,17 +113,20 @@ impl World {
                     s.name
                 )));
             }
-            self.services.insert(
-                format!("{}/{}", s.region, s.name),
-                EasService::new(
-                    &s.name,
-                    &s.region,
-                    s.replicas,
-                    s.rollout_enabled,
-                    s.config.clone(),
-                    now,
-                ),
+            let key = format!("{}/{}", s.region, s.name);
+            let svc = EasService::new(
+                &s.name,
+                &s.region,
+                s.replicas,
+                s.rollout_enabled,
+                s.config.clone(),
+                now,
             );
+            // A seed is no mutation: it reads at once, also in the past.
+            self.history
+                .services
+                .insert(key.clone(), History::new(now, svc.clone()));
+            self.services.insert(key, svc);
         }
         for r in &seed.routines {
             let mut routine = Routine::new(&r.name, &r.code_versions, now);
@@ -73,6 +145,9 @@ impl World {
                     )?;
                 }
             }
+            self.history
+                .routines
+                .insert(r.name.clone(), History::new(now, routine.clone()));
             self.routines.insert(r.name.clone(), routine);
         }
         for a in &seed.apps {
@@ -90,10 +165,11 @@ impl World {
                     a.id
                 )));
             }
-            self.apps.insert(
-                a.id.clone(),
-                App::new(&a.id, &a.versions, a.deployed.as_deref(), now),
-            );
+            let app = App::new(&a.id, &a.versions, a.deployed.as_deref(), now);
+            self.history
+                .apps
+                .insert(a.id.clone(), History::new(now, app.clone()));
+            self.apps.insert(a.id.clone(), app);
         }
         Ok(())
     }
@@ -228,7 +304,35 @@ fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}")))
 }
 
+/// Does `action` change state (and so leave a history entry behind)?
+fn mutates(action: &str) -> bool {
+    matches!(
+        action,
+        "UpdateService"
+            | "UpdateServiceVersion"
+            | "CreateServiceRollout"
+            | "UpdateServiceRollout"
+            | "DeleteServiceRollout"
+            | "CreateRoutineCodeDeployment"
+            | "PublishRoutineCodeVersion"
+            | "PublishEdgeContainerAppVersion"
+            | "RollbackEdgeContainerAppVersion"
+    )
+}
+
+/// The read actions answered from the lagging view.
+pub const LAGGING_READS: [&str; 4] = [
+    "DescribeServiceRollout",
+    "DescribeService",
+    "GetRoutine",
+    "GetEdgeContainerAppStatus",
+];
+
+/// The actions that accept a pause (and so can hold its `Paused` phase back).
+pub const PAUSING_ACTIONS: [&str; 2] = ["CreateServiceRollout", "UpdateServiceRollout"];
+
 /// One EAS (ROA) operation on service `region/service`.
+#[allow(clippy::too_many_arguments)]
 pub fn eas_action(
     world: &mut World,
     action: &str,
@@ -237,6 +341,7 @@ pub fn eas_action(
     req: &Request<'_>,
     now: Timestamp,
     scale: f64,
+    cx: &mut Consistency,
 ) -> ApiResult<Value> {
     let key = format!("{region}/{service}");
     let Some(svc) = world.services.get_mut(&key) else {
@@ -245,9 +350,45 @@ pub fn eas_action(
             format!("Service {service} is not found in region {region}."),
         ));
     };
+    let was_paused = svc.paused();
+    let answer = eas_operation(
+        svc,
+        world.history.services.get(&key),
+        action,
+        req,
+        now,
+        scale,
+        cx,
+    )?;
+    if mutates(action) {
+        if PAUSING_ACTIONS.contains(&action)
+            && !was_paused
+            && svc.paused()
+            && let Some(until) = lag::pause_visible_at(now, cx.lag.pause)
+        {
+            svc.pause_hidden_until = Some(until);
+            cx.pause_delayed = true;
+        }
+        record(&mut world.history.services, &key, svc, now, cx.keep);
+    }
+    Ok(answer)
+}
+
+fn eas_operation(
+    svc: &mut EasService,
+    history: Option<&History<EasService>>,
+    action: &str,
+    req: &Request<'_>,
+    now: Timestamp,
+    scale: f64,
+    cx: &mut Consistency,
+) -> ApiResult<Value> {
     let query = Params(req.query.to_vec());
     match action {
-        "DescribeService" => to_json(&svc.describe()),
+        "DescribeService" => {
+            let (view, _) = cx.view(history, svc, now, |s, at| s.advance(at, scale));
+            to_json(&view.describe())
+        }
         "UpdateService" => {
             let replace = match query
                 .opt("UpdateType")
@@ -294,7 +435,8 @@ pub fn eas_action(
             ack(Some(svc.update_rollout(&r, now, scale)?))
         }
         "DescribeServiceRollout" => {
-            let rollout = svc.describe_rollout()?;
+            let (view, at) = cx.view(history, svc, now, |s, at| s.advance(at, scale));
+            let rollout = view.describe_rollout_at(at)?;
             to_json(&crate::cloud::model::DescribeServiceRolloutResponse {
                 request_id: String::new(),
                 rollout: Some(rollout),
@@ -365,22 +507,26 @@ fn percentage(p: &Params) -> ApiResult<Option<i32>> {
     }
 }
 
+fn no_app(id: &str) -> ApiError {
+    ApiError::not_found(
+        "InvalidApp.NotFound",
+        format!("The app {id} does not exist."),
+    )
+}
+
 fn app_mut<'a>(world: &'a mut World, id: &str) -> ApiResult<&'a mut App> {
-    world.apps.get_mut(id).ok_or_else(|| {
-        ApiError::not_found(
-            "InvalidApp.NotFound",
-            format!("The app {id} does not exist."),
-        )
-    })
+    world.apps.get_mut(id).ok_or_else(|| no_app(id))
+}
+
+fn no_routine() -> ApiError {
+    ApiError::bad(
+        "RoutineNotExist",
+        "The routine name does not exist. Check the routine name and try again.",
+    )
 }
 
 fn routine_mut<'a>(world: &'a mut World, name: &str) -> ApiResult<&'a mut Routine> {
-    world.routines.get_mut(name).ok_or_else(|| {
-        ApiError::bad(
-            "RoutineNotExist",
-            "The routine name does not exist. Check the routine name and try again.",
-        )
-    })
+    world.routines.get_mut(name).ok_or_else(no_routine)
 }
 
 /// Add, to each object of the array `list`, fields the official SDKs parse but the shared
@@ -412,6 +558,33 @@ pub(crate) fn esa_dispatch(
     p: &Params,
     now: Timestamp,
     scale: f64,
+    cx: &mut Consistency,
+) -> ApiResult<Value> {
+    let answer = esa_operation(world, action, p, now, scale, cx)?;
+    if mutates(action) {
+        if let Some(name) = p.opt("Name")
+            && let Some(r) = world.routines.get(name)
+            && action.contains("Routine")
+        {
+            record(&mut world.history.routines, name, r, now, cx.keep);
+        }
+        if let Some(id) = p.opt("AppId")
+            && let Some(a) = world.apps.get(id)
+            && action.contains("EdgeContainerApp")
+        {
+            record(&mut world.history.apps, id, a, now, cx.keep);
+        }
+    }
+    Ok(answer)
+}
+
+fn esa_operation(
+    world: &mut World,
+    action: &str,
+    p: &Params,
+    now: Timestamp,
+    scale: f64,
+    cx: &mut Consistency,
 ) -> ApiResult<Value> {
     match action {
         "CreateRoutineCodeDeployment" => {
@@ -431,7 +604,9 @@ pub(crate) fn esa_dispatch(
         }
         "GetRoutine" => {
             let name = p.req("Name")?;
-            let mut v = to_json(&routine_mut(world, name)?.get())?;
+            let live = world.routines.get(name).ok_or_else(no_routine)?;
+            let (view, _) = cx.view(world.history.routines.get(name), live, now, |_, _| {});
+            let mut v = to_json(&view.get())?;
             if let Value::Object(m) = &mut v {
                 m.insert("HasAssets".into(), Value::Bool(false));
             }
@@ -533,10 +708,13 @@ pub(crate) fn esa_dispatch(
         "GetEdgeContainerAppStatus" => {
             let id = app_id(p)?;
             let env = publish_env(p)?;
-            let app = app_mut(world, &id)?;
+            let live = world.apps.get(&id).ok_or_else(|| no_app(&id))?;
+            let (view, _) = cx.view(world.history.apps.get(&id), live, now, |a, at| {
+                a.advance(at, scale)
+            });
             to_json(&GetEdgeContainerAppStatusResponse {
                 request_id: String::new(),
-                app_status: Some(app.status(&env)),
+                app_status: Some(view.status(&env)),
             })
         }
         "RollbackEdgeContainerAppVersion" => {

@@ -70,6 +70,8 @@ pub struct EasService {
     /// Steps taken toward the current target (0: Pending).
     pub steps: u64,
     pub failed: bool,
+    /// An accepted pause reads as the unpaused phase until then (`--pause-lag`).
+    pub pause_hidden_until: Option<Timestamp>,
     pub create_time: Timestamp,
     pub update_time: Timestamp,
 }
@@ -181,6 +183,7 @@ impl EasService {
             next_step_at: None,
             steps: 1,
             failed: false,
+            pause_hidden_until: None,
             create_time: now,
             update_time: now,
         }
@@ -223,7 +226,7 @@ impl EasService {
         scaled(d, scale)
     }
 
-    fn paused(&self) -> bool {
+    pub(crate) fn paused(&self) -> bool {
         self.rollout.as_ref().is_some_and(|r| r.paused)
     }
 
@@ -488,6 +491,7 @@ impl EasService {
     }
 
     fn resume(&mut self, now: Timestamp, scale: f64) {
+        self.pause_hidden_until = None;
         let remaining = self.rollout.as_mut().and_then(|r| {
             r.paused = false;
             r.paused_remaining.take()
@@ -553,9 +557,17 @@ impl EasService {
         })
     }
 
+    /// DescribeServiceRollout as the cloud's primary sees it (every pause visible).
     pub fn describe_rollout(&self) -> ApiResult<Rollout> {
+        self.describe_rollout_at(Timestamp::MAX)
+    }
+
+    /// DescribeServiceRollout at `at`: a pause still inside its `--pause-lag` window reads
+    /// as the phase the rollout would have without it.
+    pub fn describe_rollout_at(&self, at: Timestamp) -> ApiResult<Rollout> {
         let r = self.rollout_or_404()?;
-        let phase = if r.paused {
+        let paused = r.paused && !super::lag::hidden(at, self.pause_hidden_until);
+        let phase = if paused {
             "Paused"
         } else if self.failed {
             "Failed"
@@ -581,7 +593,7 @@ impl EasService {
                 }),
             },
         };
-        let next = match (&r.strategy, r.paused) {
+        let next = match (&r.strategy, paused) {
             (Strategy::Batch { .. }, false) => self.next_step_at.map(eas_time),
             _ => None,
         };
@@ -601,6 +613,7 @@ impl EasService {
     pub fn delete_rollout(&mut self, now: Timestamp, scale: f64) -> ApiResult<String> {
         self.rollout_or_404()?;
         self.rollout = None;
+        self.pause_hidden_until = None;
         // Whatever is in flight now finishes all at once.
         self.next_step_at = None;
         self.wake(now, scaled(ALL_AT_ONCE_DELAY, scale));

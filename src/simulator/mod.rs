@@ -12,6 +12,7 @@ pub mod clock;
 pub mod eas;
 pub mod error;
 pub mod esa;
+pub mod lag;
 pub mod seed;
 pub mod server;
 
@@ -29,7 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use seed::Seed;
-pub use server::{FaultKind, FaultSpec, Sim};
+pub use server::{FaultKind, FaultSpec, LagFaultSpec, LagKind, Sim};
 
 /// The access key accepted when none is configured.
 pub const DEFAULT_ACCESS_KEY_ID: &str = "testid";
@@ -56,6 +57,14 @@ pub struct SimulatorArgs {
     /// Load initial objects from a YAML or JSON seed file.
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
+    /// Eventual consistency: Describe/Get answers show each object as it was SECONDS ago
+    /// (on the simulator's clock, not divided by --time-scale). 0: read-after-write.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub read_lag: f64,
+    /// An accepted pause is reported as Running (the unpaused phase) by
+    /// DescribeServiceRollout for SECONDS before Paused shows (not divided by --time-scale).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub pause_lag: f64,
 }
 
 /// Everything needed to start a simulator in-process.
@@ -70,6 +79,11 @@ pub struct SimConfig {
     pub seed: Option<Seed>,
     /// Defaults to the wall clock.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Describe/Get answers show each object as it was this long ago, on `clock`
+    /// (not divided by `time_scale`); at most [`lag::MAX_LAG`]. Zero: read-after-write.
+    pub read_lag: std::time::Duration,
+    /// DescribeServiceRollout reports an accepted pause as the unpaused phase this long.
+    pub pause_lag: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -82,6 +96,8 @@ impl Default for SimConfig {
             demo: false,
             seed: None,
             clock: None,
+            read_lag: std::time::Duration::ZERO,
+            pause_lag: std::time::Duration::ZERO,
         }
     }
 }
@@ -100,6 +116,10 @@ impl SimConfig {
         if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
             anyhow::bail!("--time-scale must be a positive number");
         }
+        let read_lag =
+            lag::lag_from_secs(args.read_lag, "--read-lag").map_err(anyhow::Error::msg)?;
+        let pause_lag =
+            lag::lag_from_secs(args.pause_lag, "--pause-lag").map_err(anyhow::Error::msg)?;
         let seed = match &args.seed {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -119,6 +139,8 @@ impl SimConfig {
             demo: args.demo,
             seed,
             clock: None,
+            read_lag,
+            pause_lag,
         })
     }
 }
@@ -201,6 +223,10 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimulatorHandle> {
                 1.0
             },
             rate_limit: config.rate_limit,
+            lag: lag::Lag {
+                read: config.read_lag.min(lag::MAX_LAG),
+                pause: config.pause_lag.min(lag::MAX_LAG),
+            },
         },
     ));
     if config.demo {
@@ -302,10 +328,47 @@ pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
         time_scale = args.time_scale,
         rate_limit = args.rate_limit,
         demo = args.demo,
+        read_lag = args.read_lag,
+        pause_lag = args.pause_lag,
         "simulator listening (EAS, ESA, STS on one port; admin under /_sim/)"
     );
     shutdown_signal().await?;
     tracing::info!("simulator stopping");
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::time::Duration;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimulatorArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<SimConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("simulator").chain(args.iter().copied()))?;
+        SimConfig::from_args(&cli.sim)
+    }
+
+    #[test]
+    fn lag_flags_default_to_read_after_write_and_are_validated() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.read_lag, c.pause_lag), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(SimConfig::default().read_lag, Duration::ZERO);
+        let c = config(&["--read-lag", "2.5", "--pause-lag", "30"]).unwrap();
+        assert_eq!(c.read_lag, Duration::from_millis(2500));
+        assert_eq!(c.pause_lag, Duration::from_secs(30));
+        for bad in [
+            &["--read-lag", "-1"][..],
+            &["--pause-lag", "3601"],
+            &["--read-lag", "NaN"],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
+        }
+    }
 }

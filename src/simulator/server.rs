@@ -13,11 +13,13 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::api::{
-    self, EAS_VERSION, ESA_VERSION, Params, STS_VERSION, World, esa_action, rpc_params, to_json,
+    self, Consistency, EAS_VERSION, ESA_VERSION, LAGGING_READS, PAUSING_ACTIONS, Params,
+    STS_VERSION, World, esa_action, rpc_params, to_json,
 };
 use super::auth::{self, AuthState, SignedRequest, StsCredential};
 use super::clock::{Clock, add, iso_time, lock};
 use super::error::{ApiError, ApiResult};
+use super::lag::{Lag, lag_from_secs};
 use super::seed::Seed;
 use crate::cloud::model::ErrorBody;
 
@@ -105,6 +107,74 @@ pub struct Fault {
     pub fired: u64,
 }
 
+/// Which lag a consistency fault adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LagKind {
+    /// The read APIs answer with the state as of `lagSeconds` ago.
+    #[serde(rename = "readLag")]
+    Read,
+    /// An accepted pause reads as the unpaused phase for `lagSeconds`.
+    #[serde(rename = "pauseLag")]
+    Pause,
+}
+
+/// A consistency fault: more read or pause lag than the flags set, while it exists
+/// (see docs/simulator.md, "Eventual consistency").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LagFaultSpec {
+    /// `readLag`: one of the lagging reads; `pauseLag`: CreateServiceRollout or
+    /// UpdateServiceRollout; "*"/absent: all of them.
+    #[serde(default)]
+    pub action: Option<String>,
+    pub kind: LagKind,
+    pub lag_seconds: f64,
+}
+
+impl LagFaultSpec {
+    fn actions(&self) -> &'static [&'static str] {
+        match self.kind {
+            LagKind::Read => &LAGGING_READS,
+            LagKind::Pause => &PAUSING_ACTIONS,
+        }
+    }
+
+    fn validate(&self) -> ApiResult<Duration> {
+        if let Some(a) = self
+            .action
+            .as_deref()
+            .filter(|a| !a.is_empty() && *a != "*")
+            && !self.actions().contains(&a)
+        {
+            return Err(ApiError::invalid(format!(
+                "action {a:?} cannot lag this way; use one of {:?} or \"*\"",
+                self.actions()
+            )));
+        }
+        lag_from_secs(self.lag_seconds, "lagSeconds").map_err(ApiError::invalid)
+    }
+
+    fn applies_to(&self, action: &str) -> bool {
+        self.actions().contains(&action)
+            && match self.action.as_deref() {
+                None | Some("*") | Some("") => true,
+                Some(a) => a == action,
+            }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LagFault {
+    pub id: u64,
+    #[serde(flatten)]
+    pub spec: LagFaultSpec,
+    #[serde(skip)]
+    lag: Duration,
+    /// Reads it served from the lagging view / pauses it held back.
+    pub fired: u64,
+}
+
 /// What the faults decided for one request.
 #[derive(Debug, Default)]
 struct FaultOutcome {
@@ -122,6 +192,8 @@ pub struct Settings {
     pub time_scale: f64,
     /// Requests per second per action; 0 disables.
     pub rate_limit: u32,
+    /// Read and pause lag when no consistency fault adds more (`--read-lag`, `--pause-lag`).
+    pub lag: Lag,
 }
 
 /// Shared state behind the HTTP server.
@@ -132,6 +204,7 @@ pub struct Sim {
     pub world: Mutex<World>,
     auth: Mutex<AuthState>,
     faults: Mutex<(u64, Vec<Fault>)>,
+    lag_faults: Mutex<Vec<LagFault>>,
     calls: Mutex<BTreeMap<String, u64>>,
     limiter: Mutex<HashMap<String, (u64, u32)>>,
     origin: Instant,
@@ -290,6 +363,7 @@ impl Sim {
             world: Mutex::new(World::default()),
             auth: Mutex::new(AuthState::default()),
             faults: Mutex::new((0, Vec::new())),
+            lag_faults: Mutex::new(Vec::new()),
             calls: Mutex::new(BTreeMap::new()),
             limiter: Mutex::new(HashMap::new()),
             origin: Instant::now(),
@@ -320,8 +394,92 @@ impl Sim {
         Ok(id)
     }
 
+    /// Add a consistency fault (read or pause lag); same id sequence as [`Sim::add_fault`].
+    pub fn add_lag_fault(&self, spec: LagFaultSpec) -> ApiResult<u64> {
+        let lag = spec.validate()?;
+        let id = {
+            let mut f = lock(&self.faults);
+            f.0 += 1;
+            f.0
+        };
+        lock(&self.lag_faults).push(LagFault {
+            id,
+            spec,
+            lag,
+            fired: 0,
+        });
+        Ok(id)
+    }
+
     pub fn clear_faults(&self) {
         lock(&self.faults).1.clear();
+        lock(&self.lag_faults).clear();
+    }
+
+    /// Every fault, in the order added, as the admin API lists them.
+    fn list_faults(&self) -> ApiResult<Value> {
+        let mut all: Vec<(u64, Value)> = Vec::new();
+        for f in &lock(&self.faults).1 {
+            all.push((f.id, to_json(f)?));
+        }
+        for f in lock(&self.lag_faults).iter() {
+            all.push((f.id, to_json(f)?));
+        }
+        all.sort_by_key(|(id, _)| *id);
+        Ok(Value::Array(all.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    /// The lag in force for `action`: the flags', raised by matching consistency faults;
+    /// with the ids of the read and pause faults that applied.
+    fn consistency(&self, action: &str) -> (Consistency, Vec<u64>, Vec<u64>) {
+        let base = self.settings.lag;
+        let mut cx = Consistency {
+            lag: base,
+            keep: base.read,
+            ..Consistency::default()
+        };
+        let (mut reads, mut pauses) = (Vec::new(), Vec::new());
+        for f in lock(&self.lag_faults).iter() {
+            if f.spec.kind == LagKind::Read {
+                cx.keep = cx.keep.max(f.lag);
+            }
+            if !f.spec.applies_to(action) {
+                continue;
+            }
+            let (add, ids) = match f.spec.kind {
+                LagKind::Read => (
+                    Lag {
+                        read: f.lag,
+                        pause: Duration::ZERO,
+                    },
+                    &mut reads,
+                ),
+                LagKind::Pause => (
+                    Lag {
+                        read: Duration::ZERO,
+                        pause: f.lag,
+                    },
+                    &mut pauses,
+                ),
+            };
+            cx.lag = cx.lag.max(add);
+            ids.push(f.id);
+        }
+        (cx, reads, pauses)
+    }
+
+    /// Count what the consistency faults did for one request.
+    fn count_lag(&self, cx: &Consistency, reads: &[u64], pauses: &[u64]) {
+        let fired: Vec<u64> = match (cx.read_lagged, cx.pause_delayed) {
+            (true, _) => reads.to_vec(),
+            (_, true) => pauses.to_vec(),
+            _ => return,
+        };
+        for f in lock(&self.lag_faults).iter_mut() {
+            if fired.contains(&f.id) {
+                f.fired += 1;
+            }
+        }
     }
 
     /// The state after advancing it to now, as JSON.
@@ -568,28 +726,34 @@ impl Sim {
             auth::verify(&self.settings.keys, &mut a, &signed, now)?;
         }
         let scale = self.settings.time_scale;
-        let mut world = lock(&self.world);
-        world.advance(now, scale);
-        match route {
-            Route::Eas {
-                action,
-                region,
-                service,
-            } => api::eas_action(
-                &mut world,
-                action,
-                region,
-                service,
-                &req.operation(),
-                now,
-                scale,
-            ),
-            Route::Rpc(a) => {
-                let params = rpc_params(&req.operation())?;
-                api::esa_dispatch(&mut world, a, &params, now, scale)
+        let (mut cx, reads, pauses) = self.consistency(action);
+        let answer = {
+            let mut world = lock(&self.world);
+            world.advance(now, scale);
+            match route {
+                Route::Eas {
+                    action,
+                    region,
+                    service,
+                } => api::eas_action(
+                    &mut world,
+                    action,
+                    region,
+                    service,
+                    &req.operation(),
+                    now,
+                    scale,
+                    &mut cx,
+                ),
+                Route::Rpc(a) => {
+                    let params = rpc_params(&req.operation())?;
+                    api::esa_dispatch(&mut world, a, &params, now, scale, &mut cx)
+                }
+                Route::Unknown => Err(ApiError::not_found("InvalidAction.NotFound", "unknown")),
             }
-            Route::Unknown => Err(ApiError::not_found("InvalidAction.NotFound", "unknown")),
-        }
+        };
+        self.count_lag(&cx, &reads, &pauses);
+        answer
     }
 
     fn assume_role_with_oidc(&self, p: &Params, now: Timestamp) -> ApiResult<Value> {
@@ -648,6 +812,21 @@ impl Sim {
         Ok(body)
     }
 
+    /// `POST /_sim/faults`: a consistency fault (`kind` readLag/pauseLag) or another one.
+    fn add_fault_json(&self, body: &[u8]) -> ApiResult<u64> {
+        let bad = |e: serde_json::Error| ApiError::invalid(format!("bad fault: {e}"));
+        let value: Value = serde_json::from_slice(body).map_err(bad)?;
+        let is_lag = matches!(
+            value.get("kind").and_then(Value::as_str),
+            Some("readLag" | "pauseLag")
+        );
+        if is_lag {
+            self.add_lag_fault(serde_json::from_value(value).map_err(bad)?)
+        } else {
+            self.add_fault(serde_json::from_value(value).map_err(bad)?)
+        }
+    }
+
     fn admin(&self, req: &Incoming<'_>) -> (StatusCode, Value) {
         let result: ApiResult<Value> = match (req.method.as_str(), req.raw_path) {
             ("GET", "/_sim/state") => Ok(self.dump()),
@@ -666,11 +845,8 @@ impl Sim {
                 lock(&self.calls).clear();
                 Ok(json!({"ok": true}))
             }
-            ("GET", "/_sim/faults") => to_json(&lock(&self.faults).1),
-            ("POST", "/_sim/faults") => serde_json::from_slice::<FaultSpec>(req.body)
-                .map_err(|e| ApiError::invalid(format!("bad fault: {e}")))
-                .and_then(|f| self.add_fault(f))
-                .map(|id| json!({"id": id})),
+            ("GET", "/_sim/faults") => self.list_faults(),
+            ("POST", "/_sim/faults") => self.add_fault_json(req.body).map(|id| json!({"id": id})),
             ("DELETE", "/_sim/faults") => {
                 self.clear_faults();
                 Ok(json!({"ok": true}))

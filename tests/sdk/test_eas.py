@@ -365,3 +365,38 @@ def test_failing_image_ends_in_failed_phase(sim):
     s = wait_for(lambda: status(eas, name), lambda s: s.phase == "Failed",
                  timeout=sim.sim_seconds(25) * 3 + 5, what="phase Failed")
     assert s.current_revision != s.update_revision, to_plain(s)
+
+
+# ---------------------------------------------------------------- eventual consistency
+def test_lag_faults_hold_back_what_the_sdk_reads(faults):
+    """pauseLag: the pause is acknowledged and holds, DescribeServiceRollout says Running,
+    then Paused. readLag: DescribeService shows the previous version, then the new one.
+    The lags are wall seconds, not divided by the time scale."""
+    sim = faults
+    lag = 2.0
+    eas = sim.eas()
+    name, _ = seed_service(sim, replicas=8)
+    create_batch(eas, name, "1", "10s")
+    update_image(eas, name, f"registry.example/{name}:v2")
+    wait_for(lambda: status(eas, name), lambda s: s.updated_replicas >= 1,
+             timeout=sim.sim_seconds(2) * 3 + 5, what="first batch")
+
+    sim.add_fault(kind="pauseLag", lagSeconds=lag)
+    sent = time.monotonic()
+    assert_ack(set_paused(eas, name, True))
+    first = status(eas, name)
+    assert first.phase == "Running", to_plain(first)
+    paused = wait_for(lambda: status(eas, name), lambda s: s.phase == "Paused",
+                      timeout=lag + 10, what="phase Paused")
+    assert time.monotonic() - sent >= lag
+    assert paused.updated_replicas == first.updated_replicas < 8, (to_plain(first), to_plain(paused))
+
+    sim.add_fault(kind="readLag", action="DescribeService", lagSeconds=lag)
+    sent = time.monotonic()
+    update_image(eas, name, f"registry.example/{name}:v3")
+    assert describe(eas, name).latest_version == 2
+    wait_for(lambda: describe(eas, name), lambda d: d.latest_version == 3,
+             timeout=lag + 10, what="version 3 described")
+    assert time.monotonic() - sent >= lag
+    fired = {f["kind"]: f["fired"] for f in sim.admin("GET", "faults")}
+    assert fired["pauseLag"] == 1 and fired["readLag"] >= 1, fired

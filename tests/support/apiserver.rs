@@ -1,4 +1,5 @@
-//! The local real Kubernetes API server (scripts/local-apiserver.sh) for integration tests.
+//! The local real Kubernetes control plane (scripts/local-apiserver.sh) for integration
+//! tests.
 //!
 //! `up` is idempotent, so every test binary may call it; the first starts the server.
 
@@ -22,6 +23,37 @@ impl ApiServer {
         let mut cmd = Command::new(self.bin_dir.join("kubectl"));
         cmd.env("KUBECONFIG", &self.kubeconfig);
         cmd
+    }
+
+    /// Create the namespace `name` (it may exist already): the API server refuses objects
+    /// in a namespace that does not exist.
+    pub fn create_namespace(&self, name: &str) {
+        let out = self
+            .kubectl()
+            .args(["create", "namespace", name])
+            .output()
+            .expect("kubectl runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("AlreadyExists"),
+            "creating namespace {name}: {}{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// Start deleting the namespace `name` and everything in it (the controller-manager
+    /// finishes the job); does not wait.
+    pub fn delete_namespace(&self, name: &str) {
+        let _ = self
+            .kubectl()
+            .args([
+                "delete",
+                "namespace",
+                name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .output();
     }
 
     /// A kube client for this server.

@@ -95,6 +95,21 @@ where
     }
 }
 
+/// A lag in seconds from the environment variable `name`; zero when unset.
+fn lag_from_env(name: &str) -> Duration {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let secs: f64 = v
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?}: expected seconds"));
+            alicloud_rollouts::simulator::lag::lag_from_secs(secs, name)
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+        _ => Duration::ZERO,
+    }
+}
+
 /// An in-process simulator with its admin API.
 pub struct Sim {
     pub handle: SimulatorHandle,
@@ -109,15 +124,31 @@ impl Sim {
 
     /// Same, accepting only `keys` (id, secret) instead of the default test pair.
     pub async fn start_with_keys(seed: &str, time_scale: f64, keys: Vec<(String, String)>) -> Sim {
-        let seed = Seed::parse(seed).expect("test seed parses");
-        let handle = start(SimConfig {
-            time_scale,
-            seed: Some(seed),
-            access_keys: keys,
-            ..SimConfig::default()
-        })
+        Sim::start_with(
+            seed,
+            SimConfig {
+                time_scale,
+                access_keys: keys,
+                ..SimConfig::default()
+            },
+        )
         .await
-        .expect("simulator starts");
+    }
+
+    /// Start with `seed` and every other setting from `config` (e.g. `read_lag`,
+    /// `pause_lag`). Where `config` leaves a lag at zero, the environment variables
+    /// `ALICLOUD_ROLLOUTS_SIM_READ_LAG` / `ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG` (seconds) set
+    /// it, so a whole end-to-end run repeats against an eventually consistent cloud:
+    /// `ALICLOUD_ROLLOUTS_SIM_READ_LAG=3 ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG=5 cargo test --test e2e_eas`.
+    pub async fn start_with(seed: &str, mut config: SimConfig) -> Sim {
+        config.seed = Some(Seed::parse(seed).expect("test seed parses"));
+        if config.read_lag.is_zero() {
+            config.read_lag = lag_from_env("ALICLOUD_ROLLOUTS_SIM_READ_LAG");
+        }
+        if config.pause_lag.is_zero() {
+            config.pause_lag = lag_from_env("ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG");
+        }
+        let handle = start(config).await.expect("simulator starts");
         Sim {
             handle,
             http: reqwest::Client::new(),
@@ -155,6 +186,18 @@ impl Sim {
             .expect("state JSON")
     }
 
+    /// Add objects to the cloud (the seed-file shape), as another tool would create them.
+    pub async fn seed(&self, yaml: &str) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/seed", self.url()))
+            .body(yaml.to_string())
+            .send()
+            .await
+            .expect("sim admin answers");
+        assert!(r.status().is_success(), "seed rejected: {}", r.status());
+    }
+
     /// Add a fault (see notes/sim-api.md).
     pub async fn fault(&self, fault: Value) {
         let r = self
@@ -182,10 +225,62 @@ pub struct Operator {
     pub log: PathBuf,
     args: Vec<String>,
     kubeconfig: PathBuf,
+    /// Whether the operator gets the simulator's access key pair in its environment.
+    static_keys: bool,
 }
 
 impl Operator {
     pub fn start(api: &ApiServer, sim: &Sim, namespace: &str, kinds: &str) -> Operator {
+        Operator::start_with(api, sim, namespace, kinds, true)
+    }
+
+    /// Same, with no access keys in the operator's environment: only per-resource
+    /// credentials (`spec.credentialsSecretRef`) can work.
+    pub fn start_without_keys(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+    ) -> Operator {
+        Operator::start_with(api, sim, namespace, kinds, false)
+    }
+
+    /// Same as `start_without_keys`, but authenticated by `kubeconfig` (e.g. a
+    /// ServiceAccount's token) and with `extra` arguments.
+    pub fn start_as(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, false);
+        op.kubeconfig = kubeconfig.to_path_buf();
+        op.args.extend(extra.iter().map(|a| a.to_string()));
+        op.spawn();
+        op
+    }
+
+    fn start_with(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, static_keys);
+        op.spawn();
+        op
+    }
+
+    fn configure(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
         let dir = std::env::temp_dir().join("alicloud-rollouts-e2e");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("operator-{namespace}.log"));
@@ -203,6 +298,8 @@ impl Operator {
             "1s".into(),
             "--settled-poll".into(),
             "5s".into(),
+            "--stalled-recheck".into(),
+            "2s".into(),
             "--requeue-base".into(),
             "500ms".into(),
             "--requeue-max".into(),
@@ -210,14 +307,13 @@ impl Operator {
             "--listen".into(),
             "127.0.0.1:0".into(),
         ];
-        let mut op = Operator {
+        Operator {
             child: None,
             log,
             args,
             kubeconfig: api.kubeconfig.clone(),
-        };
-        op.spawn();
-        op
+            static_keys,
+        }
     }
 
     fn spawn(&mut self) {
@@ -227,11 +323,26 @@ impl Operator {
             .open(&self.log)
             .expect("operator log opens");
         let err = log.try_clone().expect("log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"));
+        if self.static_keys {
+            cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET);
+        } else {
+            use alicloud_rollouts::cloud::provider as p;
+            for var in [
+                p::ENV_ACCESS_KEY_ID,
+                p::ENV_ACCESS_KEY_SECRET,
+                p::ENV_SECURITY_TOKEN,
+                p::ENV_ROLE_ARN,
+                p::ENV_OIDC_PROVIDER_ARN,
+                p::ENV_OIDC_TOKEN_FILE,
+            ] {
+                cmd.env_remove(var);
+            }
+        }
+        let child = cmd
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET)
             .env("RUST_LOG", "info,alicloud_rollouts=debug")
             .stdin(Stdio::null())
             .stdout(log)
@@ -373,10 +484,12 @@ impl Kubectl {
     }
 }
 
-/// A unique namespace name for one test.
+/// A new namespace with a unique name for one test (created on the API server).
 pub fn namespace(test: &str) -> String {
     let suffix: u32 = rand::random::<u32>() % 1_000_000;
-    format!("e2e-{test}-{suffix}")
+    let name = format!("e2e-{test}-{suffix}");
+    cluster().create_namespace(&name);
+    name
 }
 
 /// `status.conditions[type]` of an object as (status, reason).
@@ -405,8 +518,22 @@ pub struct Env {
 
 impl Env {
     pub async fn start(test: &str, seed: &str, time_scale: f64, kinds: &str) -> Env {
+        Env::start_with(
+            test,
+            seed,
+            SimConfig {
+                time_scale,
+                ..SimConfig::default()
+            },
+            kinds,
+        )
+        .await
+    }
+
+    /// Same, with every simulator setting from `config` (e.g. its read lag).
+    pub async fn start_with(test: &str, seed: &str, config: SimConfig, kinds: &str) -> Env {
         let api = cluster();
-        let sim = Sim::start(seed, time_scale).await;
+        let sim = Sim::start_with(seed, config).await;
         let namespace = namespace(test);
         let operator = Operator::start(&api, &sim, &namespace, kinds);
         let kubectl = Kubectl::new(&api, &namespace);
@@ -448,5 +575,68 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+}
+
+/// The EAS CRD with a spec that accepts anything.
+pub fn permissive_crd() -> Value {
+    let mut crd = serde_json::to_value(
+        <alicloud_rollouts::crd::EasServiceRollout as kube::CustomResourceExt>::crd(),
+    )
+    .expect("CRD serializes");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
+        serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crd
+}
+
+pub fn apply_crd(env: &Env, manifest: &str) {
+    env.kubectl.apply(manifest);
+    let out = env
+        .api
+        .kubectl()
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/easservicerollouts.rollouts.alicloud.dev",
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "CRD not Established: {}", text(&out));
+}
+
+/// Retry `kubectl apply` of `manifest` until it succeeds (`want_ok`) or is refused.
+pub async fn until_apply(env: &Env, manifest: &str, want_ok: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut child = env
+            .api
+            .kubectl()
+            .args([
+                "-n",
+                &env.namespace,
+                "--request-timeout=30s",
+                "apply",
+                "--validate=false",
+                "-f",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), manifest.as_bytes())
+            .expect("manifest written");
+        let out = child.wait_with_output().expect("kubectl finishes");
+        if out.status.success() == want_ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "apply of the manifest: wanted success={want_ok}, got {}",
+            text(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

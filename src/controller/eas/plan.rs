@@ -83,15 +83,17 @@ pub fn plan(input: &EasInput<'_>) -> Plan<EasAction, EasServiceRolloutStatus> {
     let spec = input.spec;
     let prev = input.status;
     let rollout = input.observed.rollout.as_ref();
-    let (push, pushed_hash) = config_action(spec, prev, input.observed);
+    let config = config_action(spec, prev, input.observed);
     let actions: Vec<EasAction> = rollout_action(spec, rollout, prev)
         .into_iter()
-        .chain(push)
+        .chain(config.push.clone())
         .collect();
     let mut status = mirror(rollout);
     status.applied_paused = Some(spec.paused);
-    status.applied_service_config_hash = pushed_hash;
-    let outcome = outcome(spec, &actions, rollout, input.now);
+    status.applied_service_config_hash = config.hash.clone();
+    status.applied_service_config_keys = config.keys.clone();
+    status.revision_before_push = config.revision_before_push.clone();
+    let outcome = outcome(spec, &actions, rollout, &config, input.now);
     settle(&mut status, prev, &outcome, input.generation, input.now);
     Plan {
         actions,
@@ -129,28 +131,152 @@ fn rollout_action(
     (update != ServiceRolloutRequest::default()).then_some(EasAction::UpdateRollout(update))
 }
 
-/// The config push, if one is due, and the hash to record.
+/// What the planner decided about the service config, and what status records of it.
+struct ConfigPush {
+    push: Option<EasAction>,
+    /// Hash of the config last pushed (or found already applied).
+    hash: Option<String>,
+    /// The leaf paths of that config, so that a field removed from the spec later is
+    /// removed from the service too.
+    keys: Vec<String>,
+    /// The rollout's revision when the config was pushed, until the cloud reports another.
+    revision_before_push: Option<String>,
+    /// A push is due but waits for the rollout's revision.
+    deferred: bool,
+}
+
+/// The config push, if one is due. A push waits until the rollout exists and reports its
+/// revision, so that "the new version is out" can be told from the previous one's
+/// Completed (a revision is opaque: new means different from the one before the push).
 fn config_action(
     spec: &EasSpec,
     prev: Option<&EasServiceRolloutStatus>,
     observed: &Observed,
-) -> (Option<EasAction>, Option<String>) {
-    let recorded = prev.and_then(|p| p.applied_service_config_hash.clone());
-    let Some(config) = &spec.service_config else {
-        return (None, recorded);
+) -> ConfigPush {
+    let revision = observed
+        .rollout
+        .as_ref()
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.update_revision.clone());
+    let mut out = ConfigPush {
+        push: None,
+        hash: prev.and_then(|p| p.applied_service_config_hash.clone()),
+        keys: prev
+            .map(|p| p.applied_service_config_keys.clone())
+            .unwrap_or_default(),
+        // Kept until the cloud shows another revision (or while it shows none).
+        revision_before_push: prev
+            .and_then(|p| p.revision_before_push.clone())
+            .filter(|before| revision.as_ref().is_none_or(|r| r == before)),
+        deferred: false,
     };
-    if recorded.as_deref() == Some(config.hash.as_str()) {
-        return (None, recorded);
+    let Some(config) = &spec.service_config else {
+        return out;
+    };
+    if out.hash.as_deref() == Some(config.hash.as_str()) {
+        return out;
     }
-    let already = observed
+    let patch = removal_patch(&config.document, &out.keys);
+    let applied = observed
         .service_config
         .as_ref()
-        .is_some_and(|cloud| is_subset(&config.document, cloud));
-    let push = (!already).then(|| EasAction::UpdateService {
-        config: config.document.clone(),
-        hash: config.hash.clone(),
-    });
-    (push, Some(config.hash.clone()))
+        .is_some_and(|cloud| is_applied(&patch, cloud));
+    if !applied {
+        let Some(before) = revision else {
+            // Not yet: the rollout is created (or reports a revision) first.
+            out.deferred = true;
+            return out;
+        };
+        out.push = Some(EasAction::UpdateService {
+            config: patch,
+            hash: config.hash.clone(),
+        });
+        out.revision_before_push = Some(before);
+    }
+    out.hash = Some(config.hash.clone());
+    out.keys = leaf_paths(&config.document);
+    out
+}
+
+/// The JSON pointers of `doc`'s leaves: members whose value is not an object (an array is
+/// a leaf: a merge replaces it whole).
+pub fn leaf_paths(doc: &Value) -> Vec<String> {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, child) in map {
+                    let token = k.replace('~', "~0").replace('/', "~1");
+                    walk(child, &format!("{prefix}/{token}"), out);
+                }
+            }
+            _ if prefix.is_empty() => {}
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, "", &mut out);
+    out
+}
+
+/// `doc` as a merge patch that also removes what an earlier push set and `doc` no longer
+/// declares: each such leaf (`applied`, JSON pointers) is sent as `null`. Leaves under a
+/// member `doc` now sets to a non-object are left to that member's new value; members
+/// never pushed by the operator are left alone.
+pub fn removal_patch(doc: &Value, applied: &[String]) -> Value {
+    let mut patch = doc.clone();
+    for path in applied {
+        if doc.pointer(path).is_some() {
+            continue;
+        }
+        let tokens: Vec<String> = path
+            .split('/')
+            .skip(1)
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let Some((last, parents)) = tokens.split_last() else {
+            continue;
+        };
+        let mut at = &mut patch;
+        let mut blocked = false;
+        for t in parents {
+            let Value::Object(map) = at else {
+                blocked = true;
+                break;
+            };
+            at = map
+                .entry(t.clone())
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
+        if let (false, Value::Object(map)) = (blocked, at) {
+            map.insert(last.clone(), Value::Null);
+        }
+    }
+    patch
+}
+
+/// Has the cloud's config taken the merge patch `patch`: every value present and equal,
+/// every `null` member absent?
+pub fn is_applied(patch: &Value, cloud: &Value) -> bool {
+    match (patch, cloud) {
+        (Value::Object(p), Value::Object(c)) => p.iter().all(|(k, v)| match (v, c.get(k)) {
+            (Value::Null, None | Some(Value::Null)) => true,
+            (Value::Null, Some(_)) => false,
+            (_, Some(cv)) => is_applied(v, cv),
+            (_, None) => only_removals(v),
+        }),
+        (Value::Object(_), _) => only_removals(patch),
+        _ => is_subset(patch, cloud),
+    }
+}
+
+/// A patch value that only removes (nulls, or objects of nothing but removals): applied
+/// where the member is absent.
+fn only_removals(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(map) => map.values().all(only_removals),
+        _ => false,
+    }
 }
 
 /// The cloud's view of the rollout, as status shows it.
@@ -174,6 +300,7 @@ fn outcome(
     spec: &EasSpec,
     actions: &[EasAction],
     rollout: Option<&Rollout>,
+    config: &ConfigPush,
     now: Timestamp,
 ) -> Outcome {
     let cloud = rollout.and_then(|r| r.status.as_ref());
@@ -192,6 +319,24 @@ fn outcome(
         )
     } else if phase_name == EAS_PHASE_PAUSED || (spec.paused && phase_name != EAS_PHASE_COMPLETED) {
         Outcome::new(PHASE_PAUSED, format!("paused ({replicas})"))
+    } else if let Some(before) = &config.revision_before_push {
+        // What the cloud reports is still the version before the push: not this
+        // generation's target, whatever its phase.
+        Outcome::moving(
+            PHASE_PROGRESSING,
+            "WaitingForNewRevision",
+            format!(
+                "the service config was pushed; waiting for the cloud to start a new revision (it reports {before}, {replicas})"
+            ),
+        )
+    } else if spec.service_config.is_some()
+        && cloud.and_then(|s| s.update_revision.as_ref()).is_none()
+    {
+        Outcome::moving(
+            PHASE_PROGRESSING,
+            "WaitingForRevision",
+            "waiting for the rollout to report its revision before pushing the service config",
+        )
     } else if phase_name == EAS_PHASE_COMPLETED {
         Outcome::done(
             PHASE_COMPLETED,
@@ -694,16 +839,166 @@ mod tests {
     }
 
     #[test]
-    fn create_comes_before_the_config_push() {
+    fn the_config_push_waits_for_the_created_rollouts_revision() {
         let mut spec = spec_batch("1", None);
         spec.service_config = Some(json!({"containers": [{"image": "x:v2"}]}));
+        let cloud_config = Some(json!({"containers": [{"image": "x:v1"}]}));
         let obs = Observed {
-            service_config: Some(json!({"containers": [{"image": "x:v1"}]})),
+            service_config: cloud_config.clone(),
             ..observed(None)
         };
         let p = run(&spec, &Default::default(), &obs);
         let names: Vec<_> = p.actions.iter().map(EasAction::name).collect();
-        assert_eq!(names, ["CreateServiceRollout", "UpdateService"]);
+        assert_eq!(names, ["CreateServiceRollout"], "the push waits");
+        assert_eq!(p.status.applied_service_config_hash, None);
+        assert!(p.status.revision_before_push.is_none());
+        // The created rollout reports its revision: the push goes, recording it.
+        let obs = Observed {
+            service_config: cloud_config,
+            ..observed(Some(rollout(batch("1", None), "Completed", 4, 4)))
+        };
+        let p = run(&spec, &p.status, &obs);
+        let names: Vec<_> = p.actions.iter().map(EasAction::name).collect();
+        assert_eq!(names, ["UpdateService"]);
+        assert_eq!(p.status.revision_before_push.as_deref(), Some("svc-v1"));
+        assert_eq!(p.status.applied_service_config_keys, ["/containers"]);
+    }
+
+    /// Invariant: Ready for a generation only when the cloud shows that generation's target.
+    /// After a push, the previous version's Completed is not it.
+    #[test]
+    fn ready_only_once_the_pushed_version_is_out() {
+        let mut spec = spec_batch("1", None);
+        let config = json!({"containers": [{"image": "x:v2"}]});
+        spec.service_config = Some(config.clone());
+        let pushed = EasServiceRolloutStatus {
+            applied_paused: Some(false),
+            applied_service_config_hash: Some(config_hash(&config)),
+            applied_service_config_keys: vec!["/containers".into()],
+            revision_before_push: Some("svc-v1".into()),
+            ..Default::default()
+        };
+        // The cloud still reports the previous rollout, Completed (a lagging view).
+        let stale = run(
+            &spec,
+            &pushed,
+            &observed(Some(rollout(batch("1", None), "Completed", 4, 4))),
+        );
+        assert!(
+            stale.actions.is_empty(),
+            "not pushed again: {:?}",
+            stale.actions
+        );
+        assert_eq!(cond(&stale.status, "Ready").status, "False");
+        assert_eq!(
+            cond(&stale.status, "Progressing").reason,
+            "WaitingForNewRevision"
+        );
+        assert_eq!(stale.status.revision_before_push.as_deref(), Some("svc-v1"));
+        assert_eq!(stale.requeue, Requeue::Active);
+        // The new revision shows up: the record goes, the rollout is followed as usual.
+        let moving = run(
+            &spec,
+            &stale.status,
+            &observed(Some(rollout(batch("1", None), "Running", 1, 4))),
+        );
+        assert_eq!(moving.status.revision_before_push, None);
+        assert_eq!(cond(&moving.status, "Ready").status, "False");
+        let mut done = rollout(batch("1", None), "Completed", 4, 4);
+        if let Some(st) = done.status.as_mut() {
+            st.current_revision = Some("svc-v2".into());
+            st.update_revision = Some("svc-v2".into());
+        }
+        let done = run(&spec, &moving.status, &observed(Some(done)));
+        assert_eq!(cond(&done.status, "Ready").status, "True");
+    }
+
+    /// Invariant: the operator pushes the declared config, removals included.
+    #[test]
+    fn a_field_removed_from_the_spec_is_removed_from_the_service() {
+        let before =
+            json!({"containers": [{"image": "x:v1"}], "metadata": {"instance": 2, "gpu": 1}});
+        let after = json!({"containers": [{"image": "x:v1"}], "metadata": {"instance": 2}});
+        let mut spec = spec_batch("1", None);
+        spec.service_config = Some(after.clone());
+        let prev = EasServiceRolloutStatus {
+            applied_paused: Some(false),
+            applied_service_config_hash: Some(config_hash(&before)),
+            applied_service_config_keys: leaf_paths(&before),
+            ..Default::default()
+        };
+        let cloud = Rollout {
+            ..rollout(batch("1", None), "Completed", 4, 4)
+        };
+        // The cloud has the old config plus a field set in the console.
+        let mut in_cloud = before.clone();
+        in_cloud["metadata"]["cpu"] = json!(8);
+        let obs = Observed {
+            service_config: Some(in_cloud),
+            ..observed(Some(cloud.clone()))
+        };
+        let p = run(&spec, &prev, &obs);
+        let want =
+            json!({"containers": [{"image": "x:v1"}], "metadata": {"instance": 2, "gpu": null}});
+        assert_eq!(
+            p.actions,
+            vec![EasAction::UpdateService {
+                config: want,
+                hash: config_hash(&after)
+            }],
+            "the removal is sent; the console's field is left alone"
+        );
+        assert!(
+            !p.status
+                .applied_service_config_keys
+                .contains(&"/metadata/gpu".to_string())
+        );
+        // Pushed but the status write was lost: the cloud already shows it, nothing is sent.
+        let obs = Observed {
+            service_config: Some(
+                json!({"containers": [{"image": "x:v1"}], "metadata": {"instance": 2, "cpu": 8}}),
+            ),
+            ..observed(Some(cloud))
+        };
+        let p = run(&spec, &prev, &obs);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(
+            p.status.applied_service_config_hash,
+            Some(config_hash(&after))
+        );
+    }
+
+    #[test]
+    fn removal_patches() {
+        let doc = json!({"a": {"b": 1}, "c": [1], "e/f": 2});
+        let mut paths = leaf_paths(&doc);
+        paths.sort();
+        assert_eq!(paths, ["/a/b", "/c", "/e~1f"]);
+        let applied = vec![
+            "/a/b".into(),
+            "/a/x".into(),
+            "/c".into(),
+            "/gone/deep".into(),
+            "/e~1f".into(),
+        ];
+        assert_eq!(
+            removal_patch(&json!({"a": {"b": 1}, "c": [2]}), &applied),
+            json!({"a": {"b": 1, "x": null}, "c": [2], "gone": {"deep": null}, "e/f": null})
+        );
+        // A member that is now a value takes that value; nothing under it is nulled.
+        assert_eq!(
+            removal_patch(&json!({"a": 5}), &["/a/b".to_string()]),
+            json!({"a": 5})
+        );
+        assert!(is_applied(
+            &json!({"a": {"x": null}, "b": 1}),
+            &json!({"a": {}, "b": 1.0})
+        ));
+        assert!(!is_applied(
+            &json!({"a": {"x": null}}),
+            &json!({"a": {"x": 1}})
+        ));
+        assert!(is_applied(&json!({"gone": {"deep": null}}), &json!({})));
     }
 
     #[test]

@@ -109,15 +109,16 @@ async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
         "0",
         json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
     );
-    // Write 1 (ownership) succeeds, write 2 (after the mutations) fails.
-    h.writes.fail_status_write(2);
-    let err = apply(&obj, &h.cx)
+    // Writes 1 (ownership) and 2 succeed with the create; write 3, after the push, fails.
+    h.writes.fail_status_write(3);
+    apply(&obj, &h.cx).await.expect("created");
+    let err = apply(&h.reread(&obj), &h.cx)
         .await
         .expect_err("the status write failed");
     assert!(err.to_string().contains("injected"), "{err}");
     assert_eq!(h.mutations(), ["CreateServiceRollout", "UpdateService"]);
-    // The next reconcile sees only the ownership record; it reads the cloud and neither
-    // repeats nor undoes what was done.
+    // The next reconcile sees the status from before the push; it reads the cloud and
+    // neither repeats nor undoes what was done.
     let again = h.reread(&obj);
     assert_eq!(
         again
@@ -229,4 +230,94 @@ async fn the_target_of_a_resource_cannot_move() {
             .contains("cannot change"),
         "{status}"
     );
+}
+
+/// The cloud acknowledged a pause but its reads still say Running (a lagging view).
+fn pretend_running(h: &Harness) {
+    let mut r = h.cloud.rollout(REGION, SERVICE).expect("rollout");
+    if let Some(st) = r.status.as_mut() {
+        st.phase = Some("Running".into());
+    }
+    h.cloud.set_rollout(REGION, SERVICE, r);
+}
+
+#[tokio::test]
+async fn an_accepted_pause_is_not_resent_while_the_cloud_catches_up() {
+    let h = seeded();
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("created");
+    let mut paused = h.reread(&obj);
+    paused.spec.paused = true;
+    apply(&paused, &h.cx).await.expect("paused");
+    assert_eq!(
+        h.mutations(),
+        ["CreateServiceRollout", "UpdateServiceRollout"]
+    );
+    for _ in 0..5 {
+        pretend_running(&h);
+        apply(&h.reread(&paused), &h.cx).await.expect("held");
+    }
+    assert_eq!(
+        h.mutations(),
+        ["CreateServiceRollout", "UpdateServiceRollout"],
+        "one mutation per intent within the grace period"
+    );
+    let status = h.writes.last_status().expect("status");
+    assert_eq!(
+        status["mutationsInFlight"][0]["action"],
+        "UpdateServiceRollout"
+    );
+    // Once the cloud shows it, nothing is in flight.
+    let mut r = h.cloud.rollout(REGION, SERVICE).expect("rollout");
+    if let Some(st) = r.status.as_mut() {
+        st.phase = Some("Paused".into());
+    }
+    h.cloud.set_rollout(REGION, SERVICE, r);
+    apply(&h.reread(&paused), &h.cx).await.expect("settled");
+    let status = h.writes.last_status().expect("status");
+    assert!(status.get("mutationsInFlight").is_none(), "{status}");
+}
+
+#[tokio::test]
+async fn after_the_grace_period_a_mutation_is_resent_once_then_a_person_is_needed() {
+    let h = Harness::with_grace(std::time::Duration::ZERO);
+    h.cloud
+        .set_service_config(REGION, SERVICE, json!({"metadata": {"instance": 4}}));
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("created");
+    let mut paused = h.reread(&obj);
+    paused.spec.paused = true;
+    apply(&paused, &h.cx).await.expect("paused");
+    pretend_running(&h);
+    apply(&h.reread(&paused), &h.cx).await.expect("resent");
+    let warnings: Vec<_> = h
+        .writes
+        .events()
+        .into_iter()
+        .filter(|e| e.0 == EventType::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, "MutationNotVisible");
+    for _ in 0..3 {
+        pretend_running(&h);
+        let action = apply(&h.reread(&paused), &h.cx).await.expect("stuck");
+        assert_ne!(action, Action::await_change(), "looked at again later");
+    }
+    assert_eq!(
+        h.mutations(),
+        [
+            "CreateServiceRollout",
+            "UpdateServiceRollout",
+            "UpdateServiceRollout"
+        ],
+        "sent once more, never again"
+    );
+    let status = h.writes.last_status().expect("status");
+    assert_eq!(status["phase"], "Degraded", "{status}");
+    let degraded = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(degraded["reason"], "MutationNotVisible");
 }

@@ -99,9 +99,15 @@ async fn a_failed_status_write_after_a_deployment_does_not_repeat_it() {
 }
 
 #[tokio::test]
-async fn a_missing_routine_degrades_without_a_mutation() {
+async fn a_missing_routine_needs_a_person_and_is_looked_at_again_until_it_exists() {
     let h = Harness::new();
-    apply(&canary(), &h.cx).await.expect("reported");
+    let obj = canary();
+    let action = apply(&obj, &h.cx).await.expect("reported");
+    assert_ne!(
+        action,
+        kube::runtime::controller::Action::await_change(),
+        "not found is looked at again without a spec change"
+    );
     assert!(h.mutations().is_empty());
     let status = h.writes.last_status().expect("status");
     assert_eq!(status["phase"], "Degraded");
@@ -110,6 +116,28 @@ async fn a_missing_routine_degrades_without_a_mutation() {
         Value::Null,
         "nothing was changed, nothing is owned"
     );
+    let stalled = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Stalled"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(stalled["status"], "True", "{status}");
+    assert_eq!(stalled["reason"], "RoutineNotExist", "{status}");
+    assert!(status["nextCheckAt"].is_string(), "{status}");
+    // The routine appears (created by another tool): the next look deploys, with no
+    // spec change, and the Stalled condition and the next check go.
+    h.cloud
+        .set_routine(REGION, "edge-fn", GetRoutineResponse::default());
+    apply(&h.reread(&obj), &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["CreateRoutineCodeDeployment"]);
+    let status = h.writes.last_status().expect("status");
+    assert!(status.get("nextCheckAt").is_none(), "{status}");
+    let stalled = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Stalled"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(stalled["status"], "False", "{status}");
 }
 
 #[tokio::test]
