@@ -53,6 +53,7 @@ impl Env {
             ClientConfig {
                 eas_endpoint: Some(sim.endpoint()),
                 esa_endpoint: Some(sim.base_url()),
+                sts_endpoint: Some(sim.base_url()),
                 call_timeout: Duration::from_secs(5),
                 call_deadline: Duration::from_secs(10),
                 max_retries: 3,
@@ -800,4 +801,32 @@ async fn eas_batch_rollout_on_a_time_scaled_clock() {
     assert_eq!(done.current_revision, done.update_revision);
     assert!(seen.contains(&4), "went through the 50% batch: {seen:?}");
     sim.shutdown().await;
+}
+
+/// STS GetCallerIdentity, signed like every other call: each key pair the simulator accepts
+/// is an account of its own (the same on every run), and the account is what the client
+/// remembers per access key.
+#[tokio::test]
+async fn caller_identity_names_the_account_of_the_credentials() {
+    let env = Env::start().await;
+    let c = &env.client;
+    let account = c.caller_account().await.expect("GetCallerIdentity answers");
+    assert_eq!(account.len(), 16, "{account}");
+    assert!(account.bytes().all(|b| b.is_ascii_digit()), "{account}");
+    assert_eq!(account, env.sim.sim().account_of_key(DEFAULT_ACCESS_KEY_ID));
+    // Asked again: remembered, no second call.
+    let before = env.sim.sim().calls().get("GetCallerIdentity").copied();
+    assert_eq!(before, Some(1));
+    assert_eq!(c.caller_account().await.unwrap(), account);
+    assert_eq!(
+        env.sim.sim().calls().get("GetCallerIdentity").copied(),
+        Some(1)
+    );
+    // Another key pair is another account; a key the cloud does not know is refused as
+    // elsewhere (the answer is remembered per key id: a key id belongs to one account).
+    assert_ne!(env.sim.sim().account_of_key("someone-else"), account);
+    let unknown = c.with_credentials(Credentials::new("nobody", "x"));
+    let e = unknown.caller_account().await.unwrap_err();
+    assert_eq!(e.code(), "InvalidAccessKeyId.NotFound");
+    env.sim.shutdown().await;
 }

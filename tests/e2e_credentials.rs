@@ -149,6 +149,7 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
     let cloud = CloudClient::new(
         ClientConfig {
             eas_endpoint: Some(sim.url()),
+            sts_endpoint: Some(sim.url()),
             ..ClientConfig::default()
         },
         Arc::new(NoCredentials),

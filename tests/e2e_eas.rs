@@ -398,25 +398,26 @@ async fn deletion_policy_delete_removes_the_cloud_rollout_and_retain_keeps_it() 
         },
     )
     .await;
-    env.kubectl.apply(&manifest(
-        "gone-first",
-        "qwen_chat_prod",
-        "cn-shanghai",
-        "Delete",
-    ));
-    env.wait_obj(
-        "Ready",
-        "easservicerollout/gone-first",
-        Duration::from_secs(30),
-        |o| {
-            (condition(o, "Ready").map(|c| c.0).as_deref() == Some("True"))
-                .then_some(())
-                .ok_or_else(|| "not ready".into())
+    // Someone removes the cloud rollout behind the operator's back (two resources can no
+    // longer share one service: issue 8, 1g).
+    let outside = alicloud_rollouts::cloud::CloudClient::new(
+        alicloud_rollouts::cloud::ClientConfig {
+            eas_endpoint: Some(env.sim.url()),
+            ..Default::default()
         },
+        std::sync::Arc::new(alicloud_rollouts::cloud::StaticProvider(
+            alicloud_rollouts::cloud::Credentials::new(
+                support::e2e::SIM_KEY_ID,
+                support::e2e::SIM_KEY_SECRET,
+            ),
+        )),
     )
-    .await;
-    env.kubectl
-        .must(&["delete", "easservicerollout/gone-first", "--timeout=30s"]);
+    .expect("a client");
+    use alicloud_rollouts::cloud::CloudApi as _;
+    outside
+        .delete_service_rollout("cn-shanghai", "qwen_chat_prod")
+        .await
+        .expect("deleted outside the operator");
     assert!(service(&env.sim.state().await, "cn-shanghai/qwen_chat_prod")["rollout"].is_null());
     env.kubectl
         .must(&["delete", "easservicerollout/gone-twice", "--timeout=30s"]);

@@ -22,6 +22,12 @@ pub trait CloudApi: Send + Sync {
     /// credentials, e.g. those from a resource's Secret.
     fn with_credentials(&self, credentials: Credentials) -> Arc<dyn CloudApi>;
 
+    // ------------------------------------------------------------ STS
+    /// The account these credentials belong to (STS GetCallerIdentity's `AccountId`),
+    /// looked up once per access key and then remembered: a resource's status records it,
+    /// and credentials that come to belong to another account stop every change.
+    async fn caller_account(&self) -> CloudResult<String>;
+
     // ------------------------------------------------------------ EAS
     async fn create_service_rollout(
         &self,

@@ -28,6 +28,9 @@ struct Shared {
     config: ClientConfig,
     eas_override: Option<Endpoint>,
     esa_override: Option<Endpoint>,
+    sts_override: Option<Endpoint>,
+    /// Access key id -> account, from GetCallerIdentity (bounded: see `caller_account`).
+    accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
     limits: RateLimits,
     metrics: Metrics,
 }
@@ -94,6 +97,7 @@ impl CloudClient {
         let parse = |v: &Option<String>| v.as_deref().map(Endpoint::parse).transpose();
         let eas_override = parse(&config.eas_endpoint)?;
         let esa_override = parse(&config.esa_endpoint)?;
+        let sts_override = parse(&config.sts_endpoint)?;
         Ok(CloudClient {
             shared: Arc::new(Shared {
                 http: http_client()?,
@@ -101,6 +105,8 @@ impl CloudClient {
                 config,
                 eas_override,
                 esa_override,
+                sts_override,
+                accounts: Default::default(),
                 metrics,
             }),
             credentials,
@@ -130,6 +136,7 @@ impl CloudClient {
         let o = match product {
             Product::Eas => &self.shared.eas_override,
             Product::Esa => &self.shared.esa_override,
+            Product::Sts => &self.shared.sts_override,
         };
         match o {
             Some(e) => Ok(e.clone()),
@@ -311,6 +318,39 @@ impl CloudClient {
 impl CloudApi for CloudClient {
     fn with_credentials(&self, credentials: Credentials) -> Arc<dyn CloudApi> {
         Arc::new(self.with_static_credentials(credentials))
+    }
+
+    async fn caller_account(&self) -> CloudResult<String> {
+        /// More distinct keys than this (RRSA rotates its key id) start the memory afresh.
+        const REMEMBERED: usize = 1024;
+        let key = self.credentials.credentials().await?.access_key_id;
+        let known = |s: &Shared| {
+            s.accounts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(account) = known(&self.shared) {
+            return Ok(account);
+        }
+        let identity: CallerIdentity = self.call("", requests::get_caller_identity()?).await?;
+        let account = identity.account_id.trim().to_string();
+        if account.is_empty() {
+            return Err(CloudError::Decode(
+                "GetCallerIdentity answered no AccountId".into(),
+            ));
+        }
+        let mut accounts = self
+            .shared
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if accounts.len() >= REMEMBERED {
+            accounts.clear();
+        }
+        accounts.insert(key, account.clone());
+        Ok(account)
     }
 
     async fn create_service_rollout(

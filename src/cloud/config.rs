@@ -14,7 +14,8 @@ pub struct ClientConfig {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_ESA_ENDPOINT")]
     pub esa_endpoint: Option<String>,
 
-    /// STS endpoint for RRSA token exchange (wins over ALIBABA_CLOUD_STS_ENDPOINT).
+    /// STS endpoint: RRSA token exchange (wins over ALIBABA_CLOUD_STS_ENDPOINT) and
+    /// GetCallerIdentity (default `sts.aliyuncs.com`).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_STS_ENDPOINT")]
     pub sts_endpoint: Option<String>,
 

@@ -2,11 +2,13 @@
 
 use super::error::CloudError;
 
-/// One of the two products this client speaks (plus STS for RRSA).
+/// The products this client speaks: EAS and ESA, and STS (GetCallerIdentity, to know
+/// which account a resource's credentials belong to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Product {
     Eas,
     Esa,
+    Sts,
 }
 
 impl Product {
@@ -14,6 +16,7 @@ impl Product {
         match self {
             Product::Eas => "eas",
             Product::Esa => "esa",
+            Product::Sts => "sts",
         }
     }
 
@@ -22,6 +25,7 @@ impl Product {
         match self {
             Product::Eas => "2021-07-01",
             Product::Esa => "2024-09-10",
+            Product::Sts => "2015-04-01",
         }
     }
 }
@@ -109,6 +113,10 @@ pub fn validate_region(region: &str) -> Result<(), CloudError> {
 
 /// The documented endpoint of `product` in `region`.
 pub fn default_endpoint(product: Product, region: &str, vpc: bool) -> Result<Endpoint, CloudError> {
+    if product == Product::Sts {
+        // STS answers GetCallerIdentity the same everywhere: the global endpoint.
+        return default_sts_endpoint(None, vpc);
+    }
     validate_region(region)?;
     match product {
         Product::Eas => Ok(Endpoint::https(if vpc {
@@ -128,6 +136,7 @@ pub fn default_endpoint(product: Product, region: &str, vpc: bool) -> Result<End
                 format!("esa.{region}.aliyuncs.com")
             }))
         }
+        Product::Sts => default_sts_endpoint(None, vpc),
     }
 }
 

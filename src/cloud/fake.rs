@@ -101,6 +101,9 @@ use super::request::requests;
 /// The access key id of calls made through [`FakeCloud::new`]'s handle.
 pub const DEFAULT_ACCESS_KEY_ID: &str = "fake-default";
 
+/// The account of every access key not given another with [`FakeCloud::set_account`].
+pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
+
 /// Replicas of a service whose config does not say (`metadata.instance`).
 pub const DEFAULT_REPLICAS: i64 = 4;
 
@@ -160,6 +163,9 @@ struct State {
     fail_after: BTreeMap<String, VecDeque<CloudError>>,
     requests: u64,
     deployments: u64,
+    /// Access key id -> account, for GetCallerIdentity ([`FakeCloud::set_account`]).
+    accounts: BTreeMap<String, String>,
+    identity_lookups: u64,
 }
 
 /// The in-memory cloud. See the [module documentation](self) for what each call does.
@@ -251,6 +257,20 @@ impl FakeCloud {
     /// The access key id this handle's calls are logged with.
     pub fn access_key_id(&self) -> &str {
         &self.access_key_id
+    }
+
+    /// Make `access_key_id` belong to `account` (every key belongs to
+    /// [`DEFAULT_ACCOUNT`] until said otherwise).
+    pub fn set_account(&self, access_key_id: &str, account: &str) {
+        self.lock()
+            .accounts
+            .insert(access_key_id.to_string(), account.to_string());
+    }
+
+    /// How many times GetCallerIdentity was asked (it is not in [`FakeCloud::calls`]: it
+    /// reads nothing of the cloud's objects).
+    pub fn identity_lookups(&self) -> u64 {
+        self.lock().identity_lookups
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -590,6 +610,16 @@ impl CloudApi for FakeCloud {
             state: self.state.clone(),
             access_key_id: credentials.access_key_id,
         })
+    }
+
+    async fn caller_account(&self) -> CloudResult<String> {
+        let mut state = self.lock();
+        state.identity_lookups += 1;
+        Ok(state
+            .accounts
+            .get(&self.access_key_id)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string()))
     }
 
     async fn create_service_rollout(

@@ -31,6 +31,30 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+// ---------------------------------------------------------------- STS
+
+/// STS `GetCallerIdentity`: who the credentials of a call belong to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct CallerIdentity {
+    #[serde(default)]
+    pub request_id: String,
+    /// The Alibaba Cloud account the caller belongs to (every kind of caller has one).
+    #[serde(default)]
+    pub account_id: String,
+    /// `Account`, `RAMUser` or `AssumedRoleUser`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+}
+
 // ---------------------------------------------------------------- EAS (ROA)
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -447,6 +447,13 @@ pub mod requests {
         p.build("RollbackEdgeContainerAppVersion", Method::POST)
     }
 
+    /// STS GetCallerIdentity: no parameters; signed like every other call.
+    pub fn get_caller_identity() -> CloudResult<ApiRequest> {
+        let mut req = Rpc::default().build("GetCallerIdentity", Method::POST)?;
+        req.product = Product::Sts;
+        Ok(req)
+    }
+
     pub fn list_edge_container_app_versions(
         r: &ListEdgeContainerAppVersionsRequest,
     ) -> CloudResult<ApiRequest> {

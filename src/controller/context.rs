@@ -163,6 +163,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub timing: Timing,
     pub retry: RetryPolicy,
+    /// Which resource owns which cloud object.
+    pub owners: super::owners::Owners,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -184,6 +186,7 @@ impl Context {
             metrics,
             timing,
             retry,
+            owners: Default::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

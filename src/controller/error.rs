@@ -21,6 +21,30 @@ pub enum Error {
     /// The resource's credentials Secret could not be used.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The resource's credentials now belong to another account than the one whose object
+    /// it manages: nothing is changed there until a person sets the credentials back (or
+    /// replaces the resource).
+    #[error(
+        "this resource manages {object} in account {recorded}, but its credentials now belong to account {now}; \
+         nothing is changed in account {now}: restore the credentials of account {recorded}, or delete this \
+         resource and create a new one for account {now}"
+    )]
+    AccountChanged {
+        object: String,
+        recorded: String,
+        now: String,
+    },
+    /// Another resource in the cluster already manages the cloud object this one names.
+    #[error(
+        "{object} is already managed by {kind} {owner}; this resource makes no call for it: delete one of \
+         the two, or point this one at another object"
+    )]
+    AlreadyManaged {
+        kind: String,
+        object: String,
+        /// namespace/name of the owner.
+        owner: String,
+    },
     /// A Kubernetes API call failed (status write, finalizer patch...).
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
@@ -59,7 +83,9 @@ impl Error {
                 ErrorKind::Throttled => Reaction::RetryThrottled,
             },
             Error::InvalidSpec(_) => Reaction::WaitForChange,
-            Error::Credentials(_) => Reaction::NeedsPerson,
+            Error::Credentials(_) | Error::AccountChanged { .. } | Error::AlreadyManaged { .. } => {
+                Reaction::NeedsPerson
+            }
             Error::Kube(_) | Error::Finalizer(_) => Reaction::Retry,
         }
     }
@@ -70,6 +96,8 @@ impl Error {
             Error::Cloud { source, .. } => source.code().to_string(),
             Error::InvalidSpec(_) => "InvalidSpec".into(),
             Error::Credentials(_) => "CredentialsUnavailable".into(),
+            Error::AccountChanged { .. } => "AccountChanged".into(),
+            Error::AlreadyManaged { .. } => "AlreadyManaged".into(),
             Error::Kube(_) => "KubernetesApi".into(),
             Error::Finalizer(_) => "Finalizer".into(),
         }

@@ -12,6 +12,7 @@ pub mod intent;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
+pub mod owners;
 pub mod plan;
 pub mod requeue;
 pub mod routine;

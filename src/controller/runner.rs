@@ -152,6 +152,7 @@ async fn converge<K: Rollout>(
     }
     let namespace = obj.namespace().unwrap_or_default();
     let cloud = cx.cloud_for(&namespace, obj.credentials()).await?;
+    let account = check_owner(obj, cx, stored.as_ref(), &cloud_ref, cloud.as_ref()).await?;
     let observed = K::read(&spec, stored.as_ref(), cloud.as_ref()).await?;
     let plan = K::plan(&Input {
         spec: &spec,
@@ -162,8 +163,9 @@ async fn converge<K: Rollout>(
     });
     let mut status = plan.status;
     *status.shared().cloud_ref = Some(cloud_ref.clone());
+    *status.shared().cloud_account = Some(account.clone());
     if !plan.actions.is_empty() {
-        record_ownership(obj, cx, stored, cloud_ref).await?;
+        record_ownership(obj, cx, stored, cloud_ref, account).await?;
     }
     let run = execute::<K>(
         obj,
@@ -276,20 +278,66 @@ async fn execute<K: Rollout>(
     Ok(run)
 }
 
-/// Write `status.cloudRef` before the first mutation of a cloud object, so that a
-/// resource always knows what it may have changed (cleanup acts on it, and the target of
-/// a resource cannot move).
+/// Whose object this is, before anything is read of it: the account the credentials
+/// belong to (GetCallerIdentity, remembered per access key) must be the one recorded with
+/// the object, and no other resource in the cluster may own the object in that account.
+/// Returns the account. A status recorded before accounts were (an upgrade) adopts the
+/// current one.
+pub async fn check_owner<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: Option<&K::Status>,
+    cloud_ref: &str,
+    cloud: &dyn CloudApi,
+) -> Result<String, Error> {
+    let account = cloud
+        .caller_account()
+        .await
+        .map_err(|e| Error::cloud("GetCallerIdentity", e))?;
+    match stored.and_then(|s| s.cloud_account()) {
+        Some(recorded) if recorded != account => {
+            return Err(Error::AccountChanged {
+                object: cloud_ref.to_string(),
+                recorded: recorded.to_string(),
+                now: account,
+            });
+        }
+        None if stored.and_then(|s| s.cloud_ref()).is_some() => {
+            tracing::info!(%cloud_ref, %account, "recording the account of a cloud object recorded without one");
+        }
+        _ => {}
+    }
+    let me = super::owners::Entry::of(obj);
+    cx.owners
+        .claim(K::LABEL, cloud_ref, &account, &me, true)
+        .await
+        .map_err(|owner| Error::AlreadyManaged {
+            kind: K::kind(&()).to_string(),
+            object: cloud_ref.to_string(),
+            owner,
+        })?;
+    Ok(account)
+}
+
+/// Write `status.cloudRef` and `status.cloudAccount` before the first mutation of a cloud
+/// object, so that a resource always knows what it may have changed (cleanup acts on it,
+/// the target of a resource cannot move, and credentials of another account change
+/// nothing).
 async fn record_ownership<K: Rollout>(
     obj: &K,
     cx: &Context,
     stored: &mut Option<K::Status>,
     cloud_ref: String,
+    account: String,
 ) -> Result<(), Error> {
-    if stored.as_ref().and_then(|s| s.cloud_ref()) == Some(cloud_ref.as_str()) {
+    if stored.as_ref().and_then(|s| s.cloud_ref()) == Some(cloud_ref.as_str())
+        && stored.as_ref().and_then(|s| s.cloud_account()) == Some(account.as_str())
+    {
         return Ok(());
     }
     let mut owned = stored.clone().unwrap_or_default();
     *owned.shared().cloud_ref = Some(cloud_ref);
+    *owned.shared().cloud_account = Some(account);
     cx.write_status(obj, &owned).await?;
     *stored = Some(owned);
     Ok(())
@@ -315,6 +363,7 @@ async fn report_mutation<K: Rollout>(obj: &K, cx: &Context, action: &K::Action, 
 async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     match obj.cleanup(cx).await {
         Ok(()) => {
+            cx.owners.release(&obj.uid().unwrap_or_default());
             cx.clear_failures(&key(obj));
             Ok(Action::await_change())
         }
@@ -388,6 +437,7 @@ pub fn error_policy<K: Rollout>(obj: Arc<K>, err: &Error, cx: Arc<Context>) -> A
 /// Run the controller for `K` until shutdown.
 pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<String>) {
     let (reader, stream) = super::watch::watch::<K>(cx.clone(), namespace.as_deref());
+    cx.owners.register(K::LABEL, reader.clone());
     tracing::info!(
         kind = K::LABEL,
         namespace = namespace.as_deref().unwrap_or("<all>"),

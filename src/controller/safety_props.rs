@@ -400,7 +400,7 @@ mod app_model {
     use crate::cloud::model::wire::{
         PUBLISH_STATUS_PUBLISHED, PUBLISH_STATUS_PUBLISHING, PUBLISH_STATUS_ROLLBACKED,
     };
-    use crate::controller::container_app::plan::{AppAction, plan};
+    use crate::controller::container_app::plan::{AppAction, Observed, plan};
     use crate::controller::container_app::spec::fixtures::spec;
     use crate::controller::container_app::spec::validate;
     use crate::crd::container_app::{
@@ -554,7 +554,17 @@ mod app_model {
         fn reconcile(&mut self, stale: bool, lose_write: bool) -> Result<(), TestCaseError> {
             let spec = validate(&self.spec).map_err(TestCaseError::fail)?;
             let view = if stale { &self.before } else { &self.cloud }.clone();
-            let observed = Some(view.app_status());
+            // The other environment serves the baseline, so a rollback moves nothing there.
+            let other = Cloud {
+                version: BASELINE.into(),
+                state: PUBLISH_STATUS_PUBLISHED,
+                publish: 100,
+                expect: 100,
+            };
+            let observed = Observed {
+                app: Some(view.app_status()),
+                other_env: Some(other.app_status()),
+            };
             let p = plan(&Input {
                 spec: &spec,
                 generation: Some(self.generation),

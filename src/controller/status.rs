@@ -26,6 +26,8 @@ pub struct Shared<'a> {
     pub last_request_id: &'a mut Option<String>,
     /// The cloud object this resource manages, recorded before its first mutation.
     pub cloud_ref: &'a mut Option<String>,
+    /// The account of that object, recorded with it.
+    pub cloud_account: &'a mut Option<String>,
     pub mutations_in_flight: &'a mut Vec<MutationInFlight>,
     /// While a person is needed: when the cloud is looked at again.
     pub next_check_at: &'a mut Option<String>,
@@ -38,6 +40,7 @@ pub trait RolloutStatus:
     fn shared(&mut self) -> Shared<'_>;
     fn conditions(&self) -> &[Condition];
     fn cloud_ref(&self) -> Option<&str>;
+    fn cloud_account(&self) -> Option<&str>;
     fn last_request_id(&self) -> Option<&str>;
     fn mutations_in_flight(&self) -> &[MutationInFlight];
 }
@@ -71,6 +74,7 @@ macro_rules! rollout_status {
                     message: &mut self.message,
                     last_request_id: &mut self.last_request_id,
                     cloud_ref: &mut self.cloud_ref,
+                    cloud_account: &mut self.cloud_account,
                     mutations_in_flight: &mut self.mutations_in_flight,
                     next_check_at: &mut self.next_check_at,
                 }
@@ -80,6 +84,9 @@ macro_rules! rollout_status {
             }
             fn cloud_ref(&self) -> Option<&str> {
                 self.cloud_ref.as_deref()
+            }
+            fn cloud_account(&self) -> Option<&str> {
+                self.cloud_account.as_deref()
             }
             fn last_request_id(&self) -> Option<&str> {
                 self.last_request_id.as_deref()

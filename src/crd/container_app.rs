@@ -94,6 +94,11 @@ use super::validation::{MAX_STEPS, UTC_TIMESTAMP_PATTERN, immutable, rule, rule_
         ".fullRelease",
     ),
     rule_at(
+        "!has(self.rollbackPercentage) || self.rollback",
+        "rollbackPercentage only applies with rollback: true: set rollback or remove rollbackPercentage",
+        ".rollbackPercentage",
+    ),
+    rule_at(
         "!has(self.promotedStep)",
         "promotedStep was replaced by promotion, which names the version it approves: remove promotedStep and set promotion: {versionId: <versionId>, step: <index>}",
         ".promotedStep",
@@ -179,6 +184,11 @@ pub struct EsaContainerAppRolloutSpec {
     /// Roll the version back (RollbackEdgeContainerAppVersion).
     #[serde(default)]
     pub rollback: bool,
+    /// With `rollback`: leave the version returned to on this share of traffic, 1-100
+    /// (`UsedPercent` with `Percentage`); without it, on all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub rollback_percentage: Option<i32>,
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
@@ -268,6 +278,12 @@ pub struct EsaContainerAppRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,
+    /// The Alibaba Cloud account that object belongs to (STS GetCallerIdentity of the
+    /// credentials in use), recorded with `cloudRef`; credentials that come to belong to
+    /// another account make no change there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub cloud_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,

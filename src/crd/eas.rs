@@ -248,6 +248,12 @@ pub struct EasServiceRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,
+    /// The Alibaba Cloud account that object belongs to (STS GetCallerIdentity of the
+    /// credentials in use), recorded with `cloudRef`; credentials that come to belong to
+    /// another account make no change there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub cloud_account: Option<String>,
     /// RequestId of the last cloud call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]

@@ -242,6 +242,12 @@ pub struct EsaRoutineRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub cloud_ref: Option<String>,
+    /// The Alibaba Cloud account that object belongs to (STS GetCallerIdentity of the
+    /// credentials in use), recorded with `cloudRef`; credentials that come to belong to
+    /// another account make no change there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub cloud_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub last_request_id: Option<String>,

@@ -266,6 +266,12 @@ fn the_rules_the_cloud_enforces_are_in_the_schema() {
     assert!(has_message(&app, "promotion.step must be the index"));
     assert!(has_message(&app, "promotedStep was replaced by promotion"));
     assert_eq!(at(&app, "promotion.versionId")["maxLength"], 64);
+    assert!(has_message(
+        &app,
+        "rollbackPercentage only applies with rollback"
+    ));
+    assert_eq!(at(&app, "rollbackPercentage")["minimum"], 1.0);
+    assert_eq!(at(&app, "rollbackPercentage")["maximum"], 100.0);
     assert!(has_message(&at(&app, "versionId"), "starting with ver-"));
     assert!(has_message(&at(&app, "startTime"), "ending in Z"));
     assert!(has_message(&at(&app, "steps"), "strictly increasing"));

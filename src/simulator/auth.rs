@@ -19,6 +19,8 @@ pub struct StsCredential {
     pub secret: String,
     pub token: String,
     pub expires: Timestamp,
+    /// The account of the role assumed (from its ARN, `acs:ram::<account>:role/...`).
+    pub account: String,
 }
 
 impl std::fmt::Debug for StsCredential {
@@ -27,6 +29,7 @@ impl std::fmt::Debug for StsCredential {
             .field("secret", &"<redacted>")
             .field("token", &"<redacted>")
             .field("expires", &self.expires)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -238,6 +241,23 @@ pub fn verify(
     }
     state.nonces.insert(nonce.to_string(), now);
     Ok(parsed.access_key_id)
+}
+
+/// The account a static access key belongs to: 16 digits derived from the key id, so
+/// that each key pair the simulator accepts is its own account, the same on every run.
+pub fn account_of_key(access_key_id: &str) -> String {
+    let digest = sign::sha256_hex(access_key_id.as_bytes());
+    let n = u64::from_str_radix(&digest[..15], 16).unwrap_or(0) % 1_000_000_000_000_000;
+    format!("1{n:015}")
+}
+
+/// The account of a key that [`verify`] accepted: its own for a configured key, the
+/// assumed role's for STS credentials.
+pub fn account_of(state: &AuthState, access_key_id: &str) -> String {
+    match state.sts.get(access_key_id) {
+        Some(c) => c.account.clone(),
+        None => account_of_key(access_key_id),
+    }
 }
 
 /// Random hex of `n` bytes.

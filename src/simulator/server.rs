@@ -201,7 +201,11 @@ pub struct Settings {
 pub struct Sim {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
-    pub world: Mutex<World>,
+    /// One cloud per account: a key pair sees only its own account's objects.
+    worlds: Mutex<BTreeMap<String, World>>,
+    /// Every seed loaded, applied to each account (a new one too), so the same names
+    /// exist in every account.
+    seeds: Mutex<Vec<Seed>>,
     auth: Mutex<AuthState>,
     faults: Mutex<(u64, Vec<Fault>)>,
     lag_faults: Mutex<Vec<LagFault>>,
@@ -252,10 +256,15 @@ impl Route {
     fn action(&self) -> &str {
         match self {
             Route::Eas { action, .. } => action,
-            Route::Rpc(a) if a == "AssumeRoleWithOIDC" || esa_action(a) => a,
+            Route::Rpc(a) if sts_action(a) || esa_action(a) => a,
             Route::Rpc(_) | Route::Unknown => "Unknown",
         }
     }
+}
+
+/// STS actions the simulator serves.
+fn sts_action(a: &str) -> bool {
+    a == "AssumeRoleWithOIDC" || a == "GetCallerIdentity"
 }
 
 fn decode(s: &str) -> String {
@@ -357,10 +366,16 @@ fn with_request_id(mut v: Value, request_id: &str) -> Value {
 
 impl Sim {
     pub fn new(clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let worlds = settings
+            .keys
+            .keys()
+            .map(|id| (auth::account_of_key(id), World::default()))
+            .collect();
         Sim {
             clock,
             settings,
-            world: Mutex::new(World::default()),
+            worlds: Mutex::new(worlds),
+            seeds: Mutex::new(Vec::new()),
             auth: Mutex::new(AuthState::default()),
             faults: Mutex::new((0, Vec::new())),
             lag_faults: Mutex::new(Vec::new()),
@@ -376,9 +391,50 @@ impl Sim {
 
     pub fn seed(&self, seed: &Seed) -> ApiResult<()> {
         let now = self.now();
-        let mut w = lock(&self.world);
+        let mut worlds = lock(&self.worlds);
+        for w in worlds.values_mut() {
+            w.advance(now, self.settings.time_scale);
+            w.apply_seed(seed, now)?;
+        }
+        lock(&self.seeds).push(seed.clone());
+        Ok(())
+    }
+
+    /// The account of an access key the simulator accepts (see docs/simulator.md).
+    pub fn account_of_key(&self, access_key_id: &str) -> String {
+        auth::account_of_key(access_key_id)
+    }
+
+    /// The account `/_sim/state` shows: the default test key's, else the first key's.
+    pub fn default_account(&self) -> String {
+        let id = if self
+            .settings
+            .keys
+            .contains_key(super::DEFAULT_ACCESS_KEY_ID)
+        {
+            super::DEFAULT_ACCESS_KEY_ID.to_string()
+        } else {
+            self.settings.keys.keys().min().cloned().unwrap_or_default()
+        };
+        auth::account_of_key(&id)
+    }
+
+    /// Run `f` on `account`'s cloud, brought up to now (created from the seeds on first use).
+    fn with_world<T>(&self, account: &str, f: impl FnOnce(&mut World) -> T) -> ApiResult<T> {
+        let now = self.now();
+        let mut worlds = lock(&self.worlds);
+        if !worlds.contains_key(account) {
+            let mut w = World::default();
+            for seed in lock(&self.seeds).iter() {
+                w.apply_seed(seed, now)?;
+            }
+            worlds.insert(account.to_string(), w);
+        }
+        let w = worlds
+            .get_mut(account)
+            .ok_or_else(|| ApiError::new(500, "InternalError", "no world"))?;
         w.advance(now, self.settings.time_scale);
-        w.apply_seed(seed, now)
+        Ok(f(w))
     }
 
     pub fn calls(&self) -> BTreeMap<String, u64> {
@@ -482,12 +538,17 @@ impl Sim {
         }
     }
 
-    /// The state after advancing it to now, as JSON.
+    /// The default account's state after advancing it to now, as JSON.
     pub fn dump(&self) -> Value {
-        let now = self.now();
-        let mut w = lock(&self.world);
-        w.advance(now, self.settings.time_scale);
-        serde_json::to_value(&*w).unwrap_or(Value::Null)
+        self.dump_account(&self.default_account())
+    }
+
+    /// `account`'s state after advancing it to now, as JSON.
+    pub fn dump_account(&self, account: &str) -> Value {
+        self.with_world(account, |w| {
+            serde_json::to_value(&*w).unwrap_or(Value::Null)
+        })
+        .unwrap_or(Value::Null)
     }
 
     fn evaluate_faults(&self, action: &str) -> FaultOutcome {
@@ -682,7 +743,7 @@ impl Sim {
                 ));
             }
             Route::Eas { action, .. } => (EAS_VERSION, *action),
-            Route::Rpc(a) if a == "AssumeRoleWithOIDC" => (STS_VERSION, a.as_str()),
+            Route::Rpc(a) if sts_action(a) => (STS_VERSION, a.as_str()),
             Route::Rpc(a) if esa_action(a) => (ESA_VERSION, a.as_str()),
             Route::Rpc(a) => {
                 return Err(ApiError::not_found(
@@ -714,7 +775,7 @@ impl Sim {
             let params = rpc_params(&req.operation())?;
             return self.assume_role_with_oidc(&params, now);
         }
-        {
+        let account = {
             let signed = SignedRequest {
                 method: req.method.as_str(),
                 raw_path: req.raw_path,
@@ -723,35 +784,41 @@ impl Sim {
                 body: req.body,
             };
             let mut a = lock(&self.auth);
-            auth::verify(&self.settings.keys, &mut a, &signed, now)?;
+            let key = auth::verify(&self.settings.keys, &mut a, &signed, now)?;
+            auth::account_of(&a, &key)
+        };
+        if action == "GetCallerIdentity" {
+            return Ok(json!({
+                "IdentityType": "RAMUser",
+                "AccountId": account,
+                "PrincipalId": format!("2{}", account.get(1..).unwrap_or_default()),
+                "UserId": format!("2{}", account.get(1..).unwrap_or_default()),
+                "Arn": format!("acs:ram::{account}:user/simulator"),
+            }));
         }
         let scale = self.settings.time_scale;
         let (mut cx, reads, pauses) = self.consistency(action);
-        let answer = {
-            let mut world = lock(&self.world);
-            world.advance(now, scale);
-            match route {
-                Route::Eas {
-                    action,
-                    region,
-                    service,
-                } => api::eas_action(
-                    &mut world,
-                    action,
-                    region,
-                    service,
-                    &req.operation(),
-                    now,
-                    scale,
-                    &mut cx,
-                ),
-                Route::Rpc(a) => {
-                    let params = rpc_params(&req.operation())?;
-                    api::esa_dispatch(&mut world, a, &params, now, scale, &mut cx)
-                }
-                Route::Unknown => Err(ApiError::not_found("InvalidAction.NotFound", "unknown")),
+        let answer = self.with_world(&account, |world| match route {
+            Route::Eas {
+                action,
+                region,
+                service,
+            } => api::eas_action(
+                world,
+                action,
+                region,
+                service,
+                &req.operation(),
+                now,
+                scale,
+                &mut cx,
+            ),
+            Route::Rpc(a) => {
+                let params = rpc_params(&req.operation())?;
+                api::esa_dispatch(world, a, &params, now, scale, &mut cx)
             }
-        };
+            Route::Unknown => Err(ApiError::not_found("InvalidAction.NotFound", "unknown")),
+        })?;
         self.count_lag(&cx, &reads, &pauses);
         answer
     }
@@ -790,7 +857,14 @@ impl Sim {
         let session = p.opt("RoleSessionName").unwrap_or("session").to_string();
         let expires = add(now, Duration::from_secs(duration.unsigned_abs()));
         let access_key_id = format!("STS.{}", auth::random_hex(12));
+        let account = role_arn
+            .strip_prefix("acs:ram::")
+            .and_then(|r| r.split(':').next())
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.default_account());
         let cred = StsCredential {
+            account,
             secret: auth::random_hex(16),
             token: format!("CAIS{}", auth::random_hex(48)),
             expires,
@@ -829,13 +903,28 @@ impl Sim {
 
     fn admin(&self, req: &Incoming<'_>) -> (StatusCode, Value) {
         let result: ApiResult<Value> = match (req.method.as_str(), req.raw_path) {
-            ("GET", "/_sim/state") => Ok(self.dump()),
+            ("GET", "/_sim/state") => Ok(match req.query.iter().find(|(k, _)| k == "account") {
+                Some((_, account)) => self.dump_account(account),
+                None => self.dump(),
+            }),
+            ("GET", "/_sim/accounts") => {
+                let accounts: BTreeMap<&String, String> = self
+                    .settings
+                    .keys
+                    .keys()
+                    .map(|id| (id, auth::account_of_key(id)))
+                    .collect();
+                to_json(&accounts)
+            }
             ("POST", "/_sim/seed") => serde_yaml::from_slice::<Seed>(req.body)
                 .map_err(|e| ApiError::invalid(format!("bad seed: {e}")))
                 .and_then(|s| self.seed(&s))
                 .map(|_| json!({"ok": true})),
             ("POST", "/_sim/reset") => {
-                *lock(&self.world) = World::default();
+                for w in lock(&self.worlds).values_mut() {
+                    *w = World::default();
+                }
+                lock(&self.seeds).clear();
                 lock(&self.calls).clear();
                 self.clear_faults();
                 Ok(json!({"ok": true}))

@@ -294,6 +294,8 @@ impl Operator {
             sim.url(),
             "--esa-endpoint".into(),
             sim.url(),
+            "--sts-endpoint".into(),
+            sim.url(),
             "--active-poll".into(),
             "1s".into(),
             "--settled-poll".into(),

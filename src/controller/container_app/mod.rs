@@ -13,8 +13,9 @@ mod tests;
 
 use async_trait::async_trait;
 
+use self::plan::other_env;
 use self::plan::{AppAction, AppInput, Observed};
-use self::spec::AppSpec;
+use self::spec::{AppSpec, Mode};
 use super::error::Error;
 use super::plan::{CloudAction, Plan};
 use super::runner::Rollout;
@@ -33,11 +34,21 @@ impl Rollout for EsaContainerAppRollout {
         _status: Option<&EsaContainerAppRolloutStatus>,
         cloud: &dyn CloudApi,
     ) -> Result<Observed, Error> {
-        let answer = cloud
-            .get_edge_container_app_status(spec.region, &spec.app_id, spec.env.app_wire())
-            .await
-            .map_err(|e| Error::cloud("GetEdgeContainerAppStatus", e))?;
-        Ok(answer.app_status)
+        let read = |env: &'static str| async move {
+            cloud
+                .get_edge_container_app_status(spec.region, &spec.app_id, env)
+                .await
+                .map(|a| a.app_status)
+                .map_err(|e| Error::cloud("GetEdgeContainerAppStatus", e))
+        };
+        let app = read(spec.env.app_wire()).await?;
+        // RollbackEdgeContainerAppVersion names no environment: before one is sent, the
+        // planner must see what it would do to the other one.
+        let other_env = match spec.mode {
+            Mode::Rollback { .. } => read(other_env(spec.env)).await?,
+            _ => None,
+        };
+        Ok(Observed { app, other_env })
     }
 
     fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatus> {

@@ -47,8 +47,36 @@ use crate::crd::container_app::EsaContainerAppRolloutStatus;
 pub const REASON_SCHEDULED: &str = "Scheduled";
 
 /// What the shell read: GetEdgeContainerAppStatus's `AppStatus` for the spec's
-/// environment; None when the app has never been published there.
-pub type Observed = Option<AppStatus>;
+/// environment (None when the app has never been published there), and, while a rollback
+/// is declared, for the other environment: RollbackEdgeContainerAppVersion names no
+/// environment, so the planner must know what else it would move.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub app: Option<AppStatus>,
+    pub other_env: Option<AppStatus>,
+}
+
+/// Reason of the refusal to roll back when the rollback would move the other environment.
+pub const REASON_ROLLBACK_WOULD_MOVE_OTHER_ENV: &str = "RollbackWouldMoveOtherEnv";
+
+/// The app environment that is not `env` (as PublishEnv spells it).
+pub fn other_env(env: crate::crd::common::EsaEnv) -> &'static str {
+    match env {
+        crate::crd::common::EsaEnv::Staging => crate::crd::common::EsaEnv::Production.app_wire(),
+        crate::crd::common::EsaEnv::Production => crate::crd::common::EsaEnv::Staging.app_wire(),
+    }
+}
+
+/// Whether a rollback TO `target` changes an environment showing `env`: our reading of
+/// RollbackEdgeContainerAppVersion (docs/simulator.md) is that every environment of the
+/// app serving or publishing another version than `target` (its publishing or deployed
+/// version, or the baseline that still serves part of the traffic) is rolled back.
+pub fn rollback_moves(env: &AppStatus, target: &str) -> bool {
+    let other = |v: &Option<String>| non_empty(v).is_some_and(|v| v != target);
+    other(&env.publishing_version)
+        || other(&env.deployed_version)
+        || (env.publish_percentage.unwrap_or(100) < 100 && other(&env.base_line_version))
+}
 
 /// A cloud mutation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,12 +123,12 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     let spec = input.spec;
     let ctx = Ctx::new(input);
     let mut d = match &spec.mode {
-        Mode::Rollback => rollback(&ctx),
+        Mode::Rollback { percentage } => rollback(&ctx, *percentage),
         Mode::Steps { steps, promotion } => progression(&ctx, input, steps, promotion.as_ref()),
         Mode::Fixed(target) => fixed(&ctx, target),
     };
     d.outcome.paused = spec.paused;
-    let mut status = mirror(spec, input.status, input.observed.as_ref());
+    let mut status = mirror(spec, input.status, input.observed.app.as_ref());
     status.current_step = d.steps.current_step;
     status.step_started_at = d.steps.step_started_at.clone();
     status.next_step_at = d.steps.next_step_at.clone();
@@ -275,6 +303,8 @@ struct Ctx<'a> {
     sent_scheduled: bool,
     /// `status.rollbackVersion`: the last baseline seen that was not ours.
     prev_baseline: Option<&'a str>,
+    /// The other environment, read while a rollback is declared.
+    other_env: Option<&'a AppStatus>,
 }
 
 impl<'a> Ctx<'a> {
@@ -283,7 +313,8 @@ impl<'a> Ctx<'a> {
         Ctx {
             spec,
             env: spec.env.app_wire(),
-            view: View::new(input.observed.as_ref(), &spec.version_id),
+            view: View::new(input.observed.app.as_ref(), &spec.version_id),
+            other_env: input.observed.other_env.as_ref(),
             now: input.now,
             start: spec.start_time.filter(|t| *t > input.now),
             prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
@@ -410,7 +441,7 @@ fn fixed(ctx: &Ctx<'_>, target: &Target) -> AppDecision {
     ctx.publish_or_wait(target, head, "Publishing")
 }
 
-fn rollback(ctx: &Ctx<'_>) -> AppDecision {
+fn rollback(ctx: &Ctx<'_>, percentage: Option<i32>) -> AppDecision {
     let v = &ctx.spec.version_id;
     let view = &ctx.view;
     let seen = view.describe(ctx.env);
@@ -455,17 +486,42 @@ fn rollback(ctx: &Ctx<'_>) -> AppDecision {
                 ctx.env
             ),
         )),
+        // The call has no environment: refuse where it would move the other one too.
+        Some(target)
+            if ctx
+                .other_env
+                .is_some_and(|other| rollback_moves(other, target)) =>
+        {
+            let other = other_env(ctx.spec.env);
+            let seen = View::new(ctx.other_env, target).describe(other);
+            Decision::hold(Outcome::needs_person(
+                REASON_ROLLBACK_WOULD_MOVE_OTHER_ENV,
+                format!(
+                    "not rolling back {v} in {}: RollbackEdgeContainerAppVersion has no environment \
+                     parameter, so rolling back to {target} would also move {other} ({seen}); make \
+                     {other} serve {target} first, or publish {target} in {} with spec.versionId \
+                     (spec.rollback: false)",
+                    ctx.env, ctx.env
+                ),
+            ))
+        }
         Some(target) => Decision::send(
             Outcome::moving(
                 PHASE_PROGRESSING,
                 "RollingBack",
-                format!("rolling back {v} to {target} in {} ({seen})", ctx.env),
+                format!(
+                    "rolling back {v} to {target}{} in {} ({seen})",
+                    percentage
+                        .map(|p| format!(" on {p}% of traffic"))
+                        .unwrap_or_default(),
+                    ctx.env
+                ),
             ),
             AppAction::Rollback(RollbackEdgeContainerAppVersionRequest {
                 app_id: ctx.spec.app_id.clone(),
                 version_id: target.to_string(),
-                percentage: None,
-                used_percent: None,
+                percentage,
+                used_percent: percentage.map(|_| true),
                 remarks: ctx.spec.remarks.clone(),
             }),
         ),
@@ -597,7 +653,10 @@ mod tests {
         cloud: Option<&AppStatus>,
         now: i64,
     ) -> AppPlan {
-        let observed: Observed = cloud.cloned();
+        let observed = Observed {
+            app: cloud.cloned(),
+            other_env: None,
+        };
         let p = decide(
             plan,
             Input {
@@ -1033,6 +1092,107 @@ mod tests {
         assert_eq!(p.status.phase.as_deref(), Some("Degraded"));
         assert!(is_true(&p.status.conditions, CONDITION_DEGRADED));
         assert!(msg(&p).contains("no earlier baseline"), "{}", msg(&p));
+    }
+
+    /// `rollbackPercentage` is sent as a percentage rollback: the version returned to
+    /// serves that share (UsedPercent with Percentage).
+    #[test]
+    fn a_partial_rollback_sends_the_share_of_the_version_returned_to() {
+        let s = EsaContainerAppRolloutSpec {
+            rollback: true,
+            rollback_percentage: Some(30),
+            ..spec()
+        };
+        let p = run(&s, None, Some(&pct(OURS, "published", 50, 50)), 0);
+        let r = rolled_back(&p).expect("rolls back");
+        assert_eq!(
+            (r.version_id.as_str(), r.percentage, r.used_percent),
+            (OTHER, Some(30), Some(true))
+        );
+        assert!(msg(&p).contains("on 30% of traffic"), "{}", msg(&p));
+        let whole = EsaContainerAppRolloutSpec {
+            rollback: true,
+            ..spec()
+        };
+        let p = run(&whole, None, Some(&pct(OURS, "published", 50, 50)), 0);
+        let r = rolled_back(&p).expect("rolls back");
+        assert_eq!((r.percentage, r.used_percent), (None, None));
+    }
+
+    /// RollbackEdgeContainerAppVersion names no environment (1h): sent only where the
+    /// other environment already shows the version returned to (or nothing).
+    #[test]
+    fn rollback_is_refused_where_it_would_move_the_other_environment() {
+        let s = EsaContainerAppRolloutSpec {
+            rollback: true,
+            env: crate::crd::common::EsaEnv::Staging,
+            ..spec()
+        };
+        // Ours at 50% in staging over OTHER: the rollback returns to OTHER.
+        let ours = pct(OURS, "published", 50, 50);
+        let shows = |v: &str, pct: i32, baseline: &str| AppStatus {
+            publish_status: Some("published".into()),
+            publishing_version: Some(v.into()),
+            deployed_version: Some(v.into()),
+            base_line_version: Some(baseline.into()),
+            publish_percentage: Some(pct),
+            expect_percentage: Some(pct),
+            publish_type: Some("percentage".into()),
+            ..Default::default()
+        };
+        let never = AppStatus {
+            deploy_status: Some("undeploy".into()),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                "prod serves a third version",
+                Some(shows("ver-300", 100, "ver-300")),
+                true,
+            ),
+            ("prod serves ours", Some(shows(OURS, 100, OURS)), true),
+            (
+                "prod is part-way onto OTHER",
+                Some(shows(OTHER, 50, "ver-300")),
+                true,
+            ),
+            ("prod serves OTHER", Some(shows(OTHER, 100, OTHER)), false),
+            ("prod never published", Some(never), false),
+            ("prod not read", None, false),
+        ];
+        for (what, other, refused) in cases {
+            let observed = Observed {
+                app: Some(ours.clone()),
+                other_env: other,
+            };
+            let p = decide(
+                plan,
+                Input {
+                    spec: &validate(&s).expect("valid spec"),
+                    generation: Some(7),
+                    status: None,
+                    observed: &observed,
+                    now: ts(0),
+                },
+            );
+            if refused {
+                assert!(p.actions.is_empty(), "{what}: {:?}", p.actions);
+                assert_eq!(p.status.phase.as_deref(), Some("Degraded"), "{what}");
+                assert_eq!(
+                    reason(&p, CONDITION_DEGRADED),
+                    REASON_ROLLBACK_WOULD_MOVE_OTHER_ENV,
+                    "{what}"
+                );
+                assert!(
+                    msg(&p).contains("would also move prod") && msg(&p).contains(OTHER),
+                    "{what}: {}",
+                    msg(&p)
+                );
+            } else {
+                let r = rolled_back(&p).unwrap_or_else(|| panic!("{what}: rolls back"));
+                assert_eq!(r.version_id, OTHER, "{what}");
+            }
+        }
     }
 
     /// A spec whose last step is 100%: once the cloud shows it published, the final 100%

@@ -33,8 +33,9 @@ pub enum Mode {
         /// `spec.promotion`, whichever version it names.
         promotion: Option<Approval>,
     },
-    /// Rolled back to the version before (`rollback`).
-    Rollback,
+    /// Rolled back to the version before (`rollback`), on `percentage` of the traffic
+    /// (`rollbackPercentage`) or all of it.
+    Rollback { percentage: Option<i32> },
 }
 
 /// A publish target.
@@ -110,7 +111,15 @@ pub fn validate(spec: &EsaContainerAppRolloutSpec) -> Result<AppSpec, String> {
 
 fn mode(spec: &EsaContainerAppRolloutSpec) -> Result<Mode, String> {
     if spec.rollback {
-        return Ok(Mode::Rollback);
+        return match spec.rollback_percentage {
+            Some(p) if !(1..=100).contains(&p) => {
+                Err(format!("spec.rollbackPercentage: {p} is outside 1-100"))
+            }
+            percentage => Ok(Mode::Rollback { percentage }),
+        };
+    }
+    if spec.rollback_percentage.is_some() {
+        return Err("spec.rollbackPercentage only applies with spec.rollback: true".to_string());
     }
     if spec.promoted_step.is_some() {
         return Err(PROMOTED_STEP_REMOVED.to_string());
@@ -172,6 +181,7 @@ pub(crate) mod fixtures {
             promoted_step: None,
             paused: false,
             rollback: false,
+            rollback_percentage: None,
             credentials_secret_ref: None,
         }
     }
@@ -277,6 +287,40 @@ mod tests {
             rollback: true,
             ..stepped()
         };
-        assert_eq!(validate(&rollback).expect("valid").mode, Mode::Rollback);
+        assert_eq!(
+            validate(&rollback).expect("valid").mode,
+            Mode::Rollback { percentage: None }
+        );
+        let partial = EsaContainerAppRolloutSpec {
+            rollback: true,
+            rollback_percentage: Some(30),
+            ..spec()
+        };
+        assert_eq!(
+            validate(&partial).expect("valid").mode,
+            Mode::Rollback {
+                percentage: Some(30)
+            }
+        );
+        for (bad, want) in [
+            (
+                EsaContainerAppRolloutSpec {
+                    rollback_percentage: Some(30),
+                    ..spec()
+                },
+                "only applies with spec.rollback",
+            ),
+            (
+                EsaContainerAppRolloutSpec {
+                    rollback: true,
+                    rollback_percentage: Some(0),
+                    ..spec()
+                },
+                "outside 1-100",
+            ),
+        ] {
+            let err = validate(&bad).expect_err(want);
+            assert!(err.contains(want), "{err}");
+        }
     }
 }

@@ -104,3 +104,39 @@ async fn an_invalid_spec_takes_the_one_invalid_spec_path() {
     }));
     assert_invalid_spec_path(obj, "at most one of spec.percentage and spec.regions").await;
 }
+
+/// A staging rollback reads production first and sends nothing while production serves a
+/// version the rollback would replace (RollbackEdgeContainerAppVersion has no PublishEnv).
+#[tokio::test]
+async fn a_staging_rollback_that_would_move_production_is_refused_without_a_call() {
+    let h = seeded();
+    // Production (seeded) serves ver-100; staging publishes ver-200 over ver-300.
+    let staging = |v: &str, baseline: &str| AppStatus {
+        publish_status: Some("published".into()),
+        deploy_status: Some("deployed".into()),
+        publishing_version: Some(v.into()),
+        deployed_version: Some(v.into()),
+        base_line_version: Some(baseline.into()),
+        publish_percentage: Some(50),
+        expect_percentage: Some(50),
+        publish_type: Some("percentage".into()),
+        ..Default::default()
+    };
+    h.cloud
+        .set_app_status(REGION, "app-1", "staging", staging("ver-200", "ver-300"));
+    let obj =
+        app(json!({"appId": "app-1", "versionId": "ver-200", "env": "staging", "rollback": true}));
+    apply(&obj, &h.cx).await.expect("reported");
+    assert!(h.mutations().is_empty(), "{:?}", h.mutations());
+    let envs: Vec<Option<String>> = h.cloud.calls().into_iter().map(|c| c.env).collect();
+    assert_eq!(envs, [Some("staging".into()), Some("prod".into())]);
+    let status = h.writes.last_status().expect("status");
+    assert_eq!(status["phase"], "Degraded", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("would also move prod"), "{message}");
+    // Once production serves the version returned to, the rollback goes ahead.
+    h.cloud
+        .set_app_status(REGION, "app-1", "staging", staging("ver-200", "ver-100"));
+    apply(&h.reread(&obj), &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["RollbackEdgeContainerAppVersion"]);
+}

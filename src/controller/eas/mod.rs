@@ -7,6 +7,8 @@
 //! UpdateServiceRollout or UpdateService, and [`cleanup`](Rollout::cleanup) honours
 //! `deletionPolicy` (DeleteServiceRollout on the recorded target).
 
+#[cfg(test)]
+mod ownership_tests;
 pub mod plan;
 pub mod spec;
 #[cfg(test)]
@@ -148,6 +150,37 @@ async fn delete_rollout(
         }
         Err(e) => return Err(e),
     };
+    // Only in the account the rollout was recorded in, and only if it is ours.
+    let account = cloud
+        .caller_account()
+        .await
+        .map_err(|e| Error::cloud("GetCallerIdentity", e))?;
+    let status = obj.status.as_ref();
+    if let Some(recorded) = status.and_then(|s| s.cloud_account.as_deref())
+        && recorded != account
+    {
+        let note = format!(
+            "did not delete the rollout of {region}/{service}: it is in account {recorded}, and the \
+             credentials now belong to account {account}; it is left in account {recorded}"
+        );
+        cx.event(obj, EventType::Warning, "CleanupSkipped", "Cleanup", note)
+            .await;
+        return Ok(());
+    }
+    let cloud_ref = format!("{region}/{service}");
+    let me = super::owners::Entry::of(obj);
+    if let Err(owner) = cx
+        .owners
+        .claim(EasServiceRollout::LABEL, &cloud_ref, &account, &me, false)
+        .await
+    {
+        let note = format!(
+            "did not delete the rollout of {cloud_ref}: {owner} manages it; it is left in the cloud"
+        );
+        cx.event(obj, EventType::Warning, "CleanupSkipped", "Cleanup", note)
+            .await;
+        return Ok(());
+    }
     match cloud.delete_service_rollout(region, service).await {
         Ok(ack) => {
             cx.metrics
