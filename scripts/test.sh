@@ -55,7 +55,7 @@ cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$logs/cargo.l
 
 step "end-to-end rollouts again, against a cloud whose reads lag its writes (3 s) and that reports an accepted pause late (5 s)"
 ALICLOUD_ROLLOUTS_SIM_READ_LAG=3 ALICLOUD_ROLLOUTS_SIM_PAUSE_LAG=5 \
-  cargo test --locked --no-fail-fast --test e2e_eas --test e2e_esa --test e2e_safety -- --test-threads=2 2>&1 \
+  cargo test --locked --no-fail-fast --test e2e_eas --test e2e_esa --test e2e_safety --test e2e_steps -- --test-threads=2 2>&1 \
   | tee -a "$logs/cargo.log" || rust_rc=$?
 
 step "official Python SDKs against the simulator"

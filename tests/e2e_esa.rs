@@ -106,8 +106,10 @@ async fn routine_canary_walks_its_steps_holds_at_the_gate_and_rolls_back() {
     );
 
     // Promote past the gate: 80%, then 100% on the canary.
-    env.kubectl
-        .patch(res, r#"{"spec":{"canary":{"promotedStep":3}}}"#);
+    env.kubectl.patch(
+        res,
+        &format!(r#"{{"spec":{{"canary":{{"promotion":{{"version":"{CANARY}","step":3}}}}}}}}"#),
+    );
     let out = env
         .kubectl
         .run(&["wait", "--for=condition=Ready", "--timeout=60s", res]);
@@ -277,7 +279,10 @@ async fn routine_canary_survives_an_operator_restart_without_extra_deployments()
         .replace("pause: 10m", "pause: 2s")
         .replace("pause: 30m", "pause: 2s")
         .replace("pause: 1h", "pause: 2s")
-        .replace("promotedStep: 1", "promotedStep: 3");
+        .replace(
+            "  paused: false",
+            &format!("    promotion: {{version: \"{CANARY}\", step: 3}}\n  paused: false"),
+        );
     env.kubectl.apply(&manifest);
     let res = "esaroutinerollout/image-resizer-staging";
     // Mid-canary (not finished), so the restart really happens during the rollout.
@@ -338,8 +343,10 @@ apps:
     assert_eq!(env.sim.count("PublishEdgeContainerAppVersion").await, 2);
 
     // Pause, then promote: nothing moves while paused.
-    env.kubectl
-        .patch(res, r#"{"spec":{"paused":true,"promotedStep":3}}"#);
+    env.kubectl.patch(
+        res,
+        r#"{"spec":{"paused":true,"promotion":{"versionId":"ver-880745731614552064","step":3}}}"#,
+    );
     env.wait_obj("Paused", res, Duration::from_secs(20), |o| {
         (condition(o, "Paused").map(|c| c.0).as_deref() == Some("True"))
             .then_some(())

@@ -17,6 +17,8 @@ pub mod plan;
 pub mod requeue;
 pub mod routine;
 pub mod runner;
+#[cfg(test)]
+mod safety_props;
 pub mod status;
 pub mod steps;
 #[cfg(test)]

@@ -7,20 +7,36 @@
 //!   version gets 100%; that final state has index `steps.len()` (so `currentStep ==
 //!   steps.len()` means "past the last step").
 //! - A step's timer starts when the cloud is first seen settled AT that step's percentage;
-//!   time spent applying it (or failing to) does not count.
+//!   time spent applying it (or failing to) does not count. A recorded timer is kept only
+//!   while the status also recorded the cloud at that percentage, so a timer started for
+//!   another step list (steps edited) never shortens this step's pause.
 //! - A step with `pause` holds that long; a step without `pause` is a manual gate that holds
-//!   until `promotedStep >= i` (so raising `promotedStep` in the spec promotes it).
+//!   until the approval for THIS version reaches its index (`approved_step >= i`; the kind
+//!   passes None when the spec's approval names another version, so a new version starts
+//!   with every gate closed). No step is left while any manual gate up to it is closed, so
+//!   withdrawing an approval holds the progression where it is.
 //! - `paused` holds: nothing is sent, neither the next step nor a re-send of the current one.
 //!   It does not stop the clock: once unpaused, a step whose pause already elapsed advances.
 //! - One step at a time: after advancing, the next step's percentage must be seen in the
 //!   cloud before its own timer starts.
-//! - Which step is current: the previous status's `currentStep` when it agrees with the cloud
-//!   (the cloud is at that step's percentage, or at the previous step's percentage with no
-//!   `stepStartedAt`, which is the "advanced, not yet seen" state). Otherwise (status lost,
-//!   steps list edited, someone else changed the cloud) it is derived from the cloud: the
-//!   first step whose percentage is >= the new version's share in the cloud (0 when the new
-//!   version is absent; past the last step when the share exceeds every step). A derived step
-//!   starts its timer afresh, so a restart never shortens a pause.
+//! - Which step is current: the previous status's `currentStep` when the cloud is exactly at
+//!   that step's percentage (past a closed gate, only while the cloud is settled there:
+//!   such a step is held, never re-sent). It is also kept in the "advanced, not yet seen" state
+//!   (`stepAdvancedAt` recorded, no `stepStartedAt`, the cloud at the previous step's
+//!   percentage), but only while every gate below it is still open for this version and
+//!   the spec has not changed since the status was written. The advance is recorded
+//!   explicitly because a status that moved DOWN to a step (or a finished canary) looks
+//!   the same otherwise, and reading it as an advance would raise the cloud. Otherwise (status lost, steps edited,
+//!   the split changed outside the operator, another version) it is derived from the cloud:
+//!   the HIGHEST step whose percentage is at or below the new version's share (step 0 when
+//!   the share is below every step or the version is absent; the final 100% state only
+//!   when the share is 100), and never past the first manual gate not approved for this
+//!   version (except 100% with no status at all: a finished canary whose status was lost
+//!   stays finished). When the cloud shows more than
+//!   the derived step's percentage the operator moves DOWN to it (the spec and its
+//!   approvals are what is allowed; a share set by hand above them is not kept), and it
+//!   never moves up past an unapproved gate. A derived step starts its timer afresh, so a
+//!   restart never shortens a pause.
 //! - The steps are parsed once ([`Steps::parse`]): percentages 1-100 and strictly
 //!   increasing, pauses in the CRD's duration grammar and at most ten years; otherwise a
 //!   [`StepError`] that the reconciler reports as an invalid spec.
@@ -127,16 +143,55 @@ impl Steps {
     }
 }
 
+/// A person's approval of the manual gates up to `step`, for one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub version: String,
+    pub step: i32,
+}
+
+impl Approval {
+    /// The approved step index when this approval names `version`; None otherwise, so an
+    /// approval never opens the gates of another version.
+    pub fn for_version(approval: Option<&Approval>, version: &str) -> Option<i32> {
+        approval.filter(|a| a.version == version).map(|a| a.step)
+    }
+
+    /// A note for the holding message when the approval names another version.
+    pub fn stale_note(approval: Option<&Approval>, version: &str) -> String {
+        match approval {
+            Some(a) if a.version != version => format!(
+                " (the approval in the spec names {}, not {version}, so it opens no gate)",
+                a.version
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
 /// Everything the progression depends on.
 #[derive(Debug, Clone)]
 pub struct StepInput<'a> {
     pub steps: &'a Steps,
-    pub promoted_step: Option<i32>,
+    /// Manual gates up to this index (0-based) are approved for the version being rolled
+    /// out; None when nothing is approved for it (no approval, or one naming another
+    /// version).
+    pub approved_step: Option<i32>,
     pub paused: bool,
     /// `status.currentStep` as last written.
     pub prev_step: Option<i32>,
     /// `status.stepStartedAt` as last written (RFC 3339).
     pub prev_started_at: Option<&'a str>,
+    /// `status.stepAdvancedAt` as last written: the operator sent `prev_step` after the
+    /// step before it finished, and the cloud has not shown it yet.
+    pub prev_advanced_at: Option<&'a str>,
+    /// The status was last written for the spec's current generation: nothing in the spec
+    /// (steps, version, approvals) changed since.
+    pub prev_same_generation: bool,
+    /// The new version's share of traffic as the last written status recorded it (the
+    /// kind's mirror of the cloud): a recorded timer belongs to the step only when this is
+    /// the step's percentage (otherwise it was started for another step list).
+    pub prev_percentage: Option<i32>,
     /// The new version's share of traffic as the cloud shows it (or is moving to); None
     /// when the new version is not there at all.
     pub cloud_percentage: Option<i32>,
@@ -156,7 +211,7 @@ pub enum StepState {
     Advanced { from: usize },
     /// At the step, holding until `due`.
     WaitingForPause { due: Timestamp },
-    /// At a step without `pause`, holding until `promotedStep` reaches it.
+    /// At a step without `pause`, holding until an approval for this version reaches it.
     WaitingForPromotion,
     /// `paused` holds; nothing is sent.
     Paused,
@@ -180,6 +235,8 @@ pub struct StepPlan {
     /// When the current step's pause ends (None for manual gates and before the timer
     /// starts).
     pub next_step_at: Option<Timestamp>,
+    /// When the operator advanced to the current step, until the cloud shows it.
+    pub advanced_at: Option<Timestamp>,
     pub state: StepState,
 }
 
@@ -189,15 +246,17 @@ pub struct StepRecord {
     pub current_step: Option<i32>,
     pub step_started_at: Option<String>,
     pub next_step_at: Option<String>,
+    pub step_advanced_at: Option<String>,
 }
 
 /// How a kind words the progression's situations.
 #[derive(Debug, Clone)]
-pub struct Wording<'a> {
+pub struct Wording {
     /// The current step's target, e.g. "10% on v2".
     pub at: String,
-    /// The field that promotes a manual gate, e.g. "spec.canary.promotedStep".
-    pub promote: &'a str,
+    /// What a person sets to pass the current manual gate, e.g.
+    /// `spec.canary.promotion: {version: "v2", step: 1}`.
+    pub promote: String,
     /// What the cloud shows now, e.g. "cloud has v1:100".
     pub cloud: String,
     /// The message once the new version has 100%.
@@ -231,6 +290,7 @@ impl StepPlan {
             current_step: i32::try_from(self.current).ok(),
             step_started_at: self.started_at.map(|t| t.to_string()),
             next_step_at: self.next_step_at.map(|t| t.to_string()),
+            step_advanced_at: self.advanced_at.map(|t| t.to_string()),
         }
     }
 
@@ -248,7 +308,7 @@ impl StepPlan {
 
     /// The outcome of a progression that holds or is done, worded by `w`; None when it
     /// wants a mutation (the kind words that, since only it knows what is in flight).
-    pub fn holding(&self, w: &Wording<'_>, now: Timestamp) -> Option<Outcome> {
+    pub fn holding(&self, w: &Wording, now: Timestamp) -> Option<Outcome> {
         let label = self.label();
         Some(match self.state {
             StepState::Apply | StepState::Advanced { .. } => return None,
@@ -266,8 +326,8 @@ impl StepPlan {
                 PHASE_PROGRESSING,
                 "WaitingForPromotion",
                 format!(
-                    "{label}: {} holds for manual promotion: set {}: {}",
-                    w.at, w.promote, self.current
+                    "{label}: {} holds for manual promotion: set {}",
+                    w.at, w.promote
                 ),
                 Requeue::Settled,
             ),
@@ -306,7 +366,7 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
     let total = steps.len();
     let cloud = input.cloud_percentage.unwrap_or(0);
 
-    let current = resolve_current(input, cloud);
+    let (current, advanced_at) = resolve_current(input, cloud);
     let at_target = input.cloud_settled && cloud == steps.percentage(current);
     let mut plan = StepPlan {
         current,
@@ -315,9 +375,11 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
         at_target,
         started_at: None,
         next_step_at: None,
+        advanced_at: None,
         state: StepState::Apply,
     };
     if !at_target {
+        plan.advanced_at = advanced_at;
         if input.paused {
             plan.state = StepState::Paused;
         }
@@ -329,7 +391,9 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
     };
 
     // At the step: the timer runs from the first time we saw it here.
-    let started = if input.prev_step == i32::try_from(current).ok() {
+    let started = if input.prev_step == i32::try_from(current).ok()
+        && input.prev_percentage == Some(steps.percentage(current))
+    {
         input
             .prev_started_at
             .and_then(|s| s.parse::<Timestamp>().ok())
@@ -338,7 +402,13 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
         input.now
     };
     plan.started_at = Some(started);
-    let done = step_done(&mut plan, step, started, input);
+    let mut done = step_done(&mut plan, step, started, input);
+    // Leaving a step needs every gate up to it open for this version: an approval withdrawn
+    // (or one for another version) after a gate was passed holds the progression where it is.
+    if done && current >= first_closed_gate(input) {
+        plan.state = StepState::WaitingForPromotion;
+        done = false;
+    }
     if input.paused {
         plan.state = StepState::Paused;
         return plan;
@@ -356,12 +426,13 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
         at_target: false,
         started_at: None,
         next_step_at: None,
+        advanced_at: Some(input.now),
         state: StepState::Advanced { from: current },
     }
 }
 
 /// Whether the current step, reached at `started`, is done: its pause has elapsed, or its
-/// gate is promoted. Otherwise `plan` says what it waits for.
+/// gate is approved for this version. Otherwise `plan` says what it waits for.
 fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepInput<'_>) -> bool {
     match step.pause {
         // A pause is at most ten years, so only a start time near the end of time can
@@ -380,40 +451,90 @@ fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepI
             }
         },
         None => {
-            let approved = input
-                .promoted_step
-                .is_some_and(|p| i64::from(p) >= plan.current as i64);
-            if !approved {
+            if !gate_open(input, plan.current) {
                 plan.state = StepState::WaitingForPromotion;
+                return false;
             }
-            approved
+            true
         }
     }
 }
 
-fn resolve_current(input: &StepInput<'_>, cloud: i32) -> usize {
+/// Whether step `i`'s manual gate is approved for this version (a timed step's gate is
+/// its timer, which [`step_done`] checks).
+fn approved(input: &StepInput<'_>, i: usize) -> bool {
+    input
+        .approved_step
+        .and_then(|p| usize::try_from(p).ok())
+        .is_some_and(|p| p >= i)
+}
+
+/// Whether step `i` may be left: a timed step (its timer is checked elsewhere) or an
+/// approved manual gate.
+fn gate_open(input: &StepInput<'_>, i: usize) -> bool {
+    match input.steps.0.get(i) {
+        Some(step) => step.pause.is_some() || approved(input, i),
+        None => false,
+    }
+}
+
+/// The first step whose manual gate is closed for this version (`total` when none is): the
+/// highest step the progression may be at without a person.
+fn first_closed_gate(input: &StepInput<'_>) -> usize {
+    let total = input.steps.len();
+    (0..total).find(|&i| !gate_open(input, i)).unwrap_or(total)
+}
+
+/// The current step, and when the operator advanced to it while that is not yet seen.
+fn resolve_current(input: &StepInput<'_>, cloud: i32) -> (usize, Option<Timestamp>) {
     let steps = input.steps;
     let total = steps.len();
-    if let Some(prev) = input.prev_step.and_then(|p| usize::try_from(p).ok())
-        && prev <= total
-    {
-        let at = cloud == steps.percentage(prev);
-        let before = if prev == 0 {
-            0
-        } else {
-            steps.percentage(prev - 1)
-        };
-        let advanced_not_seen = input.prev_started_at.is_none() && cloud == before;
-        if at || advanced_not_seen {
-            return prev;
+    let limit = first_closed_gate(input);
+    let prev = input
+        .prev_step
+        .and_then(|p| usize::try_from(p).ok())
+        .filter(|p| *p <= total);
+    if let Some(prev) = prev {
+        // The cloud is where the operator put it: hold there. Nothing is raised by this, so
+        // no gate is passed (an approval withdrawn later holds the step, never moves it up).
+        // Past a closed gate only while the cloud is settled there: re-sending that step
+        // (the rest of the split changed, or the view is behind) could raise the cloud.
+        if cloud == steps.percentage(prev) && (prev <= limit || input.cloud_settled) {
+            return (prev, None);
+        }
+        // Advanced past step prev-1 (the status says so) and not yet seen: keep going (this
+        // raises the cloud to step prev) only while every gate below it is open for this
+        // version and the spec has not changed since (the step list may be another).
+        let advanced_at = input
+            .prev_advanced_at
+            .map(|t| t.parse::<Timestamp>().unwrap_or(input.now));
+        if let Some(at) = advanced_at
+            && input.prev_started_at.is_none()
+            && input.prev_same_generation
+            && prev >= 1
+            && prev <= limit
+            && cloud == steps.percentage(prev - 1)
+        {
+            return (prev, Some(at));
         }
     }
-    if cloud <= 0 {
-        return 0;
+    // Derived from the cloud: the highest step at or below its share...
+    let derived = if cloud >= 100 {
+        total
+    } else {
+        (0..total)
+            .rev()
+            .find(|&j| steps.percentage(j) <= cloud)
+            .unwrap_or(0)
+    };
+    // With no status at all (a restart that lost it, a recreated object), 100% is the
+    // finished canary: nothing is left to raise, and moving it back would shift traffic
+    // nobody asked to shift.
+    if prev.is_none() && derived == total {
+        return (total, None);
     }
-    (0..total)
-        .find(|&j| steps.percentage(j) >= cloud)
-        .unwrap_or(total)
+    // ...and never past a gate nobody approved for this version.
+    (derived.min(limit), None)
 }
 
 #[cfg(test)]
@@ -438,10 +559,16 @@ mod tests {
 
     struct Case<'a> {
         name: &'a str,
-        promoted: Option<i32>,
+        approved: Option<i32>,
         paused: bool,
         prev_step: Option<i32>,
         prev_started: Option<String>,
+        /// `stepAdvancedAt` in the status.
+        prev_advanced: Option<String>,
+        /// The status was written for this generation (default true).
+        same_generation: bool,
+        /// The share the status recorded (default: what the cloud shows now).
+        prev_pct: Option<i32>,
         cloud: Option<i32>,
         settled: bool,
         now: i64,
@@ -453,10 +580,13 @@ mod tests {
     fn run(steps: &[CanaryStep], c: &Case<'_>) -> StepPlan {
         plan_steps(&StepInput {
             steps: &Steps::parse(steps).expect("valid steps"),
-            promoted_step: c.promoted,
+            approved_step: c.approved,
             paused: c.paused,
             prev_step: c.prev_step,
             prev_started_at: c.prev_started.as_deref(),
+            prev_advanced_at: c.prev_advanced.as_deref(),
+            prev_same_generation: c.same_generation,
+            prev_percentage: c.prev_pct.or(c.cloud),
             cloud_percentage: c.cloud,
             cloud_settled: c.settled,
             now: ts(c.now),
@@ -466,10 +596,13 @@ mod tests {
     fn base<'a>(name: &'a str) -> Case<'a> {
         Case {
             name,
-            promoted: None,
+            approved: None,
             paused: false,
             prev_step: None,
             prev_started: None,
+            prev_advanced: None,
+            same_generation: true,
+            prev_pct: None,
             cloud: None,
             settled: false,
             now: 0,
@@ -527,6 +660,7 @@ mod tests {
             },
             Case {
                 prev_step: Some(1),
+                prev_advanced: s(307),
                 cloud: Some(10),
                 settled: true,
                 now: 308,
@@ -545,7 +679,7 @@ mod tests {
                 ..base("manual gate holds")
             },
             Case {
-                promoted: Some(0),
+                approved: Some(0),
                 prev_step: Some(1),
                 prev_started: s(320),
                 cloud: Some(25),
@@ -554,10 +688,10 @@ mod tests {
                 want_current: 1,
                 want_state: StepState::WaitingForPromotion,
                 want_started: Some(320),
-                ..base("promotedStep below the gate still holds")
+                ..base("approval below the gate still holds")
             },
             Case {
-                promoted: Some(1),
+                approved: Some(1),
                 prev_step: Some(1),
                 prev_started: s(320),
                 cloud: Some(25),
@@ -565,9 +699,10 @@ mod tests {
                 now: 400,
                 want_current: 2,
                 want_state: StepState::Advanced { from: 1 },
-                ..base("promotedStep raised: gate opens")
+                ..base("approval raised: gate opens")
             },
             Case {
+                approved: Some(1),
                 prev_step: Some(2),
                 prev_started: s(1000),
                 cloud: Some(50),
@@ -635,6 +770,7 @@ mod tests {
                 ..base("status lost mid-canary: step derived from the cloud")
             },
             Case {
+                approved: Some(1),
                 cloud: Some(50),
                 settled: true,
                 now: 50,
@@ -644,12 +780,20 @@ mod tests {
                 ..base("status lost: derived step restarts its timer")
             },
             Case {
+                cloud: Some(50),
+                settled: true,
+                now: 50,
+                want_current: 1,
+                want_state: StepState::Apply,
+                ..base("status lost past a gate nobody approved: back to the gate")
+            },
+            Case {
                 cloud: Some(30),
                 settled: true,
                 now: 50,
-                want_current: 2,
+                want_current: 1,
                 want_state: StepState::Apply,
-                ..base("cloud between steps: first step at or above it")
+                ..base("cloud between steps: the highest step at or below it (moving down)")
             },
             Case {
                 cloud: Some(100),
@@ -691,6 +835,212 @@ mod tests {
             assert_eq!(got.target, want_target, "{}: target", c.name);
             // Pure: the same input gives the same answer.
             assert_eq!(run(&steps, c), got, "{}: idempotent", c.name);
+        }
+    }
+
+    /// Invariant 1a: the current step is the highest step at or below the cloud's share,
+    /// never past a manual gate not approved for this version; the operator moves down to
+    /// it and never raises past an unapproved gate.
+    #[test]
+    fn never_more_than_the_current_step_allows() {
+        let s = |secs: i64| Some(ts(secs).to_string());
+        let gate_then_50 = vec![step(10, None), step(50, Some("5m"))];
+        let timed_then_gate = vec![step(10, Some("5m")), step(30, None)];
+        let gate_then_25 = vec![step(10, None), step(25, Some("5m"))];
+        let three_steps = three();
+        // (name, steps, case, want (current, state, target))
+        type Row<'a> = (
+            &'a str,
+            &'a Vec<CanaryStep>,
+            Case<'a>,
+            usize,
+            StepState,
+            i32,
+        );
+        let cases: Vec<Row<'_>> = vec![
+            (
+                "console raised the share at the unapproved first gate: back to the gate",
+                &gate_then_50,
+                Case {
+                    prev_step: Some(0),
+                    prev_started: s(0),
+                    cloud: Some(30),
+                    settled: true,
+                    now: 100,
+                    ..base("console")
+                },
+                0,
+                StepState::Apply,
+                10,
+            ),
+            (
+                "steps edited from [10, 50] to [10, 30] at 50%: down to 30%, not 100%",
+                &timed_then_gate,
+                Case {
+                    prev_step: Some(1),
+                    prev_started: s(0),
+                    cloud: Some(50),
+                    settled: true,
+                    now: 100,
+                    ..base("edited")
+                },
+                1,
+                StepState::Apply,
+                30,
+            ),
+            (
+                "status lost, cloud above every step and below 100: highest step at or below",
+                &timed_then_gate,
+                Case {
+                    cloud: Some(70),
+                    settled: true,
+                    now: 100,
+                    ..base("lost")
+                },
+                1,
+                StepState::Apply,
+                30,
+            ),
+            (
+                "approved gate: a share between steps moves down, not up",
+                &gate_then_50,
+                Case {
+                    approved: Some(0),
+                    cloud: Some(30),
+                    settled: true,
+                    now: 100,
+                    ..base("between")
+                },
+                0,
+                StepState::Apply,
+                10,
+            ),
+            (
+                "approval withdrawn after the gate: a finished timer does not advance",
+                &gate_then_25,
+                Case {
+                    prev_step: Some(1),
+                    prev_started: s(0),
+                    cloud: Some(25),
+                    settled: true,
+                    now: 10_000,
+                    ..base("withdrawn")
+                },
+                1,
+                StepState::WaitingForPromotion,
+                25,
+            ),
+            (
+                "advanced but not seen, approval withdrawn: the next step is not re-sent",
+                &gate_then_25,
+                Case {
+                    prev_step: Some(1),
+                    prev_advanced: s(90),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("not seen")
+                },
+                0,
+                StepState::WaitingForPromotion,
+                10,
+            ),
+            (
+                "advanced but not seen, approval still there: re-sent",
+                &gate_then_25,
+                Case {
+                    approved: Some(0),
+                    prev_step: Some(1),
+                    prev_advanced: s(90),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("not seen, approved")
+                },
+                1,
+                StepState::Apply,
+                25,
+            ),
+            (
+                "moved down to a step (no advance recorded), cloud below it: not raised past it",
+                &three_steps,
+                Case {
+                    prev_step: Some(1),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("moved down")
+                },
+                0,
+                StepState::WaitingForPause { due: ts(400) },
+                10,
+            ),
+            (
+                "advanced but not seen, spec changed since: derived from the cloud, timer afresh",
+                &three_steps,
+                Case {
+                    prev_step: Some(1),
+                    prev_advanced: s(90),
+                    same_generation: false,
+                    cloud: Some(10),
+                    settled: true,
+                    now: 100,
+                    ..base("not seen, edited")
+                },
+                0,
+                StepState::WaitingForPause { due: ts(400) },
+                10,
+            ),
+            (
+                "steps edited under a running timer: it restarts for the new step",
+                &three_steps,
+                Case {
+                    prev_step: Some(0),
+                    prev_started: s(0),
+                    prev_pct: Some(25),
+                    cloud: Some(10),
+                    settled: true,
+                    now: 290,
+                    ..base("timer of another list")
+                },
+                0,
+                StepState::WaitingForPause { due: ts(290 + 300) },
+                10,
+            ),
+            (
+                "status lost at 100%: a finished canary stays finished",
+                &gate_then_25,
+                Case {
+                    cloud: Some(100),
+                    settled: true,
+                    ..base("finished")
+                },
+                2,
+                StepState::Complete,
+                100,
+            ),
+            (
+                "status mid-canary and 100% set by hand past a closed gate: back to the gate",
+                &gate_then_25,
+                Case {
+                    prev_step: Some(0),
+                    prev_started: s(0),
+                    cloud: Some(100),
+                    settled: true,
+                    ..base("hand 100")
+                },
+                0,
+                StepState::Apply,
+                10,
+            ),
+        ];
+        for (name, steps, c, current, state, target) in cases {
+            let got = run(steps, &c);
+            assert_eq!(
+                (got.current, got.state, got.target),
+                (current, state, target),
+                "{name}"
+            );
         }
     }
 

@@ -99,14 +99,19 @@ use super::validation::{MAX_STEPS, UTC_TIMESTAMP_PATTERN, immutable, rule, rule_
         ".rollbackPercentage",
     ),
     rule_at(
-        "!has(self.promotedStep) || has(self.steps)",
-        "promotedStep only applies with steps: add steps or remove promotedStep",
+        "!has(self.promotedStep)",
+        "promotedStep was replaced by promotion, which names the version it approves: remove promotedStep and set promotion: {versionId: <versionId>, step: <index>}",
         ".promotedStep",
     ),
     rule_at(
-        "!has(self.promotedStep) || !has(self.steps) || self.promotedStep < size(self.steps)",
-        "promotedStep must be the index of one of the steps (0 up to the number of steps - 1)",
-        ".promotedStep",
+        "!has(self.promotion) || has(self.steps)",
+        "promotion only applies with steps: add steps or remove promotion",
+        ".promotion",
+    ),
+    rule_at(
+        "!has(self.promotion) || !has(self.steps) || self.promotion.step < size(self.steps)",
+        "promotion.step must be the index of one of the steps (0 up to the number of steps - 1)",
+        ".promotion.step",
     ),
 ]))]
 pub struct EsaContainerAppRolloutSpec {
@@ -163,9 +168,15 @@ pub struct EsaContainerAppRolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = MAX_STEPS), extend("x-kubernetes-validations" = steps_rules("steps")))]
     pub steps: Option<Vec<CanaryStep>>,
-    /// Steps up to this index (0-based) are approved by hand.
+    /// Manual approval of the gates of one version: a step without `pause` holds until
+    /// `promotion.versionId` is `versionId` and `promotion.step` reaches its index. Set it
+    /// with `kubectl patch` and leave it out of manifests kept in Git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    pub promotion: Option<AppPromotion>,
+    /// Removed: an approval that did not name its version carried over to the next
+    /// version. Refused; use `promotion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub promoted_step: Option<i32>,
     /// Hold the current step.
     #[serde(default)]
@@ -181,6 +192,19 @@ pub struct EsaContainerAppRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+}
+
+/// An approval of a container app's manual step gates, for one version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPromotion {
+    /// The version approved (`spec.versionId`). An approval naming another version
+    /// approves nothing, so a new version starts with every gate closed.
+    #[schemars(length(min = 1, max = 64))]
+    pub version_id: String,
+    /// Gates up to this step index (0-based) are approved.
+    #[schemars(range(min = 0, max = 100))]
+    pub step: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -235,6 +259,12 @@ pub struct EsaContainerAppRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_step_at: Option<String>,
+    /// When the operator sent the current step's percentage after the step before it
+    /// finished; cleared once the cloud shows it (RFC 3339). It tells an advance not yet
+    /// seen from a move down to a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub step_advanced_at: Option<String>,
     /// While a person is needed (Stalled): when the operator looks at the cloud again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]

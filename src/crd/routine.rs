@@ -142,9 +142,14 @@ pub struct CodeVersionWeight {
         ".canaryVersion",
     ),
     rule_at(
-        "!has(self.promotedStep) || self.promotedStep < size(self.steps)",
-        "canary.promotedStep must be the index of one of the steps (0 up to the number of steps - 1)",
+        "!has(self.promotedStep)",
+        "canary.promotedStep was replaced by canary.promotion, which names the version it approves: remove promotedStep and set promotion: {version: <canaryVersion>, step: <index>}",
         ".promotedStep",
+    ),
+    rule_at(
+        "!has(self.promotion) || self.promotion.step < size(self.steps)",
+        "canary.promotion.step must be the index of one of the steps (0 up to the number of steps - 1)",
+        ".promotion.step",
     ),
 ]))]
 pub struct RoutineCanary {
@@ -158,11 +163,29 @@ pub struct RoutineCanary {
     /// gets 100%.
     #[schemars(length(min = 1, max = MAX_STEPS), extend("x-kubernetes-validations" = steps_rules("canary.steps")))]
     pub steps: Vec<CanaryStep>,
-    /// Steps up to this index (0-based) are approved by hand: a step without `pause` holds
-    /// until this reaches its index.
+    /// Manual approval of the gates of one canary version: a step without `pause` holds
+    /// until `promotion.version` is `canaryVersion` and `promotion.step` reaches its index.
+    /// Set it with `kubectl patch` and leave it out of manifests kept in Git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    pub promotion: Option<RoutinePromotion>,
+    /// Removed: an approval that did not name its version carried over to the next
+    /// canary. Refused; use `promotion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub promoted_step: Option<i32>,
+}
+
+/// An approval of a routine canary's manual gates, for one canary version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutinePromotion {
+    /// The canary version approved (`canary.canaryVersion`). An approval naming another
+    /// version approves nothing, so a new canary version starts with every gate closed.
+    #[schemars(length(min = 1, max = 64))]
+    pub version: String,
+    /// Gates up to this step index (0-based) are approved.
+    #[schemars(range(min = 0, max = 100))]
+    pub step: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -188,6 +211,12 @@ pub struct EsaRoutineRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_step_at: Option<String>,
+    /// When the operator sent the current step's percentage after the step before it
+    /// finished; cleared once the cloud shows it (RFC 3339). It tells an advance not yet
+    /// seen from a move down to a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub step_advanced_at: Option<String>,
     /// The cloud's deployment id for this env.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]

@@ -231,8 +231,13 @@ fn the_rules_the_cloud_enforces_are_in_the_schema() {
     assert!(has_message(&at(&routine, "canary"), "must differ"));
     assert!(has_message(
         &at(&routine, "canary"),
-        "promotedStep must be the index"
+        "promotion.step must be the index"
     ));
+    assert!(has_message(
+        &at(&routine, "canary"),
+        "promotedStep was replaced by canary.promotion"
+    ));
+    assert_eq!(at(&routine, "canary.promotion.version")["maxLength"], 64);
     assert!(has_message(
         &at(&routine, "canary.steps"),
         "strictly increasing"
@@ -257,7 +262,10 @@ fn the_rules_the_cloud_enforces_are_in_the_schema() {
         "at most one of percentage, regions or steps"
     ));
     assert!(has_message(&app, "fullRelease only applies"));
-    assert!(has_message(&app, "promotedStep only applies with steps"));
+    assert!(has_message(&app, "promotion only applies with steps"));
+    assert!(has_message(&app, "promotion.step must be the index"));
+    assert!(has_message(&app, "promotedStep was replaced by promotion"));
+    assert_eq!(at(&app, "promotion.versionId")["maxLength"], 64);
     assert!(has_message(
         &app,
         "rollbackPercentage only applies with rollback"

@@ -39,7 +39,7 @@ use crate::controller::outcome::{
 use crate::controller::plan::{CloudAction, Decision, Input, Plan, Requeue};
 use crate::controller::requeue::until;
 use crate::controller::status::settle;
-use crate::controller::steps::{StepInput, Steps, Wording, plan_steps};
+use crate::controller::steps::{Approval, StepInput, Steps, Wording, plan_steps};
 use crate::crd::common::CONDITION_PROGRESSING;
 use crate::crd::container_app::EsaContainerAppRolloutStatus;
 
@@ -124,10 +124,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     let ctx = Ctx::new(input);
     let mut d = match &spec.mode {
         Mode::Rollback { percentage } => rollback(&ctx, *percentage),
-        Mode::Steps {
-            steps,
-            promoted_step,
-        } => progression(&ctx, input, steps, *promoted_step),
+        Mode::Steps { steps, promotion } => progression(&ctx, input, steps, promotion.as_ref()),
         Mode::Fixed(target) => fixed(&ctx, target),
     };
     d.outcome.paused = spec.paused;
@@ -135,6 +132,7 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     status.current_step = d.steps.current_step;
     status.step_started_at = d.steps.step_started_at.clone();
     status.next_step_at = d.steps.next_step_at.clone();
+    status.step_advanced_at = d.steps.step_advanced_at.clone();
     settle(
         &mut status,
         input.status,
@@ -546,7 +544,7 @@ fn progression(
     ctx: &Ctx<'_>,
     input: &AppInput<'_>,
     steps: &Steps,
-    promoted_step: Option<i32>,
+    promotion: Option<&Approval>,
 ) -> AppDecision {
     let v = &ctx.spec.version_id;
     let view = &ctx.view;
@@ -556,17 +554,30 @@ fn progression(
     let prev = input.status;
     let sp = plan_steps(&StepInput {
         steps,
-        promoted_step,
+        approved_step: Approval::for_version(promotion, v),
         paused: ctx.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
+        prev_advanced_at: prev.and_then(|s| s.step_advanced_at.as_deref()),
+        prev_same_generation: prev.is_some_and(|s| s.observed_generation == input.generation),
+        prev_percentage: prev.and_then(|s| {
+            let version =
+                non_empty(&s.publishing_version).or_else(|| non_empty(&s.deployed_version));
+            (version == Some(v.as_str()))
+                .then_some(s.publish_percentage)
+                .flatten()
+        }),
         cloud_percentage: if moving { view.percentage() } else { None },
         cloud_settled: moving && view.state == PUBLISH_STATUS_PUBLISHED,
         now: input.now,
     });
     let wording = Wording {
         at: format!("{v} at {}% of {}", sp.target, ctx.env),
-        promote: "spec.promotedStep",
+        promote: format!(
+            "spec.promotion: {{versionId: {v}, step: {}}}{}",
+            sp.current,
+            Approval::stale_note(promotion, v)
+        ),
         cloud: view.describe(ctx.env),
         complete: format!(
             "{v} is published to 100% of {} after {} steps",
@@ -598,7 +609,7 @@ mod tests {
     use crate::crd::common::{
         CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
     };
-    use crate::crd::container_app::EsaContainerAppRolloutSpec;
+    use crate::crd::container_app::{AppPromotion, EsaContainerAppRolloutSpec};
     use std::time::Duration;
 
     type AppPlan = Plan<AppAction, EsaContainerAppRolloutStatus>;
@@ -1199,7 +1210,10 @@ mod tests {
                     pause: None,
                 },
             ]),
-            promoted_step: Some(1),
+            promotion: Some(AppPromotion {
+                version_id: OURS.into(),
+                step: 1,
+            }),
             ..spec()
         };
         let prev = EsaContainerAppRolloutStatus {
@@ -1216,6 +1230,92 @@ mod tests {
             "{:?}",
             next.status
         );
+    }
+
+    /// Invariant 1b for container apps: an approval opens only the gates of the version it
+    /// names; a new versionId starts at the first step with every gate closed.
+    #[test]
+    fn an_approval_opens_only_the_gates_of_the_version_it_names() {
+        const NEXT: &str = "ver-300";
+        let gate = |percentage| CanaryStep {
+            percentage,
+            pause: None,
+        };
+        let mut s = EsaContainerAppRolloutSpec {
+            steps: Some(vec![gate(10), gate(50)]),
+            promotion: Some(AppPromotion {
+                version_id: OURS.into(),
+                step: 1,
+            }),
+            ..spec()
+        };
+        let finished = pct(OURS, "published", 100, 100);
+        let done = EsaContainerAppRolloutStatus {
+            current_step: Some(2),
+            ..Default::default()
+        };
+        let p = run(&s, Some(&done), Some(&finished), 0);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.status.phase.as_deref(), Some("Completed"));
+
+        // The next version; the approval (not in Git) still names the previous one.
+        s.version_id = NEXT.into();
+        let p = run(&s, Some(&p.status), Some(&finished), 10);
+        assert_eq!(
+            published(&p).map(|r| (r.version_id.as_str(), r.percentage)),
+            Some((NEXT, Some(10)))
+        );
+        let at_gate = pct(NEXT, "published", 10, 10);
+        let p = run(&s, Some(&p.status), Some(&at_gate), 20);
+        assert!(p.actions.is_empty(), "the gate at 10% is closed for {NEXT}");
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "WaitingForPromotion");
+        assert!(
+            msg(&p).contains(&format!("names {OURS}, not {NEXT}")),
+            "{}",
+            msg(&p)
+        );
+        assert!(run(&s, None, Some(&at_gate), 99_999).actions.is_empty());
+
+        // Approved for the new version: 50%.
+        s.promotion = Some(AppPromotion {
+            version_id: NEXT.into(),
+            step: 0,
+        });
+        let p = run(&s, Some(&p.status), Some(&at_gate), 30);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
+    }
+
+    /// Invariant 1a for container apps: a percentage set outside the operator above the
+    /// current step is brought back to the step, never raised past an unapproved gate.
+    #[test]
+    fn a_share_set_outside_above_the_gate_is_brought_back() {
+        let s = stepped();
+        let at_gate = EsaContainerAppRolloutStatus {
+            current_step: Some(1),
+            step_started_at: Some(ts(0).to_string()),
+            ..Default::default()
+        };
+        // Gate at 50% (not approved); someone publishes 80% in the console.
+        let p = run(
+            &s,
+            Some(&at_gate),
+            Some(&pct(OURS, "published", 80, 80)),
+            100,
+        );
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(50));
+        // Status lost with the cloud between steps (30%): the highest step at or below it.
+        let p = run(&s, None, Some(&pct(OURS, "published", 30, 30)), 100);
+        assert_eq!(published(&p).and_then(|r| r.percentage), Some(10));
+    }
+
+    #[test]
+    fn promoted_step_is_refused() {
+        let s = EsaContainerAppRolloutSpec {
+            promoted_step: Some(0),
+            ..stepped()
+        };
+        let err = validate(&s).expect_err("promotedStep is refused");
+        assert!(err.contains("replaced by spec.promotion"), "{err}");
     }
 
     /// Drive a stepped publish against a fake cloud that reports `publishing` once after
@@ -1261,12 +1361,16 @@ mod tests {
         let p = tick(&s, 330);
         assert!(p.actions.is_empty());
         assert!(
-            msg(&p).contains("step 2/2") && msg(&p).contains("set spec.promotedStep: 1"),
+            msg(&p).contains("step 2/2")
+                && msg(&p).contains("set spec.promotion: {versionId: ver-200, step: 1}"),
             "{}",
             msg(&p)
         );
         // Promote: 100%, then done.
-        s.promoted_step = Some(1);
+        s.promotion = Some(AppPromotion {
+            version_id: OURS.into(),
+            step: 1,
+        });
         let p = tick(&s, 400);
         assert_eq!(published(&p).and_then(|r| r.percentage), Some(100));
         let p = tick(&s, 410);
@@ -1294,9 +1398,12 @@ mod tests {
             paused: true,
             ..stepped()
         };
+        // As the operator wrote it when the timer started: with the cloud's state.
         let st = EsaContainerAppRolloutStatus {
             current_step: Some(0),
             step_started_at: Some(ts(0).to_string()),
+            publishing_version: Some(OURS.into()),
+            publish_percentage: Some(10),
             ..Default::default()
         };
         let p = run(

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 
 use crate::controller::plan::ValidSpec;
-use crate::controller::steps::Steps;
+use crate::controller::steps::{Approval, Steps};
 use crate::crd::common::EsaEnv;
 use crate::crd::container_app::{EsaContainerAppRollout, EsaContainerAppRolloutSpec};
 
@@ -30,7 +30,8 @@ pub enum Mode {
     /// Published by steps of percentage (`steps`).
     Steps {
         steps: Steps,
-        promoted_step: Option<i32>,
+        /// `spec.promotion`, whichever version it names.
+        promotion: Option<Approval>,
     },
     /// Rolled back to the version before (`rollback`), on `percentage` of the traffic
     /// (`rollbackPercentage`) or all of it.
@@ -71,6 +72,10 @@ pub fn sorted(regions: &[String]) -> Vec<String> {
     v.dedup();
     v
 }
+
+/// Why an object stored before `promotion` replaced `promotedStep` is not followed: an
+/// approval that does not name its version cannot be applied safely to any version.
+pub const PROMOTED_STEP_REMOVED: &str = "spec.promotedStep was replaced by spec.promotion, which names the version it approves: remove promotedStep and set promotion: {versionId: <versionId>, step: <index>}";
 
 /// Parse the spec, or say what to fix.
 pub fn validate(spec: &EsaContainerAppRolloutSpec) -> Result<AppSpec, String> {
@@ -116,10 +121,16 @@ fn mode(spec: &EsaContainerAppRolloutSpec) -> Result<Mode, String> {
     if spec.rollback_percentage.is_some() {
         return Err("spec.rollbackPercentage only applies with spec.rollback: true".to_string());
     }
+    if spec.promoted_step.is_some() {
+        return Err(PROMOTED_STEP_REMOVED.to_string());
+    }
     if let Some(steps) = &spec.steps {
         return Ok(Mode::Steps {
             steps: Steps::parse(steps).map_err(|e| format!("spec.{e}"))?,
-            promoted_step: spec.promoted_step,
+            promotion: spec.promotion.as_ref().map(|p| Approval {
+                version: p.version_id.clone(),
+                step: p.step,
+            }),
         });
     }
     match (&spec.regions, spec.percentage) {
@@ -166,6 +177,7 @@ pub(crate) mod fixtures {
             start_time: None,
             remarks: Some("by test".into()),
             steps: None,
+            promotion: None,
             promoted_step: None,
             paused: false,
             rollback: false,

@@ -22,7 +22,7 @@ use crate::controller::outcome::{
 };
 use crate::controller::plan::{CloudAction, Decision, Input, Plan};
 use crate::controller::status::settle;
-use crate::controller::steps::{StepInput, Wording, plan_steps};
+use crate::controller::steps::{Approval, StepInput, Wording, plan_steps};
 use crate::crd::common::EsaEnv;
 use crate::crd::routine::{CodeVersionWeight, EsaRoutineRolloutStatus};
 
@@ -76,6 +76,7 @@ pub fn plan(input: &RoutineInput<'_>) -> Plan<RoutineAction, EsaRoutineRolloutSt
         current_step: d.steps.current_step,
         step_started_at: d.steps.step_started_at.clone(),
         next_step_at: d.steps.next_step_at.clone(),
+        step_advanced_at: d.steps.step_advanced_at.clone(),
         deployment_id: input
             .observed
             .as_ref()
@@ -182,10 +183,19 @@ fn canary(input: &RoutineInput<'_>, c: &Canary, cloud: &[CodeVersionSplit]) -> R
     let prev = input.status;
     let sp = plan_steps(&StepInput {
         steps: &c.steps,
-        promoted_step: c.promoted_step,
+        approved_step: Approval::for_version(c.promotion.as_ref(), &c.canary),
         paused: input.spec.paused,
         prev_step: prev.and_then(|s| s.current_step),
         prev_started_at: prev.and_then(|s| s.step_started_at.as_deref()),
+        prev_advanced_at: prev.and_then(|s| s.step_advanced_at.as_deref()),
+        prev_same_generation: prev.is_some_and(|s| s.observed_generation == input.generation),
+        prev_percentage: prev.map(|s| {
+            s.code_versions
+                .iter()
+                .filter(|w| w.code_version == c.canary)
+                .map(|w| w.percentage)
+                .sum()
+        }),
         cloud_percentage: share,
         cloud_settled: share.is_some_and(|p| same(&canary_split(c, p), cloud)),
         now: input.now,
@@ -193,7 +203,12 @@ fn canary(input: &RoutineInput<'_>, c: &Canary, cloud: &[CodeVersionSplit]) -> R
     let want = canary_split(c, sp.target);
     let wording = Wording {
         at: format!("{}% on {}", sp.target, c.canary),
-        promote: "spec.canary.promotedStep",
+        promote: format!(
+            "spec.canary.promotion: {{version: \"{}\", step: {}}}{}",
+            c.canary,
+            sp.current,
+            Approval::stale_note(c.promotion.as_ref(), &c.canary)
+        ),
         cloud: format!("cloud has {}", render(cloud)),
         complete: format!(
             "{} serves 100% of {} after {} steps",
@@ -316,9 +331,9 @@ mod tests {
     use crate::controller::conditions::is_true;
     use crate::controller::plan::{Requeue, decide};
     use crate::crd::common::{
-        CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY,
+        CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CanaryStep,
     };
-    use crate::crd::routine::EsaRoutineRolloutSpec;
+    use crate::crd::routine::{EsaRoutineRolloutSpec, RoutinePromotion};
     use jiff::Timestamp;
     use std::time::Duration;
 
@@ -553,7 +568,10 @@ mod tests {
         );
         let msg = p.status.message.clone().unwrap_or_default();
         assert!(
-            msg.contains("step 2/3") && msg.contains("set spec.canary.promotedStep: 1"),
+            msg.contains("step 2/3")
+                && msg.contains(&format!(
+                    "set spec.canary.promotion: {{version: \"{CANARY}\", step: 1}}"
+                )),
             "{msg}"
         );
         assert_eq!(
@@ -565,9 +583,12 @@ mod tests {
         // Much later, still gated.
         assert_eq!(sent(&step(&spec, &mut cloud, 90_000)), None);
 
-        // promotedStep raised: step 3/3 (50%).
+        // Approved for this version: step 3/3 (50%).
         if let Some(c) = spec.canary.as_mut() {
-            c.promoted_step = Some(1);
+            c.promotion = Some(RoutinePromotion {
+                version: CANARY.into(),
+                step: 1,
+            });
         }
         let p = step(&spec, &mut cloud, 90_010);
         assert_eq!(sent(&p), pairs(&[(CANARY, 50), (STABLE, 50)]));
@@ -592,9 +613,92 @@ mod tests {
         }
     }
 
+    /// Invariant 1b for routines: an approval opens only the gates of the canary version it
+    /// names; the next release starts at its first step with every gate closed.
+    #[test]
+    fn an_approval_opens_only_the_gates_of_the_version_it_names() {
+        const NEXT: &str = "1710000000000000003";
+        let gate = |percentage| CanaryStep {
+            percentage,
+            pause: None,
+        };
+        let mut spec = spec_canary(vec![gate(10), gate(50)]);
+        let approve = |spec: &mut EsaRoutineRolloutSpec, version: &str, step| {
+            if let Some(c) = spec.canary.as_mut() {
+                c.promotion = Some(RoutinePromotion {
+                    version: version.into(),
+                    step,
+                });
+            }
+        };
+        approve(&mut spec, CANARY, 1);
+        let finished = env(&[(CANARY, 100)]);
+        let done = EsaRoutineRolloutStatus {
+            current_step: Some(2),
+            ..Default::default()
+        };
+        let p = run(&spec, Some(&done), Some(&finished), 0);
+        assert_eq!(sent(&p), None);
+        assert_eq!(p.status.phase.as_deref(), Some("Completed"));
+
+        // The next release; the approval (not in Git) still names the previous version.
+        if let Some(c) = spec.canary.as_mut() {
+            c.stable_version = CANARY.into();
+            c.canary_version = NEXT.into();
+        }
+        let p = run(&spec, Some(&p.status), Some(&finished), 10);
+        assert_eq!(sent(&p), pairs(&[(NEXT, 10), (CANARY, 90)]));
+        let at_gate = env(&[(NEXT, 10), (CANARY, 90)]);
+        let p = run(&spec, Some(&p.status), Some(&at_gate), 20);
+        assert_eq!(sent(&p), None, "the gate at 10% is closed for {NEXT}");
+        assert_eq!(
+            cond(&p.status, CONDITION_PROGRESSING),
+            "WaitingForPromotion"
+        );
+        let msg = p.status.message.clone().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("names {CANARY}, not {NEXT}")),
+            "the message says why the approval opens no gate: {msg}"
+        );
+        // Much later, still closed; and a lost status does not open it either.
+        assert_eq!(
+            sent(&run(&spec, Some(&p.status), Some(&at_gate), 99_999)),
+            None
+        );
+        assert_eq!(sent(&run(&spec, None, Some(&at_gate), 99_999)), None);
+
+        // Approved for the new version: step 2 (50%).
+        approve(&mut spec, NEXT, 0);
+        let p = run(&spec, Some(&p.status), Some(&at_gate), 30);
+        assert_eq!(sent(&p), pairs(&[(NEXT, 50), (CANARY, 50)]));
+    }
+
+    #[test]
+    fn promoted_step_is_refused_except_for_a_rollback() {
+        let mut spec = three();
+        if let Some(c) = spec.canary.as_mut() {
+            c.promoted_step = Some(1);
+        }
+        let err = validate(&spec).expect_err("promotedStep is refused");
+        assert!(
+            err.contains("replaced by spec.canary.promotion"),
+            "the error names the replacement: {err}"
+        );
+        // A rollback never depends on approvals.
+        spec.rollback = true;
+        assert!(validate(&spec).is_ok());
+    }
+
     #[test]
     fn restart_with_empty_status_mid_canary() {
-        let spec = three();
+        // The gate at step 2 (25%) was approved: that is how the cloud got to 50%.
+        let mut spec = three();
+        if let Some(c) = spec.canary.as_mut() {
+            c.promotion = Some(RoutinePromotion {
+                version: CANARY.into(),
+                step: 1,
+            });
+        }
         // The cloud is at step 3 (50%); status was lost.
         let cloud = env(&[(STABLE, 50), (CANARY, 50)]);
         let p = run(&spec, None, Some(&cloud), 1000);
@@ -611,9 +715,13 @@ mod tests {
         let p = run(&spec, Some(&stale), Some(&cloud), 1000);
         assert_eq!(sent(&p), None);
         assert_eq!(p.status.current_step, Some(2));
+        // Without the approval, a cloud past the gate is brought back to it (1a).
+        let p = run(&three(), None, Some(&cloud), 1000);
+        assert_eq!(sent(&p), pairs(&[(CANARY, 25), (STABLE, 75)]));
+        assert_eq!(p.status.current_step, Some(1));
         // Lost status at the manual gate: still gated.
         let cloud = env(&[(CANARY, 25), (STABLE, 75)]);
-        let p = run(&spec, None, Some(&cloud), 1000);
+        let p = run(&three(), None, Some(&cloud), 1000);
         assert_eq!(sent(&p), None);
         assert_eq!(p.status.current_step, Some(1));
         assert_eq!(
@@ -627,9 +735,11 @@ mod tests {
         let mut spec = three();
         spec.paused = true;
         let cloud = env(&[(CANARY, 10), (STABLE, 90)]);
+        // As the operator wrote it when the timer started: with the cloud's split.
         let st = EsaRoutineRolloutStatus {
             current_step: Some(0),
             step_started_at: Some(ts(0).to_string()),
+            code_versions: weights(&split(&[(CANARY, 10), (STABLE, 90)])),
             ..Default::default()
         };
         for now in [100, 10_000] {
@@ -653,10 +763,13 @@ mod tests {
     #[test]
     fn timer_waits_for_the_cloud() {
         let spec = three();
-        // Advanced to step 2 but the cloud still shows step 1 (e.g. the call failed).
+        // Advanced to step 2 but the cloud still shows step 1 (e.g. the call failed); the
+        // status was written for this generation and records the advance.
         let st = EsaRoutineRolloutStatus {
             current_step: Some(1),
             step_started_at: None,
+            step_advanced_at: Some(ts(4000).to_string()),
+            observed_generation: Some(3),
             ..Default::default()
         };
         let cloud = env(&[(CANARY, 10), (STABLE, 90)]);

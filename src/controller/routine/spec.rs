@@ -2,7 +2,7 @@
 
 use crate::cloud::model::CodeVersionSplit;
 use crate::controller::plan::ValidSpec;
-use crate::controller::steps::Steps;
+use crate::controller::steps::{Approval, Steps};
 use crate::crd::common::EsaEnv;
 use crate::crd::routine::{
     CodeVersionWeight, EsaRoutineRollout, EsaRoutineRolloutSpec, RoutineCanary,
@@ -36,8 +36,13 @@ pub struct Canary {
     pub stable: String,
     pub canary: String,
     pub steps: Steps,
-    pub promoted_step: Option<i32>,
+    /// `canary.promotion`, whichever version it names.
+    pub promotion: Option<Approval>,
 }
+
+/// Why an object stored before `promotion` replaced `promotedStep` is not followed: an
+/// approval that does not name its version cannot be applied safely to any version.
+pub const PROMOTED_STEP_REMOVED: &str = "spec.canary.promotedStep was replaced by spec.canary.promotion, which names the version it approves: remove promotedStep and set promotion: {version: <canaryVersion>, step: <index>}";
 
 /// Parse the spec, or say what to fix.
 pub fn validate(spec: &EsaRoutineRolloutSpec) -> Result<RoutineSpec, String> {
@@ -61,11 +66,17 @@ pub fn validate(spec: &EsaRoutineRolloutSpec) -> Result<RoutineSpec, String> {
                     canary: c.canary_version.clone(),
                 }
             } else {
+                if c.promoted_step.is_some() {
+                    return Err(PROMOTED_STEP_REMOVED.to_string());
+                }
                 Mode::Canary(Canary {
                     stable: c.stable_version.clone(),
                     canary: c.canary_version.clone(),
                     steps: Steps::parse(&c.steps).map_err(|e| format!("spec.canary.{e}"))?,
-                    promoted_step: c.promoted_step,
+                    promotion: c.promotion.as_ref().map(|p| Approval {
+                        version: p.version.clone(),
+                        step: p.step,
+                    }),
                 })
             }
         }
@@ -165,6 +176,7 @@ pub(crate) mod fixtures {
                 stable_version: STABLE.into(),
                 canary_version: CANARY.into(),
                 steps,
+                promotion: None,
                 promoted_step: None,
             }),
             paused: false,
