@@ -127,6 +127,10 @@ fn the_deployment_starts_the_operator_with_arguments_it_accepts() {
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     let probe = &container["livenessProbe"]["httpGet"]["path"];
     assert_eq!(probe, "/healthz");
+    // A follower is ready (otherwise a PodDisruptionBudget and rolling updates stall);
+    // the leader once its caches synced.
+    let ready = &container["readinessProbe"]["httpGet"]["path"];
+    assert_eq!(ready, "/readyz");
 }
 
 /// `kubectl apply -k deploy/` as on a cluster: every object is accepted, the namespace

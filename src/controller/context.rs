@@ -165,6 +165,10 @@ pub struct Context {
     pub retry: RetryPolicy,
     /// Which resource owns which cloud object.
     pub owners: super::owners::Owners,
+    /// Whether this replica may mutate the cloud (always, without leader election).
+    pub leadership: super::leader::Leadership,
+    /// Heartbeats and cache sync of the controller loops (/healthz, /readyz).
+    pub health: Arc<super::health::Health>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -187,6 +191,8 @@ impl Context {
             timing,
             retry,
             owners: Default::default(),
+            leadership: Default::default(),
+            health: Default::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -51,6 +51,10 @@ pub enum Error {
     /// The finalizer machinery failed around the apply/cleanup branches.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// This replica does not hold the leader-election Lease (any more): it sends nothing
+    /// to the cloud; the leader does.
+    #[error("not the leader: no cloud mutation is sent from this replica")]
+    NotLeader,
 }
 
 /// How to react to an error.
@@ -86,7 +90,7 @@ impl Error {
             Error::Credentials(_) | Error::AccountChanged { .. } | Error::AlreadyManaged { .. } => {
                 Reaction::NeedsPerson
             }
-            Error::Kube(_) | Error::Finalizer(_) => Reaction::Retry,
+            Error::Kube(_) | Error::Finalizer(_) | Error::NotLeader => Reaction::Retry,
         }
     }
 
@@ -100,6 +104,7 @@ impl Error {
             Error::AlreadyManaged { .. } => "AlreadyManaged".into(),
             Error::Kube(_) => "KubernetesApi".into(),
             Error::Finalizer(_) => "Finalizer".into(),
+            Error::NotLeader => "NotLeader".into(),
         }
     }
 

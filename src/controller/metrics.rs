@@ -1,4 +1,4 @@
-//! Prometheus metrics of the reconcilers, and the /metrics + /healthz endpoint.
+//! Prometheus metrics of the reconcilers, and the /metrics, /healthz and /readyz endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,14 +157,42 @@ async fn metrics_handler(State(exposition): State<Exposition>) -> impl IntoRespo
     }
 }
 
-/// Serve /metrics and /healthz on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, exposition: Exposition) -> anyhow::Result<()> {
-    let app = Router::new()
+/// What /healthz and /readyz look at.
+#[derive(Clone)]
+pub struct Probes {
+    pub health: Arc<super::health::Health>,
+    pub leadership: super::leader::Leadership,
+}
+
+fn probe_answer(result: Result<(), String>) -> axum::response::Response {
+    match result {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+/// The routes: /metrics, /healthz (the controller loops' heartbeats), /readyz (leadership
+/// known, and the leader's caches synced).
+pub fn router(exposition: Exposition, probes: Probes) -> Router {
+    let (live, ready) = (probes.clone(), probes);
+    Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(exposition);
+        .route(
+            "/healthz",
+            get(move || async move { probe_answer(live.health.healthz()) }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move { probe_answer(ready.health.readyz(&ready.leadership)) }),
+        )
+        .with_state(exposition)
+}
+
+/// Serve /metrics, /healthz and /readyz on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, exposition: Exposition, probes: Probes) -> anyhow::Result<()> {
+    let app = router(exposition, probes);
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /metrics and /healthz");
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod container_app;
 pub mod context;
 pub mod eas;
 pub mod error;
+pub mod health;
 pub mod intent;
 pub mod leader;
 pub mod metrics;
@@ -116,7 +117,7 @@ pub struct RunArgs {
     )]
     pub log_format: LogFormat,
 
-    /// Address serving /metrics and /healthz.
+    /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "ALICLOUD_ROLLOUTS_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
@@ -128,6 +129,20 @@ pub struct RunArgs {
     /// than one replica).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT", default_value_t = false)]
     pub leader_elect: bool,
+
+    /// How long the Lease holds without renewal: how long a follower waits before it
+    /// takes over from a leader that stopped renewing (client-go's default).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+
+    /// How long the leader keeps acting without a confirmed renew of the Lease; it then
+    /// stops every reconcile and exits. Must be shorter than the lease duration.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+
+    /// How often the leader renews the Lease and a follower tries to acquire it.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: Duration,
 
     /// Namespace of the leader-election Lease (the operator's own namespace).
     #[arg(
@@ -198,7 +213,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: "alicloud-rollouts".into(),
         instance: args.instance.clone(),
     };
-    let cx = Arc::new(Context::new(
+    let leadership = if args.leader_elect {
+        leader::Leadership::elected()
+    } else {
+        leader::Leadership::always()
+    };
+    let timing = leader::Timing {
+        lease: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry: args.leader_elect_retry_period,
+    };
+    if args.leader_elect {
+        timing
+            .validate()
+            .map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
+    }
+    let mut context = Context::new(
         client.clone(),
         cloud,
         Arc::new(KubeSecrets(client.clone())),
@@ -214,30 +244,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             base: args.requeue_base,
             cap: args.requeue_max,
         },
-    ));
+    );
+    context.leadership = leadership.clone();
+    let cx = Arc::new(context);
 
     let exposition = metrics::Exposition {
         controller: Arc::new(registry),
         cloud: cloud_metrics,
     };
+    let probes = metrics::Probes {
+        health: cx.health.clone(),
+        leadership: leadership.clone(),
+    };
     let listen = args.listen;
-    let server = tokio::spawn(async move { metrics::serve(listen, exposition).await });
+    let mut server = tokio::spawn(async move { metrics::serve(listen, exposition, probes).await });
 
-    // With leader election, wait for the Lease (serving /healthz meanwhile), then keep it.
-    let mut leadership: tokio::task::JoinHandle<()> = tokio::spawn(futures::future::pending());
+    // With leader election, wait for the Lease (serving the probes meanwhile: a follower
+    // that knows it follows is ready), then keep it.
+    let mut leadership_task: tokio::task::JoinHandle<()> = tokio::spawn(futures::future::pending());
+    let mut elector = None;
     if args.leader_elect {
         let identity = args
             .instance
             .clone()
             .unwrap_or_else(|| format!("alicloud-rollouts-{}", uuid::Uuid::new_v4()));
-        let elector = leader::Elector::new(
+        let candidate = leader::Elector::new(
             kube::Api::namespaced(client.clone(), &args.leader_election_namespace),
             "alicloud-rollouts",
             &identity,
-            Duration::from_secs(15),
+            timing,
         );
-        elector.acquire(Duration::from_secs(2)).await;
-        leadership = tokio::spawn(async move { elector.hold(Duration::from_secs(5)).await });
+        let acquired = tokio::select! {
+            acquired = candidate.acquire(&leadership) => acquired,
+            served = &mut server => return served_result(served, listen),
+        };
+        let (holder, held) = (candidate.clone(), leadership.clone());
+        leadership_task = tokio::spawn(async move { holder.hold(&held, acquired).await });
+        elector = Some(candidate);
     }
 
     let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
@@ -245,8 +288,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
+    let kinds = dedup(&args.kinds);
+    cx.health.expect(kinds.len() * namespaces.len());
     let mut controllers = Vec::new();
-    for kind in dedup(&args.kinds) {
+    for kind in kinds {
         for ns in &namespaces {
             let cx = cx.clone();
             let ns = ns.clone();
@@ -259,22 +304,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             });
         }
     }
+    let aborts: Vec<_> = controllers.iter().map(|c| c.abort_handle()).collect();
     tokio::select! {
         _ = futures::future::join_all(controllers) => {
+            // Shutdown (SIGTERM/SIGINT): the controllers finished their in-flight
+            // reconciles; give the Lease up so that a follower takes over at once.
             tracing::info!("controllers stopped");
-        }
-        _ = &mut leadership => {
-            anyhow::bail!("lost the leader-election Lease; stopping so that another replica takes over");
-        }
-        served = server => {
-            match served {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e.context(format!("serving metrics on {listen}"))),
-                Err(e) => anyhow::bail!("metrics server task failed: {e}"),
+            if let Some(elector) = &elector {
+                leadership_task.abort();
+                match elector.release(&leadership).await {
+                    Ok(()) => tracing::info!("released the leader-election Lease"),
+                    Err(e) => tracing::warn!(error = %e, "could not release the leader-election Lease; a follower takes over when it expires"),
+                }
             }
         }
+        _ = &mut leadership_task => {
+            // The fencing check already refuses every cloud mutation; stop every
+            // reconcile now and exit, to come back as a follower.
+            for abort in &aborts {
+                abort.abort();
+            }
+            anyhow::bail!("lost the leader-election Lease; stopping so that another replica takes over");
+        }
+        served = &mut server => return served_result(served, listen),
     }
     Ok(())
+}
+
+fn served_result(
+    served: Result<anyhow::Result<()>, tokio::task::JoinError>,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.context(format!("serving metrics on {listen}"))),
+        Err(e) => anyhow::bail!("metrics server task failed: {e}"),
+    }
 }
 
 fn dedup(kinds: &[Kind]) -> Vec<Kind> {

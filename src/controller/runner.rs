@@ -268,6 +268,11 @@ async fn execute<K: Rollout>(
                 true
             }
         };
+        // Fencing: a replica that lost the Lease (or was frozen past its renew deadline)
+        // sends nothing; the new leader acts from the status.
+        if !cx.leadership.is_leader() {
+            return Err(Error::NotLeader);
+        }
         let request_id = K::execute(spec, cloud, action, status).await?;
         report_mutation(obj, cx, action, &request_id).await;
         *status.shared().last_request_id = Some(request_id);
@@ -434,22 +439,46 @@ pub fn error_policy<K: Rollout>(obj: Arc<K>, err: &Error, cx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-/// Run the controller for `K` until shutdown.
+/// Run the controller for `K` until shutdown. The task driving the reconciles also beats
+/// the loop's heartbeat (every [`super::health::BEAT_EVERY`], events or not), and the
+/// loop is marked synced once its cache has its first list: /healthz and /readyz.
 pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<String>) {
     let (reader, stream) = super::watch::watch::<K>(cx.clone(), namespace.as_deref());
     cx.owners.register(K::LABEL, reader.clone());
+    let name = format!("{}/{}", K::LABEL, namespace.as_deref().unwrap_or("*"));
     tracing::info!(
         kind = K::LABEL,
         namespace = namespace.as_deref().unwrap_or("<all>"),
         "starting controller"
     );
-    Controller::for_stream(stream, reader)
+    let health = cx.health.clone();
+    health.beat(&name);
+    let synced = {
+        let (reader, health, name) = (reader.clone(), health.clone(), name.clone());
+        async move {
+            if reader.wait_until_ready().await.is_ok() {
+                health.synced(&name);
+            }
+        }
+    };
+    let results = Controller::for_stream(stream, reader)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, cx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(kind = K::LABEL, error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    let mut results = std::pin::pin!(results);
+    let mut synced = std::pin::pin!(synced);
+    let mut synced_done = false;
+    let mut beat = tokio::time::interval(super::health::BEAT_EVERY);
+    loop {
+        tokio::select! {
+            () = &mut results => break,
+            () = &mut synced, if !synced_done => synced_done = true,
+            _ = beat.tick() => health.beat(&name),
+        }
+    }
+    health.ended(&name);
 }

@@ -84,6 +84,10 @@ pub struct SimConfig {
     pub read_lag: std::time::Duration,
     /// DescribeServiceRollout reports an accepted pause as the unpaused phase this long.
     pub pause_lag: std::time::Duration,
+    /// Every key pair of `access_keys` belongs to one account (that of the smallest key
+    /// id), like several RAM users of one account: callers share one cloud and are still
+    /// told apart by key in the call log.
+    pub one_account: bool,
 }
 
 impl Default for SimConfig {
@@ -98,6 +102,7 @@ impl Default for SimConfig {
             clock: None,
             read_lag: std::time::Duration::ZERO,
             pause_lag: std::time::Duration::ZERO,
+            one_account: false,
         }
     }
 }
@@ -141,6 +146,7 @@ impl SimConfig {
             clock: None,
             read_lag,
             pause_lag,
+            one_account: false,
         })
     }
 }
@@ -209,6 +215,15 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimulatorHandle> {
             DEFAULT_ACCESS_KEY_SECRET.to_string(),
         );
     }
+    let accounts: HashMap<String, String> = match keys.keys().min() {
+        Some(first) if config.one_account => {
+            let account = auth::account_of_key(first);
+            keys.keys()
+                .map(|id| (id.clone(), account.clone()))
+                .collect()
+        }
+        _ => HashMap::new(),
+    };
     let clock = config
         .clock
         .clone()
@@ -216,6 +231,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimulatorHandle> {
     let sim = Arc::new(Sim::new(
         clock,
         server::Settings {
+            accounts,
             keys,
             time_scale: if config.time_scale.is_finite() && config.time_scale > 0.0 {
                 config.time_scale

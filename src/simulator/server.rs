@@ -189,11 +189,34 @@ struct FaultOutcome {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub keys: HashMap<String, String>,
+    /// Key ids whose account is not their own (several RAM users of one account).
+    pub accounts: HashMap<String, String>,
     pub time_scale: f64,
     /// Requests per second per action; 0 disables.
     pub rate_limit: u32,
     /// Read and pause lag when no consistency fault adds more (`--read-lag`, `--pause-lag`).
     pub lag: Lag,
+}
+
+impl Settings {
+    /// The account of a configured key pair.
+    pub fn account_of_key(&self, access_key_id: &str) -> String {
+        self.accounts
+            .get(access_key_id)
+            .cloned()
+            .unwrap_or_else(|| auth::account_of_key(access_key_id))
+    }
+}
+
+/// One API call in the call log (`GET /_sim/calllog`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub action: String,
+    /// The access key id of the Authorization header (as claimed; `status` says whether
+    /// it was accepted).
+    pub access_key_id: Option<String>,
+    pub status: u16,
 }
 
 /// Shared state behind the HTTP server.
@@ -210,6 +233,8 @@ pub struct Sim {
     faults: Mutex<(u64, Vec<Fault>)>,
     lag_faults: Mutex<Vec<LagFault>>,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Every API call in order: action, the access key id it claims, the HTTP status.
+    call_log: Mutex<Vec<CallRecord>>,
     limiter: Mutex<HashMap<String, (u64, u32)>>,
     origin: Instant,
 }
@@ -369,7 +394,7 @@ impl Sim {
         let worlds = settings
             .keys
             .keys()
-            .map(|id| (auth::account_of_key(id), World::default()))
+            .map(|id| (settings.account_of_key(id), World::default()))
             .collect();
         Sim {
             clock,
@@ -380,6 +405,7 @@ impl Sim {
             faults: Mutex::new((0, Vec::new())),
             lag_faults: Mutex::new(Vec::new()),
             calls: Mutex::new(BTreeMap::new()),
+            call_log: Mutex::new(Vec::new()),
             limiter: Mutex::new(HashMap::new()),
             origin: Instant::now(),
         }
@@ -402,7 +428,12 @@ impl Sim {
 
     /// The account of an access key the simulator accepts (see docs/simulator.md).
     pub fn account_of_key(&self, access_key_id: &str) -> String {
-        auth::account_of_key(access_key_id)
+        self.settings.account_of_key(access_key_id)
+    }
+
+    /// Every API call so far, in order.
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        lock(&self.call_log).clone()
     }
 
     /// The account `/_sim/state` shows: the default test key's, else the first key's.
@@ -416,7 +447,7 @@ impl Sim {
         } else {
             self.settings.keys.keys().min().cloned().unwrap_or_default()
         };
-        auth::account_of_key(&id)
+        self.settings.account_of_key(&id)
     }
 
     /// Run `f` on `account`'s cloud, brought up to now (created from the seeds on first use).
@@ -676,8 +707,31 @@ impl Sim {
         let route = route(incoming.method, &raw_path, action_hint.as_deref());
         let action = route.action().to_string();
         *lock(&self.calls).entry(action.clone()).or_insert(0) += 1;
+        let access_key_id = incoming
+            .header("authorization")
+            .and_then(crate::cloud::sign::parse_authorization)
+            .map(|p| p.access_key_id);
+        let response = self
+            .answer(&incoming, &route, &action, &request_id, &host, kill)
+            .await;
+        lock(&self.call_log).push(CallRecord {
+            action,
+            access_key_id,
+            status: response.status().as_u16(),
+        });
+        response
+    }
 
-        let faults = self.evaluate_faults(&action);
+    async fn answer(
+        &self,
+        incoming: &Incoming<'_>,
+        route: &Route,
+        action: &str,
+        request_id: &str,
+        host: &str,
+        kill: Arc<Notify>,
+    ) -> Response<Body> {
+        let faults = self.evaluate_faults(action);
         if !faults.delay.is_zero() {
             tokio::time::sleep(faults.delay).await;
         }
@@ -687,23 +741,23 @@ impl Sim {
             return std::future::pending().await;
         }
         if let Some(e) = faults.error {
-            return self.error_response(&request_id, &host, &action, e);
+            return self.error_response(request_id, host, action, e);
         }
-        if self.over_rate_limit(&action) {
-            return self.error_response(&request_id, &host, &action, ApiError::throttled());
+        if self.over_rate_limit(action) {
+            return self.error_response(request_id, host, action, ApiError::throttled());
         }
 
-        match self.dispatch(&route, &incoming) {
+        match self.dispatch(route, incoming) {
             Ok(value) => {
                 tracing::info!(action = %action, status = 200, request_id = %request_id, "simulator: ok");
                 json_response(
                     StatusCode::OK,
-                    &request_id,
-                    &with_request_id(value, &request_id),
+                    request_id,
+                    &with_request_id(value, request_id),
                     None,
                 )
             }
-            Err(e) => self.error_response(&request_id, &host, &action, e),
+            Err(e) => self.error_response(request_id, host, action, e),
         }
     }
 
@@ -785,7 +839,10 @@ impl Sim {
             };
             let mut a = lock(&self.auth);
             let key = auth::verify(&self.settings.keys, &mut a, &signed, now)?;
-            auth::account_of(&a, &key)
+            match self.settings.accounts.get(&key) {
+                Some(account) => account.clone(),
+                None => auth::account_of(&a, &key),
+            }
         };
         if action == "GetCallerIdentity" {
             return Ok(json!({
@@ -912,7 +969,7 @@ impl Sim {
                     .settings
                     .keys
                     .keys()
-                    .map(|id| (id, auth::account_of_key(id)))
+                    .map(|id| (id, self.settings.account_of_key(id)))
                     .collect();
                 to_json(&accounts)
             }
@@ -926,12 +983,15 @@ impl Sim {
                 }
                 lock(&self.seeds).clear();
                 lock(&self.calls).clear();
+                lock(&self.call_log).clear();
                 self.clear_faults();
                 Ok(json!({"ok": true}))
             }
             ("GET", "/_sim/calls") => to_json(&self.calls()),
+            ("GET", "/_sim/calllog") => to_json(&self.call_log()),
             ("DELETE", "/_sim/calls") => {
                 lock(&self.calls).clear();
+                lock(&self.call_log).clear();
                 Ok(json!({"ok": true}))
             }
             ("GET", "/_sim/faults") => self.list_faults(),

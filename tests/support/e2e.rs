@@ -171,6 +171,18 @@ impl Sim {
             .expect("calls JSON")
     }
 
+    /// Every API call in order: `{"action", "accessKeyId", "status"}`.
+    pub async fn call_log(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/_sim/calllog", self.url()))
+            .send()
+            .await
+            .expect("sim admin answers")
+            .json()
+            .await
+            .expect("call log JSON")
+    }
+
     pub async fn count(&self, action: &str) -> u64 {
         self.calls().await.get(action).copied().unwrap_or(0)
     }
@@ -227,6 +239,8 @@ pub struct Operator {
     kubeconfig: PathBuf,
     /// Whether the operator gets the simulator's access key pair in its environment.
     static_keys: bool,
+    /// Another key pair than the simulator's default one.
+    keys: Option<(String, String)>,
 }
 
 impl Operator {
@@ -315,6 +329,7 @@ impl Operator {
             args,
             kubeconfig: api.kubeconfig.clone(),
             static_keys,
+            keys: None,
         }
     }
 
@@ -326,7 +341,10 @@ impl Operator {
             .expect("operator log opens");
         let err = log.try_clone().expect("log handle");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_alicloud-rollouts"));
-        if self.static_keys {
+        if let Some((id, secret)) = &self.keys {
+            cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", id)
+                .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret);
+        } else if self.static_keys {
             cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", SIM_KEY_ID)
                 .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SIM_KEY_SECRET);
         } else {
@@ -354,6 +372,77 @@ impl Operator {
         self.child = Some(child);
     }
 
+    /// One of several replicas with leader election: its own identity (`--instance`),
+    /// key pair (so the simulator's call log tells the replicas apart), log file and
+    /// `extra` arguments.
+    pub fn start_replica(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        identity: &str,
+        key: (&str, &str),
+        extra: &[&str],
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, false);
+        op.log = op
+            .log
+            .with_file_name(format!("operator-{namespace}-{identity}.log"));
+        let _ = std::fs::remove_file(&op.log);
+        op.keys = Some((key.0.to_string(), key.1.to_string()));
+        op.args.extend(
+            [
+                "--leader-elect",
+                "--leader-election-namespace",
+                namespace,
+                "--instance",
+                identity,
+            ]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string()),
+        );
+        op.spawn();
+        op
+    }
+
+    /// Send a signal (`"STOP"`, `"CONT"`, `"TERM"`) to the operator process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("operator running").id();
+        let out = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .output()
+            .expect("kill runs");
+        assert!(out.status.success(), "kill -{signal}: {}", text(&out));
+    }
+
+    /// Wait (bounded) for the process to exit on its own; its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("operator started");
+            if let Some(status) = child.try_wait().expect("wait works") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator did not exit within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// GET `path` (e.g. `/readyz`) on the operator's listen address: status and body.
+    pub async fn probe(&self, path: &str) -> (u16, String) {
+        let addr = self.metrics_addr().await;
+        match reqwest::get(format!("http://{addr}{path}")).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -379,7 +468,7 @@ impl Operator {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
                 log.lines()
                     .rev()
-                    .find(|l| l.contains("serving /metrics and /healthz"))
+                    .find(|l| l.contains("serving /metrics"))
                     .and_then(|l| l.split("addr=").nth(1))
                     .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
                     .ok_or_else(|| "not logged yet".to_string())

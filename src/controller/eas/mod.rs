@@ -8,6 +8,8 @@
 //! `deletionPolicy` (DeleteServiceRollout on the recorded target).
 
 #[cfg(test)]
+mod fencing_tests;
+#[cfg(test)]
 mod ownership_tests;
 pub mod plan;
 pub mod spec;
