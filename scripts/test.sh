@@ -45,6 +45,9 @@ apiserver_env=$(bash scripts/local-apiserver.sh up)
 eval "$apiserver_env"
 kubectl version --client >/dev/null
 
+step "Helm from its Go module (for the chart's tests; cached)"
+bash scripts/helm.sh build
+
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 

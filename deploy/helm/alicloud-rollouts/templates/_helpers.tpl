@@ -1,0 +1,58 @@
+{{/* The name of every object: the release name, with the chart's name unless it holds it. */}}
+{{- define "alicloud-rollouts.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "alicloud-rollouts.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "alicloud-rollouts.labels" -}}
+{{ include "alicloud-rollouts.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "alicloud-rollouts.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "alicloud-rollouts.credentialsSecret" -}}
+{{- .Values.credentials.secret.name | default (printf "%s-credentials" (include "alicloud-rollouts.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+The operator's rules, the same as deploy/rbac.yaml's ClusterRole. With watchNamespaces
+they are granted per namespace (a Role each), else cluster-wide.
+*/}}
+{{- define "alicloud-rollouts.rules" -}}
+# The three kinds: watch them, add/remove the finalizer.
+- apiGroups: ["rollouts.alicloud.dev"]
+  resources: ["easservicerollouts", "esaroutinerollouts", "esacontainerapprollouts"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Their status, written with server-side apply.
+- apiGroups: ["rollouts.alicloud.dev"]
+  resources: ["easservicerollouts/status", "esaroutinerollouts/status", "esacontainerapprollouts/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["rollouts.alicloud.dev"]
+  resources: ["easservicerollouts/finalizers", "esaroutinerollouts/finalizers", "esacontainerapprollouts/finalizers"]
+  verbs: ["update"]
+# Per-resource credentials (spec.credentialsSecretRef): read by name, never listed.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# An Event for each cloud mutation and each failure.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
