@@ -279,6 +279,10 @@ fn the_deployment_is_secure_and_configured_by_the_values() {
         "RuntimeDefault"
     );
     let c = &pod["containers"][0];
+    // Liveness is the work loop's heartbeat; readiness waits for the caches and knows
+    // followers are ready (as deploy/ does).
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(
