@@ -149,10 +149,21 @@ fn the_kustomize_install_is_accepted_and_its_pods_pass_restricted_admission() {
         )
     };
     let deploy = root.join("deploy");
+    let ns = "alicloud-rollouts";
+    // A control plane reused from an earlier run may hold an install of an older deploy/
+    // whose rolling update cannot finish (no node): start from a fresh install.
+    let (ok, _, stderr) = kubectl(&[
+        "delete",
+        "namespace",
+        ns,
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    assert!(ok, "removing an earlier install: {stderr}");
     let (ok, stdout, stderr) = kubectl(&["apply", "-k", &deploy.to_string_lossy()]);
     assert!(ok, "kubectl apply -k deploy/ failed:\n{stdout}{stderr}");
 
-    let ns = "alicloud-rollouts";
     let (_, enforce, _) = kubectl(&[
         "get",
         "namespace",
