@@ -365,7 +365,11 @@ async fn report_mutation<K: Rollout>(obj: &K, cx: &Context, action: &K::Action, 
 
 /// The resource is being deleted: run the kind's cleanup; a failure is reported like any
 /// other.
-async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
+pub async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
+    // A cleanup may delete in the cloud: like every mutation, only while the Lease is held.
+    if !cx.leadership.is_leader() {
+        return Err(Error::NotLeader);
+    }
     match obj.cleanup(cx).await {
         Ok(()) => {
             cx.owners.release(&obj.uid().unwrap_or_default());

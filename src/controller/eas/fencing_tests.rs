@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::controller::error::{Error, Reaction};
 use crate::controller::leader::Leadership;
-use crate::controller::runner::apply;
+use crate::controller::runner::{apply, cleanup};
 use crate::controller::testing::{Harness, object};
 use crate::crd::EasServiceRollout;
 
@@ -41,4 +41,34 @@ async fn no_mutation_without_the_lease() {
     let h = seeded(Leadership::always());
     apply(&rollout(), &h.cx).await.expect("reconciled");
     assert_eq!(h.mutations(), ["CreateServiceRollout"]);
+}
+
+#[tokio::test]
+async fn no_deletion_without_the_lease() {
+    let delete = || {
+        object::<EasServiceRollout>(
+            "EasServiceRollout",
+            json!({"region": "cn-shanghai", "serviceName": "svc", "strategy": {"partition": "1"},
+                   "deletionPolicy": "Delete"}),
+        )
+    };
+    // Created by the leader, so the cloud rollout and its ownership record exist.
+    let mut h = seeded(Leadership::always());
+    apply(&delete(), &h.cx).await.expect("created");
+    let owned = h.reread(&delete());
+    let lost = Leadership::elected();
+    lost.lose();
+    h.cx.leadership = lost;
+    let err = cleanup(&owned, &h.cx)
+        .await
+        .expect_err("a replica without the Lease deletes nothing");
+    assert!(matches!(err, Error::NotLeader), "{err}");
+    assert_eq!(h.mutations(), ["CreateServiceRollout"]);
+    assert!(h.cloud.rollout("cn-shanghai", "svc").is_some());
+    h.cx.leadership = Leadership::always();
+    cleanup(&owned, &h.cx).await.expect("the leader deletes");
+    assert_eq!(
+        h.mutations(),
+        ["CreateServiceRollout", "DeleteServiceRollout"]
+    );
 }
