@@ -45,8 +45,10 @@ apiserver_env=$(bash scripts/local-apiserver.sh up)
 eval "$apiserver_env"
 kubectl version --client >/dev/null
 
-step "Helm from its Go module (for the chart's tests; cached)"
-bash scripts/helm.sh build
+step "Go tools from their modules: Helm, Flux's kstatus, Argo CD's Lua VM (cached)"
+for tool in helm kstatus argocd-lua; do
+  bash scripts/go-tool.sh "$tool" build
+done
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT

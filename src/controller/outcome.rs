@@ -5,7 +5,8 @@
 use super::conditions::Desired;
 use super::plan::Requeue;
 use crate::crd::common::{
-    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY, CONDITION_STALLED,
+    CONDITION_DEGRADED, CONDITION_PAUSED, CONDITION_PROGRESSING, CONDITION_READY,
+    CONDITION_RECONCILING, CONDITION_STALLED,
 };
 
 /// Phases written to `status.phase` by the ESA kinds (an EAS rollout mirrors the cloud's
@@ -92,7 +93,11 @@ impl Outcome {
         o
     }
 
-    /// Ready, Progressing, Paused, Degraded and Stalled, in that order.
+    /// Ready, Progressing, Paused, Degraded, Stalled and Reconciling, in that order.
+    ///
+    /// Stalled and Reconciling are kstatus's abnormal-true pair: a tool that knows nothing
+    /// of this kind (Flux, `kubectl wait`, cli-utils) reads Failed from Stalled=True,
+    /// InProgress from Reconciling=True, and Current only when neither is set.
     pub fn conditions(&self) -> Vec<Desired> {
         let msg = bounded_message(self.message.clone());
         let (paused_reason, paused_msg) = if self.paused {
@@ -129,6 +134,21 @@ impl Outcome {
             ),
             // A person is needed: kstatus's Stalled.
             Desired::new(CONDITION_STALLED, degraded, degraded_reason, degraded_msg),
+            // Not there yet and no person needed: still working (kstatus InProgress).
+            Desired::new(
+                CONDITION_RECONCILING,
+                !self.ready && !degraded,
+                condition_reason(if self.ready || degraded {
+                    "AsExpected"
+                } else {
+                    &self.progressing_reason
+                }),
+                if self.ready || degraded {
+                    String::new()
+                } else {
+                    bounded_message(self.message.clone())
+                },
+            ),
         ]
     }
 }
@@ -184,6 +204,8 @@ mod tests {
         assert!(find(&done, CONDITION_READY).status);
         assert!(!find(&done, CONDITION_PROGRESSING).status);
         assert!(!find(&done, CONDITION_DEGRADED).status);
+        assert!(!find(&done, CONDITION_RECONCILING).status);
+        assert!(!find(&done, CONDITION_STALLED).status);
 
         let moving = Outcome::moving(PHASE_PROGRESSING, "Step1", "10%");
         assert_eq!(moving.requeue, Requeue::Active);
@@ -191,6 +213,19 @@ mod tests {
         assert!(!find(&c, CONDITION_READY).status);
         assert!(find(&c, CONDITION_PROGRESSING).status);
         assert_eq!(find(&c, CONDITION_PROGRESSING).reason, "Step1");
+        assert!(find(&c, CONDITION_RECONCILING).status);
+        assert_eq!(find(&c, CONDITION_RECONCILING).reason, "Step1");
+
+        // Holding at a gate is still work in progress for kstatus, not Current.
+        let gate = Outcome::waiting(
+            PHASE_PAUSED,
+            "WaitingForPromotion",
+            "gate",
+            Requeue::Settled,
+        );
+        let c = gate.conditions();
+        assert!(find(&c, CONDITION_RECONCILING).status);
+        assert!(!find(&c, CONDITION_STALLED).status);
 
         let mut stuck = Outcome::needs_person("InvalidApp.NotFound", "gone");
         stuck.paused = true;
@@ -199,6 +234,8 @@ mod tests {
         assert_eq!(find(&c, CONDITION_DEGRADED).reason, "InvalidApp_NotFound");
         assert_eq!(find(&c, CONDITION_DEGRADED).message, "gone");
         assert!(find(&c, CONDITION_PAUSED).status);
+        assert!(find(&c, CONDITION_STALLED).status);
+        assert!(!find(&c, CONDITION_RECONCILING).status);
         assert_eq!(stuck.phase, PHASE_DEGRADED);
     }
 

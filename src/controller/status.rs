@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use super::conditions::{Desired, merge};
 use super::outcome::{Outcome, PHASE_DEGRADED, bounded_message, condition_reason};
 use crate::crd::common::{
-    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, CONDITION_STALLED, MutationInFlight,
+    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, CONDITION_RECONCILING,
+    CONDITION_STALLED, MutationInFlight,
 };
 use crate::crd::{
     EasServiceRollout, EasServiceRolloutStatus, EsaContainerAppRollout,
@@ -152,6 +153,7 @@ pub fn degraded<S: RolloutStatus>(
             ),
             Desired::new(CONDITION_DEGRADED, true, reason.clone(), message.clone()),
             Desired::new(CONDITION_STALLED, true, reason, message.clone()),
+            Desired::new(CONDITION_RECONCILING, false, "AsExpected", ""),
         ],
         generation,
         now,
@@ -235,6 +237,8 @@ mod tests {
             assert!(is_true(conditions, CONDITION_DEGRADED));
             assert!(!is_true(conditions, CONDITION_READY));
             assert!(!is_true(conditions, CONDITION_PROGRESSING));
+            assert!(is_true(conditions, CONDITION_STALLED));
+            assert!(!is_true(conditions, CONDITION_RECONCILING));
             let d = conditions
                 .iter()
                 .find(|c| c.type_ == CONDITION_DEGRADED)

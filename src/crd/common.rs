@@ -134,6 +134,9 @@ pub const CONDITION_PAUSED: &str = "Paused";
 pub const CONDITION_DEGRADED: &str = "Degraded";
 /// kstatus's abnormal-true condition: the rollout cannot make progress without a person.
 pub const CONDITION_STALLED: &str = "Stalled";
+/// kstatus's other abnormal-true condition: the operator is still working toward the
+/// declared state (moving, holding at a step, or waiting for the cloud to show it).
+pub const CONDITION_RECONCILING: &str = "Reconciling";
 
 /// The condition list type used in every status (list map keyed by `type`).
 pub type Conditions = Vec<Condition>;

@@ -1,0 +1,3 @@
+-- Hold the rollout where it is (spec.paused). A spec patch: GitOps shows it as drift.
+obj.spec.paused = true
+return obj
