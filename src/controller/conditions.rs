@@ -76,6 +76,14 @@ fn bounded(message: &str) -> String {
     out
 }
 
+/// The reason of condition `type_` when it is True.
+pub fn reason_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| c.reason.as_str())
+}
+
 /// Is condition `type_` True?
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod owners;
 pub mod plan;
+pub mod progress;
 pub mod requeue;
 pub mod routine;
 pub mod runner;

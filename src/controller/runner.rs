@@ -27,10 +27,12 @@ use tracing::Instrument;
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
 use super::intent::{self, Intent};
-use super::plan::{CloudAction, Input, Plan, ValidSpec};
+use super::plan::{CloudAction, Input, Plan, Requeue, ValidSpec};
+use super::progress::{self, Deadline, REASON_PROGRESS_DEADLINE, Verdict};
 use super::requeue::jitter;
 use super::status::{self, RolloutObject, RolloutStatus};
 use crate::cloud::CloudApi;
+use crate::crd::common::{Aborted, CONDITION_READY, CONDITION_STALLED};
 
 /// One custom resource kind driven by this operator.
 #[async_trait]
@@ -75,6 +77,15 @@ pub trait Rollout:
         action: &Self::Action,
         status: &mut Self::Status,
     ) -> Result<String, Error>;
+    /// `spec.progressDeadline` (or this kind's default) and `progressDeadlineAbort`.
+    fn deadline(&self) -> Deadline;
+    /// The declared version an automatic rollback names, where the kind can roll back on
+    /// its own (its spec's `parse` then follows `status.aborted` for that version).
+    fn abort_version(_spec: &Self::Spec) -> Option<String> {
+        None
+    }
+    /// What in the status changes when the rollout moves (progress, for the deadline).
+    fn progress_marker(status: &Self::Status) -> String;
     /// The resource is being deleted: honour its deletion policy (only called with
     /// [`Rollout::NEEDS_FINALIZER`]).
     async fn cleanup(&self, _cx: &Context) -> Result<(), Error> {
@@ -164,6 +175,15 @@ async fn converge<K: Rollout>(
     let mut status = plan.status;
     *status.shared().cloud_ref = Some(cloud_ref.clone());
     *status.shared().cloud_account = Some(account.clone());
+    // Planners build their status afresh; an automatic rollback is the loop's record.
+    *status.shared().aborted = stored.as_ref().and_then(|s| s.aborted().cloned());
+    let verdict = judge_progress::<K>(
+        obj,
+        stored.as_ref(),
+        &plan.actions,
+        plan.requeue,
+        &mut status,
+    );
     if !plan.actions.is_empty() {
         record_ownership(obj, cx, stored, cloud_ref, account).await?;
     }
@@ -196,16 +216,148 @@ async fn converge<K: Rollout>(
             jiff::Timestamp::now(),
         );
     }
+    let aborting = stuck.is_none()
+        && overdue::<K>(obj, cx, &spec, stored.as_ref(), verdict, &mut status).await;
     if stored.as_ref() != Some(&status) {
         cx.write_status(obj, &status).await?;
     }
-    let requeue = if stuck.is_some() {
-        super::plan::Requeue::Settled
+    let requeue = if aborting {
+        Requeue::Active
+    } else if stuck.is_some() {
+        Requeue::Settled
     } else {
         plan.requeue
     };
     let delay = cx.timing.delay(requeue, sent || held);
     Ok(Action::requeue(jitter(delay)))
+}
+
+/// Judge the plan against the progress deadline and record `status.lastProgressAt`.
+fn judge_progress<K: Rollout>(
+    obj: &K,
+    stored: Option<&K::Status>,
+    actions: &[K::Action],
+    requeue: Requeue,
+    status: &mut K::Status,
+) -> Verdict {
+    let moved =
+        !actions.is_empty() || stored.map(K::progress_marker) != Some(K::progress_marker(status));
+    let verdict = progress::judge(
+        &obj.deadline(),
+        requeue == Requeue::Active,
+        moved,
+        stored.and_then(RolloutStatus::last_progress_at),
+        jiff::Timestamp::now(),
+    );
+    *status.shared().last_progress_at = verdict.last_progress_at();
+    verdict
+}
+
+/// The deadline passed: Stalled with reason ProgressDeadlineExceeded and one Warning Event;
+/// with `progressDeadlineAbort`, the version is recorded as aborted, so that the next
+/// reconcile rolls it back (returns true). After such a rollback, the status stays
+/// Degraded for as long as the spec names that version.
+async fn overdue<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    spec: &K::Spec,
+    stored: Option<&K::Status>,
+    verdict: Verdict,
+    status: &mut K::Status,
+) -> bool {
+    let version = K::abort_version(spec);
+    match verdict {
+        Verdict::Exceeded { since } => stall(obj, cx, stored, since, version, status).await,
+        _ => {
+            keep_aborted(obj, version.as_deref(), status);
+            false
+        }
+    }
+}
+
+/// Stalled by the deadline; returns whether the version is being aborted.
+async fn stall<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: Option<&K::Status>,
+    since: jiff::Timestamp,
+    version: Option<String>,
+    status: &mut K::Status,
+) -> bool {
+    let now = jiff::Timestamp::now();
+    let deadline = obj.deadline();
+    let aborting = deadline.abort && version.is_some();
+    let message = progress::message(&deadline, since, &status_message(status), aborting);
+    let already = stored.is_some_and(|s| {
+        super::conditions::reason_of(s.conditions(), CONDITION_STALLED)
+            == Some(REASON_PROGRESS_DEADLINE)
+    });
+    if !already {
+        cx.event(
+            obj,
+            EventType::Warning,
+            REASON_PROGRESS_DEADLINE,
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
+    }
+    let last_progress_at = status.last_progress_at().map(str::to_string);
+    *status = status::degraded(
+        Some(status),
+        obj.meta().generation,
+        REASON_PROGRESS_DEADLINE,
+        &message,
+        None,
+        now,
+    );
+    *status.shared().last_progress_at = last_progress_at;
+    match (aborting, version) {
+        (true, Some(v)) => {
+            *status.shared().aborted = Some(Aborted {
+                version: v,
+                reason: REASON_PROGRESS_DEADLINE.to_string(),
+                at: now.to_string(),
+            });
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A version rolled back on its own stays Degraded once the rollback is done; a spec that
+/// names another version ends the abort.
+fn keep_aborted<K: Rollout>(obj: &K, version: Option<&str>, status: &mut K::Status) {
+    let Some(a) = status.aborted().cloned() else {
+        return;
+    };
+    if version != Some(a.version.as_str()) {
+        *status.shared().aborted = None;
+        return;
+    }
+    if !super::conditions::is_true(status.conditions(), CONDITION_READY) {
+        return; // still rolling back
+    }
+    let message = format!(
+        "{} rolled back automatically ({} at {}): {}. It is not pushed again until the spec \
+         names another version",
+        a.version,
+        a.reason,
+        a.at,
+        status_message(status)
+    );
+    *status = status::degraded(
+        Some(status),
+        obj.meta().generation,
+        &a.reason,
+        &message,
+        None,
+        jiff::Timestamp::now(),
+    );
+}
+
+fn status_message<S: RolloutStatus>(status: &mut S) -> String {
+    status.shared().message.clone().unwrap_or_default()
 }
 
 /// What executing a plan's actions did.

@@ -32,6 +32,10 @@ pub struct Shared<'a> {
     pub mutations_in_flight: &'a mut Vec<MutationInFlight>,
     /// While a person is needed: when the cloud is looked at again.
     pub next_check_at: &'a mut Option<String>,
+    /// Since when progress has been expected and not seen.
+    pub last_progress_at: &'a mut Option<String>,
+    /// A version rolled back by the operator on its own.
+    pub aborted: &'a mut Option<crate::crd::common::Aborted>,
 }
 
 /// A kind's status.
@@ -44,6 +48,8 @@ pub trait RolloutStatus:
     fn cloud_account(&self) -> Option<&str>;
     fn last_request_id(&self) -> Option<&str>;
     fn mutations_in_flight(&self) -> &[MutationInFlight];
+    fn last_progress_at(&self) -> Option<&str>;
+    fn aborted(&self) -> Option<&crate::crd::common::Aborted>;
 }
 
 /// The parts of a kind's object the shared loop reads.
@@ -78,6 +84,8 @@ macro_rules! rollout_status {
                     cloud_account: &mut self.cloud_account,
                     mutations_in_flight: &mut self.mutations_in_flight,
                     next_check_at: &mut self.next_check_at,
+                    last_progress_at: &mut self.last_progress_at,
+                    aborted: &mut self.aborted,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -94,6 +102,12 @@ macro_rules! rollout_status {
             }
             fn mutations_in_flight(&self) -> &[MutationInFlight] {
                 &self.mutations_in_flight
+            }
+            fn last_progress_at(&self) -> Option<&str> {
+                self.last_progress_at.as_deref()
+            }
+            fn aborted(&self) -> Option<&crate::crd::common::Aborted> {
+                self.aborted.as_ref()
             }
         }
     )*};

@@ -127,6 +127,23 @@ pub struct MutationInFlight {
     pub resent: bool,
 }
 
+/// What the operator records when it rolled a version back on its own (a progress
+/// deadline, later an analysis): it does not push that version again until the spec names
+/// another one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Aborted {
+    /// The declared version that was rolled back.
+    #[schemars(length(max = 128))]
+    pub version: String,
+    /// Why, as a condition reason (e.g. ProgressDeadlineExceeded).
+    #[schemars(length(max = 128))]
+    pub reason: String,
+    /// When (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub at: String,
+}
+
 /// Standard condition types.
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_PROGRESSING: &str = "Progressing";

@@ -116,6 +116,18 @@ pub struct EasServiceRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// How long the rollout may go without progress while progress is expected ("30s",
+    /// "10m", "1h"; default 30m): then it turns Stalled with reason
+    /// ProgressDeadlineExceeded and a Warning Event. Manual gates, pauses, timed steps and
+    /// batch intervals do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{DURATION_PATTERN}')"),
+            "progressDeadline must be a whole number of seconds, minutes or hours, such as \"90s\", \"10m\" or \"1h\"",
+        ),
+    ]))]
+    pub progress_deadline: Option<String>,
     /// EAS service config: the fields of the EAS service config reference, each bounded
     /// (docs/custom-resources.md, Bounds). When it changes the operator pushes it with
     /// UpdateService (merge), which starts a new version rolled out under `strategy`;
@@ -239,6 +251,13 @@ pub struct EasServiceRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub next_check_at: Option<String>,
+    /// Since when progress has been expected and not seen (cleared while holding on purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub last_progress_at: Option<String>,
+    /// A version the operator rolled back on its own, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<super::common::Aborted>,
     /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

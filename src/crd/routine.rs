@@ -9,7 +9,7 @@ use super::common::{
     CanaryStep, EsaEnv, EsaRegion, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef,
     conditions_schema, esa_region_schema,
 };
-use super::validation::{MAX_STEPS, immutable, rule, rule_at, steps_rules};
+use super::validation::{DURATION_PATTERN, MAX_STEPS, immutable, rule, rule_at, steps_rules};
 
 /// Desired code-version split of one routine environment.
 // Printer columns repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
@@ -119,6 +119,22 @@ pub struct EsaRoutineRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// How long the rollout may go without progress while progress is expected ("30s",
+    /// "10m", "1h"; default 10m): then it turns Stalled with reason
+    /// ProgressDeadlineExceeded and a Warning Event. Manual gates, pauses, timed steps and
+    /// batch intervals do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{DURATION_PATTERN}')"),
+            "progressDeadline must be a whole number of seconds, minutes or hours, such as \"90s\", \"10m\" or \"1h\"",
+        ),
+    ]))]
+    pub progress_deadline: Option<String>,
+    /// With progressDeadline: also roll the version back when the deadline passes, and do
+    /// not push that version again until the spec names another one.
+    #[serde(default)]
+    pub progress_deadline_abort: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -233,6 +249,13 @@ pub struct EsaRoutineRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub next_check_at: Option<String>,
+    /// Since when progress has been expected and not seen (cleared while holding on purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub last_progress_at: Option<String>,
+    /// A version the operator rolled back on its own, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<super::common::Aborted>,
     /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

@@ -18,9 +18,11 @@ use self::plan::{AppAction, AppInput, Observed};
 use self::spec::{AppSpec, Mode};
 use super::error::Error;
 use super::plan::{CloudAction, Plan};
+use super::progress::Deadline;
 use super::runner::Rollout;
 use crate::cloud::CloudApi;
 use crate::crd::{EsaContainerAppRollout, EsaContainerAppRolloutStatus};
+use std::time::Duration;
 
 #[async_trait]
 impl Rollout for EsaContainerAppRollout {
@@ -28,6 +30,32 @@ impl Rollout for EsaContainerAppRollout {
     type Spec = AppSpec;
     type Observed = Observed;
     type Action = AppAction;
+
+    /// 20 minutes: a publish reaches every edge region in minutes; twenty without a change
+    /// means it is stuck.
+    fn deadline(&self) -> Deadline {
+        Deadline::from_spec(
+            self.spec.progress_deadline.as_deref(),
+            Duration::from_secs(20 * 60),
+            self.spec.progress_deadline_abort,
+        )
+    }
+
+    fn abort_version(spec: &AppSpec) -> Option<String> {
+        Some(spec.version_id.clone())
+    }
+
+    fn progress_marker(status: &EsaContainerAppRolloutStatus) -> String {
+        format!(
+            "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
+            status.publish_status,
+            status.deploy_status,
+            status.publish_percentage,
+            status.deployed_version,
+            status.publishing_version,
+            status.current_step
+        )
+    }
 
     async fn read(
         spec: &AppSpec,

@@ -147,8 +147,15 @@ fn mode(spec: &EsaContainerAppRolloutSpec) -> Result<Mode, String> {
 }
 
 impl ValidSpec<EsaContainerAppRollout> for AppSpec {
+    /// A version the operator rolled back on its own (`status.aborted`) stays rolled back
+    /// until the spec names another version.
     fn parse(obj: &EsaContainerAppRollout) -> Result<Self, String> {
-        validate(&obj.spec)
+        let mut spec = validate(&obj.spec)?;
+        let aborted = obj.status.as_ref().and_then(|s| s.aborted.as_ref());
+        if aborted.is_some_and(|a| a.version == spec.version_id) {
+            spec.mode = Mode::Rollback { percentage: None };
+        }
+        Ok(spec)
     }
 
     /// "region/appId/env": the cloud identity a container app rollout manages.
@@ -183,6 +190,8 @@ pub(crate) mod fixtures {
             rollback: false,
             rollback_percentage: None,
             credentials_secret_ref: None,
+            progress_deadline: None,
+            progress_deadline_abort: false,
         }
     }
 

@@ -25,10 +25,12 @@ use self::spec::{EasSpec, split_cloud_ref};
 use super::context::Context;
 use super::error::Error;
 use super::plan::Plan;
+use super::progress::Deadline;
 use super::runner::Rollout;
 use crate::cloud::CloudApi;
 use crate::cloud::model::UpdateType;
 use crate::crd::{DeletionPolicy, EasServiceRollout, EasServiceRolloutStatus};
+use std::time::Duration;
 
 #[async_trait]
 impl Rollout for EasServiceRollout {
@@ -37,6 +39,27 @@ impl Rollout for EasServiceRollout {
     type Spec = EasSpec;
     type Observed = Observed;
     type Action = EasAction;
+
+    /// 30 minutes: an EAS batch pulls images and loads models, often several minutes per
+    /// replica, and a large service takes many batches.
+    fn deadline(&self) -> Deadline {
+        Deadline::from_spec(
+            self.spec.progress_deadline.as_deref(),
+            Duration::from_secs(30 * 60),
+            false,
+        )
+    }
+
+    fn progress_marker(status: &EasServiceRolloutStatus) -> String {
+        format!(
+            "{:?}/{:?}/{:?}/{:?}/{:?}",
+            status.phase,
+            status.updated_replicas,
+            status.total_replicas,
+            status.current_revision,
+            status.update_revision
+        )
+    }
 
     async fn read(
         spec: &EasSpec,

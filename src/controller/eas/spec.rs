@@ -167,6 +167,7 @@ pub(crate) mod fixtures {
             paused: false,
             deletion_policy: DeletionPolicy::Retain,
             credentials_secret_ref: None,
+            progress_deadline: None,
             service_config: None,
         }
     }

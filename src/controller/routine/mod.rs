@@ -14,12 +14,15 @@ mod tests;
 use async_trait::async_trait;
 
 use self::plan::{Observed, RoutineAction, RoutineInput, observed_env, record_deployment};
+use self::spec::Mode;
 use self::spec::RoutineSpec;
 use super::error::Error;
 use super::plan::Plan;
+use super::progress::Deadline;
 use super::runner::Rollout;
 use crate::cloud::CloudApi;
 use crate::crd::{EsaRoutineRollout, EsaRoutineRolloutStatus};
+use std::time::Duration;
 
 #[async_trait]
 impl Rollout for EsaRoutineRollout {
@@ -27,6 +30,32 @@ impl Rollout for EsaRoutineRollout {
     type Spec = RoutineSpec;
     type Observed = Observed;
     type Action = RoutineAction;
+
+    /// 10 minutes: a routine code deployment reaches the edge in seconds to a minute or
+    /// two; ten minutes without a change means the cloud is not applying it.
+    fn deadline(&self) -> Deadline {
+        Deadline::from_spec(
+            self.spec.progress_deadline.as_deref(),
+            Duration::from_secs(10 * 60),
+            self.spec.progress_deadline_abort,
+        )
+    }
+
+    /// The canary version (a fixed split has nothing to roll back to).
+    fn abort_version(spec: &RoutineSpec) -> Option<String> {
+        match &spec.mode {
+            Mode::Canary(c) => Some(c.canary.clone()),
+            Mode::Rollback { canary, .. } => Some(canary.clone()),
+            Mode::Fixed(_) => None,
+        }
+    }
+
+    fn progress_marker(status: &EsaRoutineRolloutStatus) -> String {
+        format!(
+            "{:?}/{:?}/{:?}",
+            status.split, status.current_step, status.deployment_id
+        )
+    }
 
     async fn read(
         spec: &RoutineSpec,

@@ -143,8 +143,20 @@ fn versions(c: &RoutineCanary) -> Result<(), String> {
 }
 
 impl ValidSpec<EsaRoutineRollout> for RoutineSpec {
+    /// A canary version the operator rolled back on its own (`status.aborted`) stays
+    /// rolled back until the spec names another canary version.
     fn parse(obj: &EsaRoutineRollout) -> Result<Self, String> {
-        validate(&obj.spec)
+        let mut spec = validate(&obj.spec)?;
+        let aborted = obj.status.as_ref().and_then(|s| s.aborted.as_ref());
+        if let (Mode::Canary(c), Some(a)) = (&spec.mode, aborted)
+            && a.version == c.canary
+        {
+            spec.mode = Mode::Rollback {
+                stable: c.stable.clone(),
+                canary: c.canary.clone(),
+            };
+        }
+        Ok(spec)
     }
 
     /// "region/routine/env": the cloud identity a routine rollout manages.
@@ -182,6 +194,8 @@ pub(crate) mod fixtures {
             paused: false,
             rollback: false,
             credentials_secret_ref: None,
+            progress_deadline: None,
+            progress_deadline_abort: false,
         }
     }
 
