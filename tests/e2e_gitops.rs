@@ -634,3 +634,63 @@ fn argocd_customizations_pass_their_own_tests() {
         );
     }
 }
+
+/// `scripts/argocd-cm.sh` installs every script as Argo CD reads them: patched into a real
+/// argocd-cm ConfigMap, each health check and action comes back byte for byte.
+#[test]
+fn the_argocd_cm_patch_carries_every_script() {
+    let api = support::e2e::cluster();
+    let ns = support::e2e::namespace("argocd-cm");
+    let kubectl = support::e2e::Kubectl::new(&api, &ns);
+    kubectl.must(&["create", "configmap", "argocd-cm"]);
+    let out = run(Command::new("bash").arg(repo_root().join("scripts/argocd-cm.sh")));
+    let patch = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(patch.path(), out).expect("write patch");
+    let path = patch.path().to_string_lossy().to_string();
+    kubectl.must(&["patch", "configmap", "argocd-cm", "--patch-file", &path]);
+    let cm = kubectl.get("configmap/argocd-cm");
+    let root = repo_root()
+        .join("deploy/argocd/resource_customizations")
+        .join(GROUP);
+    for kind in [
+        "EasServiceRollout",
+        "EsaRoutineRollout",
+        "EsaContainerAppRollout",
+    ] {
+        let dir = root.join(kind);
+        let file = |p: &str| std::fs::read_to_string(dir.join(p)).expect("script readable");
+        let key = format!("{GROUP}_{kind}");
+        assert_eq!(
+            cm["data"][format!("resource.customizations.health.{key}")],
+            file("health.lua"),
+            "{kind} health.lua"
+        );
+        let actions: Value = serde_yaml::from_str(
+            cm["data"][format!("resource.customizations.actions.{key}")]
+                .as_str()
+                .expect("actions key"),
+        )
+        .expect("actions YAML");
+        assert_eq!(actions["discovery.lua"], file("actions/discovery.lua"));
+        let defs = actions["definitions"].as_array().expect("definitions");
+        let names: Vec<&str> = defs.iter().filter_map(|d| d["name"].as_str()).collect();
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir.join("actions"))
+            .expect("actions dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("action.lua").is_file())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        on_disk.sort();
+        let mut sorted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        sorted.sort();
+        assert_eq!(sorted, on_disk, "{kind} actions");
+        for d in defs {
+            let name = d["name"].as_str().expect("name");
+            assert_eq!(
+                d["action.lua"],
+                file(&format!("actions/{name}/action.lua")),
+                "{kind} {name}"
+            );
+        }
+    }
+}
