@@ -281,6 +281,56 @@ fn current(obj: &Value) -> Result<(), String> {
         .ok_or_else(|| "status not for this generation yet".to_string())
 }
 
+/// Observed by the operator and Progressing with `reason`.
+fn progressing_with(reason_: &'static str) -> impl Fn(&Value) -> Result<(), String> {
+    move |o| {
+        current(o)?;
+        (reason(o, "Progressing") == reason_)
+            .then_some(())
+            .ok_or_else(|| format!("Progressing is not {reason_}"))
+    }
+}
+
+/// Observed by the operator and condition `type_` True.
+fn condition_true(type_: &'static str) -> impl Fn(&Value) -> Result<(), String> {
+    move |o| {
+        current(o)?;
+        is_true(o, type_)
+            .then_some(())
+            .ok_or_else(|| format!("{type_} is not True"))
+    }
+}
+
+/// A stepped rollout (a timed 10% step, then a manual gate) seen moving, then held at its
+/// gate, each judged by kstatus and Argo CD; returns both objects.
+async fn moving_then_gate(j: &Judge, env: &Env, res: &str) -> (Value, Value) {
+    let moving = env
+        .wait_obj(
+            "the 10% step's pause",
+            res,
+            WAIT,
+            progressing_with("WaitingForPause"),
+        )
+        .await;
+    j.judge("progressing", &moving, "InProgress", "Progressing");
+    j.discover("progressing", &moving, &["abort", "pause", "promote-full"]);
+    let gate = env
+        .wait_obj(
+            "the 50% gate",
+            res,
+            WAIT,
+            progressing_with("WaitingForPromotion"),
+        )
+        .await;
+    j.judge("gate", &gate, "InProgress", "Suspended");
+    j.discover(
+        "gate",
+        &gate,
+        &["abort", "pause", "promote", "promote-full"],
+    );
+    (moving, gate)
+}
+
 fn patch(env: &Env, resource: &str, patch: &Value) {
     env.kubectl.patch(resource, &patch.to_string());
 }
@@ -314,43 +364,14 @@ async fn routine_states_read_right_in_kstatus_and_argocd() {
     let res = "esaroutinerollout/edge-fn";
     env.kubectl.apply(&routine_manifest("edge-fn", "edge-fn"));
 
-    let moving = env
-        .wait_obj("the 10% step's pause", res, WAIT, |o| {
-            current(o)?;
-            (reason(o, "Progressing") == "WaitingForPause")
-                .then_some(())
-                .ok_or_else(|| "not in the timed pause".into())
-        })
-        .await;
+    let (moving, gate) = moving_then_gate(&j, &env, res).await;
     assert!(is_true(&moving, "Reconciling"), "{}", moving["status"]);
-    j.judge("progressing", &moving, "InProgress", "Progressing");
-    j.discover("progressing", &moving, &["abort", "pause", "promote-full"]);
-
-    let gate = env
-        .wait_obj("the 50% gate", res, WAIT, |o| {
-            current(o)?;
-            (reason(o, "Progressing") == "WaitingForPromotion")
-                .then_some(())
-                .ok_or_else(|| "not at the gate".into())
-        })
-        .await;
-    j.judge("gate", &gate, "InProgress", "Suspended");
-    j.discover(
-        "gate",
-        &gate,
-        &["abort", "pause", "promote", "promote-full"],
-    );
 
     // Pause through the Argo CD action, applied as Argo CD applies it.
     let p = j.action("gate", &gate, "pause", json!({"paused": true}));
     patch(&env, res, &p);
     let paused = env
-        .wait_obj("paused", res, WAIT, |o| {
-            current(o)?;
-            is_true(o, "Paused")
-                .then_some(())
-                .ok_or_else(|| "not paused".into())
-        })
+        .wait_obj("paused", res, WAIT, condition_true("Paused"))
         .await;
     j.judge("paused", &paused, "InProgress", "Suspended");
     j.discover("paused", &paused, &["abort", "promote-full", "resume"]);
@@ -369,12 +390,12 @@ async fn routine_states_read_right_in_kstatus_and_argocd() {
     );
     env.operator.restart();
     let gate = env
-        .wait_obj("back at the gate", res, WAIT, |o| {
-            current(o)?;
-            (reason(o, "Progressing") == "WaitingForPromotion")
-                .then_some(())
-                .ok_or_else(|| "not at the gate".into())
-        })
+        .wait_obj(
+            "back at the gate",
+            res,
+            WAIT,
+            progressing_with("WaitingForPromotion"),
+        )
         .await;
 
     // Promote: approves the gate at the current step for this canary version.
@@ -395,12 +416,7 @@ async fn routine_states_read_right_in_kstatus_and_argocd() {
     );
     patch(&env, res, &p);
     let done = env
-        .wait_obj("the canary at 100%", res, WAIT, |o| {
-            current(o)?;
-            is_true(o, "Ready")
-                .then_some(())
-                .ok_or_else(|| "not Ready".into())
-        })
+        .wait_obj("the canary at 100%", res, WAIT, condition_true("Ready"))
         .await;
     assert!(!is_true(&done, "Reconciling"), "{}", done["status"]);
     j.judge("ready", &done, "Current", "Healthy");
@@ -410,12 +426,12 @@ async fn routine_states_read_right_in_kstatus_and_argocd() {
     env.kubectl
         .apply(&routine_manifest("missing", "no-such-routine"));
     let stuck = env
-        .wait_obj("Degraded", "esaroutinerollout/missing", WAIT, |o| {
-            current(o)?;
-            is_true(o, "Stalled")
-                .then_some(())
-                .ok_or_else(|| "not Stalled".into())
-        })
+        .wait_obj(
+            "Degraded",
+            "esaroutinerollout/missing",
+            WAIT,
+            condition_true("Stalled"),
+        )
         .await;
     j.judge("degraded", &stuck, "Failed", "Degraded");
     j.discover(
@@ -470,31 +486,7 @@ async fn container_app_states_read_right_in_kstatus_and_argocd() {
     let res = "esacontainerapprollout/recommendation";
     env.kubectl.apply(&app_manifest());
 
-    let moving = env
-        .wait_obj("the 10% step's pause", res, WAIT, |o| {
-            current(o)?;
-            (reason(o, "Progressing") == "WaitingForPause")
-                .then_some(())
-                .ok_or_else(|| "not in the timed pause".into())
-        })
-        .await;
-    j.judge("progressing", &moving, "InProgress", "Progressing");
-    j.discover("progressing", &moving, &["abort", "pause", "promote-full"]);
-
-    let gate = env
-        .wait_obj("the 50% gate", res, WAIT, |o| {
-            current(o)?;
-            (reason(o, "Progressing") == "WaitingForPromotion")
-                .then_some(())
-                .ok_or_else(|| "not at the gate".into())
-        })
-        .await;
-    j.judge("gate", &gate, "InProgress", "Suspended");
-    j.discover(
-        "gate",
-        &gate,
-        &["abort", "pause", "promote", "promote-full"],
-    );
+    let (_, gate) = moving_then_gate(&j, &env, res).await;
     let step = gate["status"]["currentStep"]
         .as_i64()
         .expect("current step");
@@ -507,12 +499,7 @@ async fn container_app_states_read_right_in_kstatus_and_argocd() {
     );
     patch(&env, res, &p);
     let done = env
-        .wait_obj("done", res, WAIT, |o| {
-            current(o)?;
-            is_true(o, "Ready")
-                .then_some(())
-                .ok_or_else(|| "not Ready".into())
-        })
+        .wait_obj("done", res, WAIT, condition_true("Ready"))
         .await;
     j.judge("ready", &done, "Current", "Healthy");
     j.discover("ready", &done, &["abort", "pause"]);
@@ -573,12 +560,12 @@ async fn eas_states_read_right_in_kstatus_and_argocd() {
     let p = j.action("paused", &paused, "resume", json!({"paused": false}));
     patch(&env, res, &p);
     let done = env
-        .wait_obj("Completed", res, Duration::from_secs(180), |o| {
-            current(o)?;
-            is_true(o, "Ready")
-                .then_some(())
-                .ok_or_else(|| "not Ready".into())
-        })
+        .wait_obj(
+            "Completed",
+            res,
+            Duration::from_secs(180),
+            condition_true("Ready"),
+        )
         .await;
     j.judge("ready", &done, "Current", "Healthy");
 
@@ -595,12 +582,12 @@ spec:
 "#,
     );
     let stuck = env
-        .wait_obj("Degraded", "easservicerollout/missing", WAIT, |o| {
-            current(o)?;
-            is_true(o, "Stalled")
-                .then_some(())
-                .ok_or_else(|| "not Stalled".into())
-        })
+        .wait_obj(
+            "Degraded",
+            "easservicerollout/missing",
+            WAIT,
+            condition_true("Stalled"),
+        )
         .await;
     j.judge("degraded", &stuck, "Failed", "Degraded");
     j.discover("degraded", &stuck, &["pause", "retry"]);
