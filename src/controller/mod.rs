@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod owners;
 pub mod plan;
 pub mod requeue;
+pub mod retry;
 pub mod routine;
 pub mod runner;
 #[cfg(test)]

@@ -126,6 +126,9 @@ pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Acti
 pub async fn apply<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     // The status as the API server has it, kept up to date with our own writes.
     let mut stored = obj.status().cloned();
+    if let Err(err) = super::retry::honour(obj, cx, &key(obj), &mut stored).await {
+        return fail(obj, cx, stored.as_ref(), err).await;
+    }
     match converge(obj, cx, &mut stored).await {
         Ok(action) => {
             cx.clear_failures(&key(obj));
@@ -162,6 +165,7 @@ async fn converge<K: Rollout>(
         now: jiff::Timestamp::now(),
     });
     let mut status = plan.status;
+    *status.shared().observed_retry = obj.retry_token();
     *status.shared().cloud_ref = Some(cloud_ref.clone());
     *status.shared().cloud_account = Some(account.clone());
     if !plan.actions.is_empty() {

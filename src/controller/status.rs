@@ -31,6 +31,8 @@ pub struct Shared<'a> {
     pub mutations_in_flight: &'a mut Vec<MutationInFlight>,
     /// While a person is needed: when the cloud is looked at again.
     pub next_check_at: &'a mut Option<String>,
+    /// The `spec.retry` token last acted on.
+    pub observed_retry: &'a mut Option<i64>,
 }
 
 /// A kind's status.
@@ -43,6 +45,7 @@ pub trait RolloutStatus:
     fn cloud_account(&self) -> Option<&str>;
     fn last_request_id(&self) -> Option<&str>;
     fn mutations_in_flight(&self) -> &[MutationInFlight];
+    fn observed_retry(&self) -> Option<i64>;
 }
 
 /// The parts of a kind's object the shared loop reads.
@@ -51,6 +54,8 @@ pub trait RolloutObject {
     fn status(&self) -> Option<&Self::Status>;
     /// The Secret holding the resource's own credentials, if it names one.
     fn credentials(&self) -> Option<&SecretRef>;
+    /// `spec.retry`: a person's "look again now".
+    fn retry_token(&self) -> Option<i64>;
 }
 
 macro_rules! rollout_status {
@@ -62,6 +67,9 @@ macro_rules! rollout_status {
             }
             fn credentials(&self) -> Option<&SecretRef> {
                 self.spec.credentials_secret_ref.as_ref()
+            }
+            fn retry_token(&self) -> Option<i64> {
+                self.spec.retry
             }
         }
 
@@ -77,6 +85,7 @@ macro_rules! rollout_status {
                     cloud_account: &mut self.cloud_account,
                     mutations_in_flight: &mut self.mutations_in_flight,
                     next_check_at: &mut self.next_check_at,
+                    observed_retry: &mut self.observed_retry,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -93,6 +102,9 @@ macro_rules! rollout_status {
             }
             fn mutations_in_flight(&self) -> &[MutationInFlight] {
                 &self.mutations_in_flight
+            }
+            fn observed_retry(&self) -> Option<i64> {
+                self.observed_retry
             }
         }
     )*};

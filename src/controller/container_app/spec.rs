@@ -180,6 +180,7 @@ pub(crate) mod fixtures {
             promotion: None,
             promoted_step: None,
             paused: false,
+            retry: None,
             rollback: false,
             rollback_percentage: None,
             credentials_secret_ref: None,

@@ -180,6 +180,7 @@ pub(crate) mod fixtures {
                 promoted_step: None,
             }),
             paused: false,
+            retry: None,
             rollback: false,
             credentials_secret_ref: None,
         }
