@@ -101,7 +101,10 @@ mod tests {
         };
         assert!(!requested(Some(2), Some(&seen)));
         assert!(requested(Some(3), Some(&seen)));
-        assert!(requested(None, Some(&seen)), "removing the token is a change too");
+        assert!(
+            requested(None, Some(&seen)),
+            "removing the token is a change too"
+        );
         // Before any retry: no token and none recorded (also a status written before the
         // field existed) is nothing to act on.
         let old = EsaRoutineRolloutStatus::default();
