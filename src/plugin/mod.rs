@@ -217,9 +217,10 @@ async fn change(
             Ok(stored) => {
                 writeln!(
                     out,
-                    "{}.{} in namespace {} ({} by {}):",
-                    found.rollout.reference(),
+                    "{}.{}/{} in namespace {} ({} by {}):",
+                    found.rollout.kind().singular(),
                     crate::crd::GROUP,
+                    found.rollout.name(),
                     found.rollout.namespace(),
                     intent.verb(),
                     action::FIELD_MANAGER
@@ -238,7 +239,7 @@ async fn change(
                 }
                 return Ok(());
             }
-            Err(PluginError::Conflict(_)) if attempts < 3 => continue,
+            Err(PluginError::Conflict(_)) if attempts < 5 => continue,
             Err(e) => return Err(e),
         }
     }
@@ -267,9 +268,10 @@ const CLEAR_BELOW: &str = "\x1b[J";
 /// Cursor to the top left.
 const HOME: &str = "\x1b[H";
 
-/// How a frame is written: on a terminal, over the previous one; elsewhere (a pipe, a
-/// file) only when it changed, one after the other.
-pub fn paint(text: &str, tty: bool, first: bool) -> String {
+/// How a frame is written: on a terminal, over the previous one, each line cut to the
+/// terminal's `width` (a wrapped line would push the frame past the lines it redraws);
+/// elsewhere (a pipe, a file) whole, one after the other.
+pub fn paint(text: &str, tty: bool, first: bool, width: Option<usize>) -> String {
     if !tty {
         return if first {
             text.to_string()
@@ -283,7 +285,13 @@ pub fn paint(text: &str, tty: bool, first: bool) -> String {
     }
     out.push_str(HOME);
     for line in text.lines() {
-        out.push_str(line);
+        match width {
+            Some(w) if w > 1 && line.chars().count() > w => {
+                out.extend(line.chars().take(w - 1));
+                out.push('…');
+            }
+            _ => out.push_str(line),
+        }
         out.push_str(CLEAR_LINE);
         out.push('\n');
     }
@@ -310,7 +318,11 @@ async fn watch_rollout(
             strip_ages(&frame.text)
         };
         if last.as_deref() != Some(key.as_str()) {
-            out.write_all(paint(&frame.text, tty, last.is_none()).as_bytes())
+            let width = tty
+                .then(terminal_size::terminal_size)
+                .flatten()
+                .map(|(w, _)| usize::from(w.0));
+            out.write_all(paint(&frame.text, tty, last.is_none(), width).as_bytes())
                 .map_err(io)?;
             out.flush().map_err(io)?;
             last = Some(key);

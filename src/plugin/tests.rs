@@ -512,11 +512,19 @@ fn list_shows_every_kind_and_what_cannot_be_read() {
 
 #[test]
 fn a_watch_frame_is_painted_over_the_last_on_a_terminal_and_appended_elsewhere() {
-    let painted = super::paint("a\nb\n", true, false);
+    let painted = super::paint("a\nb\n", true, false, None);
     assert_eq!(painted, "\x1b[Ha\x1b[K\nb\x1b[K\n\x1b[J");
-    assert!(super::paint("a\n", true, true).starts_with("\x1b[2J\x1b[H"));
-    assert_eq!(super::paint("a\n", false, true), "a\n");
-    assert_eq!(super::paint("a\n", false, false), "\na\n");
+    assert!(super::paint("a\n", true, true, None).starts_with("\x1b[2J\x1b[H"));
+    // Cut to the terminal, so that no line wraps.
+    assert_eq!(
+        super::paint("abcdef\nab\n", true, false, Some(4)),
+        "\x1b[Habc…\x1b[K\nab\x1b[K\n\x1b[J"
+    );
+    assert_eq!(super::paint("a\n", false, true, Some(4)), "a\n");
+    assert_eq!(
+        super::paint("abcdef\n", false, false, Some(4)),
+        "\nabcdef\n"
+    );
     // Off a terminal only a change other than the passing of time prints a new frame.
     assert_eq!(
         super::strip_ages("Ready  False  3m12s  pause ends in 45s"),

@@ -12,7 +12,7 @@ use crate::crd::common::{
 /// Width of the progress bar, in cells.
 const BAR: usize = 20;
 /// Longest condition or Event message printed in a table cell.
-const CELL: usize = 90;
+const CELL: usize = 72;
 
 /// One Event about a rollout, as `get` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +90,11 @@ pub fn age(d: SignedDuration) -> String {
         _ if s % 86400 < 3600 => format!("{}d", s / 86400),
         _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
     }
+}
+
+/// A time as people read it: to the second, in UTC.
+pub fn when(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 fn since(now: Timestamp, then: Option<Timestamp>) -> String {
@@ -293,8 +298,8 @@ fn cloud_line(obj: &AnyRollout) -> Option<String> {
 fn next(obj: &AnyRollout, health: Health, now: Timestamp) -> String {
     let at = |text: &str| -> String {
         match text.parse::<Timestamp>() {
-            Ok(t) if t > now => format!("in {} (at {t})", age(t.duration_since(now))),
-            Ok(t) => format!("due now (at {t})"),
+            Ok(t) if t > now => format!("in {} (at {})", age(t.duration_since(now)), when(t)),
+            Ok(t) => format!("due now (at {})", when(t)),
             // EAS writes its own zone-less time ("2026/05/08 16:10:56").
             Err(_) => format!("at {text} (as the cloud reports it)"),
         }
