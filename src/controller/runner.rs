@@ -257,7 +257,8 @@ async fn execute<K: Rollout>(
                 now_in_flight.extend(record.cloned());
                 run.stuck = Some(format!(
                     "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
-                     not show it; nothing more is sent until the cloud shows it or the spec changes"
+                     not show it; nothing more is sent until the cloud shows it or spec.retry changes \
+                     (kubectl alicloud-rollouts retry)"
                 ));
                 continue;
             }
