@@ -249,6 +249,73 @@ async fn abort_rolls_a_routine_canary_back() {
     assert_eq!(obj["spec"]["rollback"], true);
 }
 
+/// `promote --full` on a container app with two manual gates: one approval of the last
+/// gate, for the version being published, and the app goes to 100%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_full_takes_a_container_app_through_every_gate() {
+    const APP_SEED: &str = r#"
+apps:
+  - id: app-880745210937327616
+    versions: [ver-880745731614552000, ver-880745731614552064]
+    deployed: ver-880745731614552000
+"#;
+    let env = Env::start("plugin-app", APP_SEED, 1.0, "containerapp").await;
+    env.kubectl.apply(
+        r#"apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: EsaContainerAppRollout
+metadata:
+  name: recommendation-svc
+spec:
+  appId: app-880745210937327616
+  versionId: ver-880745731614552064
+  env: production
+  steps:
+    - percentage: 10
+    - percentage: 50
+"#,
+    );
+    let res = "esacontainerapprollout/recommendation-svc";
+    let pct = |o: &Value| o["status"]["publishPercentage"].as_i64().unwrap_or(-1);
+    env.wait_obj("held at the 10% gate", res, Duration::from_secs(40), |o| {
+        (pct(o) == 10 && o["status"]["publishStatus"] == "published" && caught_up(o))
+            .then_some(())
+            .ok_or_else(|| format!("at {}%", pct(o)))
+    })
+    .await;
+    let out = must(&env, &["promote", "--full", "esacr/recommendation-svc"]);
+    assert!(
+        out.contains(
+            "spec.promotion: (unset) -> {\"step\":1,\"versionId\":\"ver-880745731614552064\"}"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("every remaining gate"), "{out}");
+    let obj = env
+        .wait_obj("published to 100%", res, Duration::from_secs(60), |o| {
+            (pct(o) == 100 && is(o, "Ready"))
+                .then_some(())
+                .ok_or_else(|| format!("at {}%", pct(o)))
+        })
+        .await;
+    assert_eq!(obj["status"]["phase"], "Completed", "{obj}");
+    assert!(
+        owned_by_plugin(&get_full(&env, res))["f:promotion"].is_object(),
+        "{obj}"
+    );
+    // Past the last step there is nothing left to approve.
+    let again = plugin(
+        &env.api.kubeconfig,
+        &env.namespace,
+        &["promote", "recommendation-svc"],
+    );
+    assert!(!again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("past its last step"),
+        "{}",
+        text(&again)
+    );
+}
+
 /// A rollout waiting for a person (its routine is missing) is looked at again at once
 /// after `retry`, and the wait starts over from the shortest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
