@@ -5,9 +5,11 @@
 //! The crate has three parts, each usable on its own:
 //! - [`cloud`]: a typed, signed client for the EAS and ESA APIs;
 //! - [`simulator`]: a local HTTP server speaking the same wire protocol, for tests and demos;
-//! - [`controller`]: one reconciler per custom resource kind ([`crd`]).
+//! - [`controller`]: one reconciler per custom resource kind ([`crd`]);
+//! - [`plugin`]: the kubectl plugin `kubectl alicloud-rollouts`.
 
 pub mod cloud;
 pub mod controller;
 pub mod crd;
+pub mod plugin;
 pub mod simulator;

@@ -116,8 +116,8 @@ spec:
 
 /// A publish that does not move (the cloud's clock runs at a tenth of real time, so one
 /// publish tick takes 10 s): Stalled within the deadline with one Warning, rolled back
-/// through RollbackEdgeContainerAppVersion, and not published again until the spec names
-/// another version.
+/// through RollbackEdgeContainerAppVersion, and not published again until spec.retry
+/// changes or the spec names another version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_publish_stalls_and_is_rolled_back_once() {
     let env = Env::start("deadline-abort", APP_SEED, 0.1, "containerapp").await;
@@ -177,6 +177,18 @@ async fn a_stuck_publish_stalls_and_is_rolled_back_once() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(env.sim.count(publishes).await, 1, "V2 published again");
 
+    // spec.retry releases the abort: V2 is published once more.
+    env.kubectl.patch(APP, r#"{"spec":{"retry":1}}"#);
+    let deadline = std::time::Instant::now() + WAIT;
+    while env.sim.count(publishes).await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "V2 not published after the retry"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(env.sim.count(publishes).await, 2);
+
     // Naming another version starts a new rollout with its own deadline.
     env.kubectl.apply(&app_manifest(V3));
     env.wait_obj("V3 published", APP, WAIT, |o| {
@@ -187,7 +199,7 @@ async fn a_stuck_publish_stalls_and_is_rolled_back_once() {
     .await;
     assert_eq!(
         env.sim.count(publishes).await,
-        2,
+        3,
         "V3 published once, V2 not again"
     );
 }

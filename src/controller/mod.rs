@@ -17,6 +17,7 @@ pub mod owners;
 pub mod plan;
 pub mod progress;
 pub mod requeue;
+pub mod retry;
 pub mod routine;
 pub mod runner;
 #[cfg(test)]

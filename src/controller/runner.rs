@@ -137,6 +137,9 @@ pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Acti
 pub async fn apply<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error> {
     // The status as the API server has it, kept up to date with our own writes.
     let mut stored = obj.status().cloned();
+    if let Err(err) = super::retry::honour(obj, cx, &key(obj), &mut stored).await {
+        return fail(obj, cx, stored.as_ref(), err).await;
+    }
     match converge(obj, cx, &mut stored).await {
         Ok(action) => {
             cx.clear_failures(&key(obj));
@@ -173,6 +176,7 @@ async fn converge<K: Rollout>(
         now: jiff::Timestamp::now(),
     });
     let mut status = plan.status;
+    *status.shared().observed_retry = obj.retry_token();
     *status.shared().cloud_ref = Some(cloud_ref.clone());
     *status.shared().cloud_account = Some(account.clone());
     // Planners build their status afresh; an automatic rollback is the loop's record.
@@ -405,7 +409,8 @@ async fn execute<K: Rollout>(
                 now_in_flight.extend(record.cloned());
                 run.stuck = Some(format!(
                     "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
-                     not show it; nothing more is sent until the cloud shows it or the spec changes"
+                     not show it; nothing more is sent until the cloud shows it or spec.retry changes \
+                     (kubectl alicloud-rollouts retry)"
                 ));
                 continue;
             }

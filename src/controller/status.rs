@@ -36,6 +36,8 @@ pub struct Shared<'a> {
     pub last_progress_at: &'a mut Option<String>,
     /// A version rolled back by the operator on its own.
     pub aborted: &'a mut Option<crate::crd::common::Aborted>,
+    /// The `spec.retry` token last acted on.
+    pub observed_retry: &'a mut Option<i64>,
 }
 
 /// A kind's status.
@@ -50,6 +52,7 @@ pub trait RolloutStatus:
     fn mutations_in_flight(&self) -> &[MutationInFlight];
     fn last_progress_at(&self) -> Option<&str>;
     fn aborted(&self) -> Option<&crate::crd::common::Aborted>;
+    fn observed_retry(&self) -> Option<i64>;
 }
 
 /// The parts of a kind's object the shared loop reads.
@@ -58,6 +61,8 @@ pub trait RolloutObject {
     fn status(&self) -> Option<&Self::Status>;
     /// The Secret holding the resource's own credentials, if it names one.
     fn credentials(&self) -> Option<&SecretRef>;
+    /// `spec.retry`: a person's "look again now".
+    fn retry_token(&self) -> Option<i64>;
 }
 
 macro_rules! rollout_status {
@@ -69,6 +74,9 @@ macro_rules! rollout_status {
             }
             fn credentials(&self) -> Option<&SecretRef> {
                 self.spec.credentials_secret_ref.as_ref()
+            }
+            fn retry_token(&self) -> Option<i64> {
+                self.spec.retry
             }
         }
 
@@ -86,6 +94,7 @@ macro_rules! rollout_status {
                     next_check_at: &mut self.next_check_at,
                     last_progress_at: &mut self.last_progress_at,
                     aborted: &mut self.aborted,
+                    observed_retry: &mut self.observed_retry,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -108,6 +117,9 @@ macro_rules! rollout_status {
             }
             fn aborted(&self) -> Option<&crate::crd::common::Aborted> {
                 self.aborted.as_ref()
+            }
+            fn observed_retry(&self) -> Option<i64> {
+                self.observed_retry
             }
         }
     )*};

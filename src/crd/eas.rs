@@ -109,6 +109,13 @@ pub struct EasServiceRolloutSpec {
     /// Suspend progress without changing the strategy.
     #[serde(default)]
     pub paused: bool,
+    /// Retry token: change it (e.g. add 1) to have the operator look again now after
+    /// Degraded or Stalled: the wait for a person and the backoff are cleared, and a mutation
+    /// held as not visible is sent again. `kubectl alicloud-rollouts retry` increments it.
+    /// Leave it out of manifests kept in Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retry: Option<i64>,
     /// `Retain` (default) leaves the cloud rollout when this resource is deleted; `Delete`
     /// deletes it.
     #[serde(default)]
@@ -258,6 +265,9 @@ pub struct EasServiceRolloutStatus {
     /// A version the operator rolled back on its own, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<super::common::Aborted>,
+    /// The `spec.retry` token the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_retry: Option<i64>,
     /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

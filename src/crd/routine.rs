@@ -113,6 +113,13 @@ pub struct EsaRoutineRolloutSpec {
     /// Hold the current step.
     #[serde(default)]
     pub paused: bool,
+    /// Retry token: change it (e.g. add 1) to have the operator look again now after
+    /// Degraded or Stalled: the wait for a person and the backoff are cleared, and a mutation
+    /// held as not visible is sent again. `kubectl alicloud-rollouts retry` increments it.
+    /// Leave it out of manifests kept in Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retry: Option<i64>,
     /// Put 100% back on `canary.stableVersion` (only with `canary`).
     #[serde(default)]
     pub rollback: bool,
@@ -256,6 +263,9 @@ pub struct EsaRoutineRolloutStatus {
     /// A version the operator rolled back on its own, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<super::common::Aborted>,
+    /// The `spec.retry` token the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_retry: Option<i64>,
     /// Mutations the cloud accepted and does not show yet (not sent again meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]

@@ -276,6 +276,26 @@ impl Operator {
         op
     }
 
+    /// Same as `start`, with some of the harness's flag values replaced, e.g.
+    /// `&[("--stalled-recheck", "10m")]` (a flag the harness does not set is added).
+    pub fn start_overriding(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        overrides: &[(&str, &str)],
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, true);
+        for (flag, value) in overrides {
+            match op.args.iter().position(|a| a == flag) {
+                Some(i) if i + 1 < op.args.len() => op.args[i + 1] = value.to_string(),
+                _ => op.args.extend([flag.to_string(), value.to_string()]),
+            }
+        }
+        op.spawn();
+        op
+    }
+
     fn start_with(
         api: &ApiServer,
         sim: &Sim,

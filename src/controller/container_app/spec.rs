@@ -151,7 +151,12 @@ impl ValidSpec<EsaContainerAppRollout> for AppSpec {
     /// until the spec names another version.
     fn parse(obj: &EsaContainerAppRollout) -> Result<Self, String> {
         let mut spec = validate(&obj.spec)?;
-        let aborted = obj.status.as_ref().and_then(|s| s.aborted.as_ref());
+        // A changed spec.retry releases it (the loop clears the record in this reconcile).
+        let aborted = obj
+            .status
+            .as_ref()
+            .filter(|s| s.observed_retry == obj.spec.retry)
+            .and_then(|s| s.aborted.as_ref());
         if aborted.is_some_and(|a| a.version == spec.version_id) {
             spec.mode = Mode::Rollback { percentage: None };
         }
@@ -187,6 +192,7 @@ pub(crate) mod fixtures {
             promotion: None,
             promoted_step: None,
             paused: false,
+            retry: None,
             rollback: false,
             rollback_percentage: None,
             credentials_secret_ref: None,

@@ -165,6 +165,7 @@ pub(crate) mod fixtures {
                 batch: None,
             },
             paused: false,
+            retry: None,
             deletion_policy: DeletionPolicy::Retain,
             credentials_secret_ref: None,
             progress_deadline: None,

@@ -321,3 +321,47 @@ async fn after_the_grace_period_a_mutation_is_resent_once_then_a_person_is_neede
         .unwrap_or_default();
     assert_eq!(degraded["reason"], "MutationNotVisible");
 }
+
+/// `spec.retry` is a person asking to try again: a mutation held as stuck is sent once
+/// more, and the token is recorded so the next reconcile does not send it yet again.
+#[tokio::test]
+async fn a_retry_sends_a_stuck_mutation_once_more() {
+    let h = Harness::with_grace(std::time::Duration::ZERO);
+    h.cloud
+        .set_service_config(REGION, SERVICE, json!({"metadata": {"instance": 4}}));
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("created");
+    let mut paused = h.reread(&obj);
+    paused.spec.paused = true;
+    apply(&paused, &h.cx).await.expect("paused");
+    for _ in 0..3 {
+        pretend_running(&h);
+        apply(&h.reread(&paused), &h.cx)
+            .await
+            .expect("resent, then stuck");
+    }
+    let stuck = h.mutations().len();
+    assert_eq!(h.writes.last_status().expect("status")["phase"], "Degraded");
+
+    paused.spec.retry = Some(1);
+    pretend_running(&h);
+    apply(&h.reread(&paused), &h.cx).await.expect("retried");
+    assert_eq!(h.mutations().len(), stuck + 1, "sent once more");
+    assert_eq!(h.mutations().last(), Some(&"UpdateServiceRollout"));
+    let status = h.writes.last_status().expect("status");
+    assert_eq!(status["observedRetry"], 1, "{status}");
+    assert!(
+        h.writes.events().iter().any(|e| e.1 == "RetryRequested"),
+        "{:?}",
+        h.writes.events()
+    );
+    // The same token again is no new retry.
+    apply(&h.reread(&paused), &h.cx).await.expect("settled");
+    let retries = h
+        .writes
+        .events()
+        .iter()
+        .filter(|e| e.1 == "RetryRequested")
+        .count();
+    assert_eq!(retries, 1);
+}

@@ -147,7 +147,12 @@ impl ValidSpec<EsaRoutineRollout> for RoutineSpec {
     /// rolled back until the spec names another canary version.
     fn parse(obj: &EsaRoutineRollout) -> Result<Self, String> {
         let mut spec = validate(&obj.spec)?;
-        let aborted = obj.status.as_ref().and_then(|s| s.aborted.as_ref());
+        // A changed spec.retry releases it (the loop clears the record in this reconcile).
+        let aborted = obj
+            .status
+            .as_ref()
+            .filter(|s| s.observed_retry == obj.spec.retry)
+            .and_then(|s| s.aborted.as_ref());
         if let (Mode::Canary(c), Some(a)) = (&spec.mode, aborted)
             && a.version == c.canary
         {
@@ -192,6 +197,7 @@ pub(crate) mod fixtures {
                 promoted_step: None,
             }),
             paused: false,
+            retry: None,
             rollback: false,
             credentials_secret_ref: None,
             progress_deadline: None,
