@@ -623,10 +623,23 @@ impl Env {
 
     /// Same, with every simulator setting from `config` (e.g. its read lag).
     pub async fn start_with(test: &str, seed: &str, config: SimConfig, kinds: &str) -> Env {
+        Env::start_with_args(test, seed, config, kinds, &[]).await
+    }
+
+    /// Same, with `extra` arguments for the operator (e.g. `--mutation-grace 2s`).
+    pub async fn start_with_args(
+        test: &str,
+        seed: &str,
+        config: SimConfig,
+        kinds: &str,
+        extra: &[&str],
+    ) -> Env {
         let api = cluster();
         let sim = Sim::start_with(seed, config).await;
         let namespace = namespace(test);
-        let operator = Operator::start(&api, &sim, &namespace, kinds);
+        let mut operator = Operator::configure(&api, &sim, &namespace, kinds, true);
+        operator.args.extend(extra.iter().map(|a| a.to_string()));
+        operator.spawn();
         let kubectl = Kubectl::new(&api, &namespace);
         Env {
             api,
