@@ -320,12 +320,13 @@ impl CloudClient {
                     if let Some(id) = &request_id {
                         tracing::Span::current().record("request_id", id.as_str());
                     }
-                    // A garbled success is not retried: the call may have taken effect.
-                    return match decode::<T>(&answer.body) {
-                        Ok(v) => (Ok((v, request_id)), attempt),
-                        Err(e) if req.is_mutation() => unknown(e),
-                        Err(e) => (Err(e), attempt),
-                    };
+                    // A garbled success of a mutation is not sent again: it took effect (or
+                    // may have); a read is.
+                    match decode::<T>(&answer.body) {
+                        Ok(v) => return (Ok((v, request_id)), attempt),
+                        Err(e) if req.is_mutation() => return unknown(e),
+                        Err(e) => e,
+                    }
                 }
                 Ok(answer) => {
                     let err = parse_error_response(answer.status, &answer.headers, &answer.body);

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod eas;
 pub mod error;
 pub mod esa;
+pub mod faults;
 pub mod lag;
 pub mod seed;
 pub mod server;
