@@ -10,7 +10,6 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use super::api::{
     self, Consistency, EAS_VERSION, ESA_VERSION, LAGGING_READS, PAUSING_ACTIONS, Params,
@@ -806,12 +805,13 @@ impl Sim {
         entry.1 > limit
     }
 
-    /// Answer one HTTP request. `kill` closes the connection without an answer.
+    /// Answer one HTTP request; `None`: close the connection without an answer (a `drop`
+    /// fault). The caller runs it to the end even when the client goes away (a cloud does
+    /// not undo a call because its caller stopped waiting).
     pub async fn handle(
         self: Arc<Self>,
         req: http::Request<hyper::body::Incoming>,
-        kill: Arc<Notify>,
-    ) -> Response<Body> {
+    ) -> Option<Response<Body>> {
         let request_id = new_request_id();
         let (parts, body) = req.into_parts();
         let host = parts
@@ -824,7 +824,7 @@ impl Sim {
             Ok(b) => b,
             Err(_) => {
                 let e = ApiError::invalid("The request body is unreadable or larger than 1 MiB.");
-                return self.error_response(&request_id, &host, "Unknown", e);
+                return Some(self.error_response(&request_id, &host, "Unknown", e));
             }
         };
         let raw_path = parts.uri.path().to_string();
@@ -848,7 +848,7 @@ impl Sim {
 
         if raw_path == "/_sim" || raw_path.starts_with("/_sim/") {
             let (status, value) = self.admin(&incoming);
-            return json_response(status, &request_id, &value, None);
+            return Some(json_response(status, &request_id, &value, None));
         }
 
         let action_hint = incoming
@@ -883,13 +883,7 @@ impl Sim {
             access_key_id,
             status: response.as_ref().map_or(0, |r| r.status().as_u16()),
         });
-        match response {
-            Some(r) => r,
-            None => {
-                kill.notify_one();
-                std::future::pending().await
-            }
-        }
+        response
     }
 
     /// The answer to one call (`None`: close the connection without one), and whether

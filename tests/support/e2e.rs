@@ -171,7 +171,8 @@ impl Sim {
             .expect("calls JSON")
     }
 
-    /// Every API call in order: `{"action", "accessKeyId", "status"}`.
+    /// Every API call in order: `{"action", "accessKeyId", "status", "target", "mutation",
+    /// "applied", "digest", "faults"}` (docs/simulator.md, "The call log").
     pub async fn call_log(&self) -> Vec<Value> {
         self.http
             .get(format!("{}/_sim/calllog", self.url()))
@@ -210,7 +211,7 @@ impl Sim {
         assert!(r.status().is_success(), "seed rejected: {}", r.status());
     }
 
-    /// Add a fault (see notes/sim-api.md).
+    /// Add a fault (see docs/simulator.md, "Admin API").
     pub async fn fault(&self, fault: Value) {
         let r = self
             .http
@@ -220,6 +221,18 @@ impl Sim {
             .await
             .expect("sim admin answers");
         assert!(r.status().is_success(), "fault rejected: {}", r.status());
+    }
+
+    /// Every fault, each with how often it `fired`.
+    pub async fn faults(&self) -> Value {
+        self.http
+            .get(format!("{}/_sim/faults", self.url()))
+            .send()
+            .await
+            .expect("sim admin answers")
+            .json()
+            .await
+            .expect("faults JSON")
     }
 
     pub async fn clear_faults(&self) {
