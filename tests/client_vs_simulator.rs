@@ -911,6 +911,10 @@ async fn answers_lost_after_a_mutation_took_effect_leave_one_push_and_an_unknown
         .map(|r| r.digest)
         .collect();
     assert_eq!(digests.len(), faults.len());
+    assert_eq!(
+        sim.duplicated_mutations(),
+        serde_json::json!({"applied": faults.len(), "duplicates": []})
+    );
 
     // A stall before the call takes effect: nothing applied, the outcome still unknown.
     sim.add_fault(

@@ -570,6 +570,30 @@ impl Sim {
         lock(&self.call_log).clone()
     }
 
+    /// Mutations that took effect more than once with the same action, target and digest
+    /// (`GET /_sim/duplicates`): what a soak checks at its end without reading the whole log.
+    pub fn duplicated_mutations(&self) -> Value {
+        let mut seen: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        let mut applied = 0u64;
+        for r in lock(&self.call_log).iter().filter(|r| r.applied) {
+            applied += 1;
+            let key = (
+                r.action.clone(),
+                r.target.clone().unwrap_or_default(),
+                r.digest.clone(),
+            );
+            *seen.entry(key).or_default() += 1;
+        }
+        let duplicates: Vec<Value> = seen
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((action, target, digest), count)| {
+                json!({"action": action, "target": target, "digest": digest, "count": count})
+            })
+            .collect();
+        json!({"applied": applied, "duplicates": duplicates})
+    }
+
     /// The account `/_sim/state` shows: the default test key's, else the first key's.
     pub fn default_account(&self) -> String {
         let id = if self
@@ -1217,6 +1241,7 @@ impl Sim {
             }
             ("GET", "/_sim/calls") => to_json(&self.calls()),
             ("GET", "/_sim/calllog") => to_json(&self.call_log()),
+            ("GET", "/_sim/duplicates") => Ok(self.duplicated_mutations()),
             ("DELETE", "/_sim/calls") => {
                 lock(&self.calls).clear();
                 lock(&self.call_log).clear();
