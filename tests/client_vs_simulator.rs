@@ -547,6 +547,8 @@ async fn faults_retries_credentials_and_rrsa() {
         latency_ms: None,
         rate: None,
         count: Some(count),
+        after: false,
+        bytes: None,
     };
 
     // Two 503s, then success: the client retries through them.
@@ -828,5 +830,114 @@ async fn caller_identity_names_the_account_of_the_credentials() {
     let unknown = c.with_credentials(Credentials::new("nobody", "x"));
     let e = unknown.caller_account().await.unwrap_err();
     assert_eq!(e.code(), "InvalidAccessKeyId.NotFound");
+    env.sim.shutdown().await;
+}
+
+/// Each fault that takes an answer away after the call took effect (a 500, a dropped
+/// connection, headers then a stall, a truncated, wrongly typed or enormous body): the
+/// push is applied once, the client does not send it again and says its outcome is
+/// unknown, and the call log shows one applied UpdateService with the fault that fired.
+/// The same faults on a read are retried through.
+#[tokio::test]
+async fn answers_lost_after_a_mutation_took_effect_leave_one_push_and_an_unknown_outcome() {
+    let env = Env::start().await;
+    let sim = env.sim.sim();
+    let c = CloudClient::new(
+        ClientConfig {
+            eas_endpoint: Some(env.sim.endpoint()),
+            call_timeout: Duration::from_millis(500),
+            call_deadline: Duration::from_secs(5),
+            max_retries: 2,
+            retry_base: Duration::from_millis(10),
+            retry_max: Duration::from_millis(20),
+            rate_limit_per_api: 0,
+            ..ClientConfig::default()
+        },
+        Arc::new(StaticProvider(Credentials::new(
+            DEFAULT_ACCESS_KEY_ID,
+            DEFAULT_ACCESS_KEY_SECRET,
+        ))),
+    )
+    .unwrap();
+    let faults = [
+        serde_json::json!({"kind": "error", "status": 500, "after": true}),
+        serde_json::json!({"kind": "drop", "after": true}),
+        serde_json::json!({"kind": "stall", "latencyMs": 2000, "after": true}),
+        serde_json::json!({"kind": "truncate"}),
+        serde_json::json!({"kind": "wrongType"}),
+        serde_json::json!({"kind": "huge", "bytes": 8 << 20}),
+    ];
+    for (n, fault) in faults.iter().enumerate() {
+        let mut spec: FaultSpec = serde_json::from_value(fault.clone()).unwrap();
+        spec.action = Some("UpdateService".into());
+        spec.count = Some(1);
+        let id = sim.add_fault(spec.clone()).unwrap();
+        let tag = format!("fault-{n}");
+        let e = c
+            .update_service(REGION, SVC, &image_config(&tag), UpdateType::Merge)
+            .await
+            .unwrap_err();
+        assert!(e.outcome_unknown(), "{fault}: {e:?}");
+        let log: Vec<_> = sim
+            .call_log()
+            .into_iter()
+            .filter(|r| r.action == "UpdateService")
+            .collect();
+        assert_eq!(log.len(), n + 1, "{fault}: sent once: {log:?}");
+        let last = log.last().unwrap();
+        assert!(last.applied && last.mutation, "{fault}: {last:?}");
+        assert_eq!(last.faults, vec![id], "{fault}");
+        assert_eq!(last.target.as_deref(), Some("cn-shanghai/llm-chat"));
+        let svc = c.describe_service(REGION, SVC).await.unwrap();
+        assert!(
+            svc.service_config
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&tag),
+            "{fault}: the push took effect: {svc:?}"
+        );
+
+        // The same fault on a read: retried through.
+        spec.action = Some("DescribeService".into());
+        sim.add_fault(spec).unwrap();
+        c.describe_service(REGION, SVC).await.unwrap();
+        sim.clear_faults();
+    }
+    // Distinct pushes have distinct digests.
+    let digests: std::collections::BTreeSet<String> = sim
+        .call_log()
+        .into_iter()
+        .filter(|r| r.action == "UpdateService")
+        .map(|r| r.digest)
+        .collect();
+    assert_eq!(digests.len(), faults.len());
+    assert_eq!(
+        sim.duplicated_mutations(),
+        serde_json::json!({"applied": faults.len(), "duplicates": []})
+    );
+
+    // A stall before the call takes effect: nothing applied, the outcome still unknown.
+    sim.add_fault(
+        serde_json::from_value(serde_json::json!({"action": "UpdateService", "kind": "stall", "latencyMs": 2000, "count": 1}))
+            .unwrap(),
+    )
+    .unwrap();
+    let e = c
+        .update_service(REGION, SVC, &image_config("never"), UpdateType::Merge)
+        .await
+        .unwrap_err();
+    assert!(e.outcome_unknown(), "{e:?}");
+    let last = sim.call_log().into_iter().last().unwrap();
+    assert!(!last.applied, "{last:?}");
+
+    // What makes no sense is refused.
+    for bad in [
+        serde_json::json!({"kind": "throttle", "after": true}),
+        serde_json::json!({"kind": "error", "bytes": 10}),
+        serde_json::json!({"kind": "huge", "bytes": 2u64 << 30}),
+    ] {
+        let spec: FaultSpec = serde_json::from_value(bad.clone()).unwrap();
+        assert!(sim.add_fault(spec).is_err(), "{bad}");
+    }
     env.sim.shutdown().await;
 }

@@ -596,11 +596,11 @@ async fn transient_failures_are_retried_until_success() {
     )
     .await;
     let c = client(config(&s.endpoint()));
-    let ack = c
-        .delete_service_rollout("cn-shanghai", "svc")
+    let answer = c
+        .describe_service_rollout("cn-shanghai", "svc")
         .await
         .unwrap();
-    assert_eq!(ack.request_id, "fine");
+    assert_eq!(answer.request_id, "fine");
     assert_eq!(s.seen().len(), 3);
     let nonces: HashSet<_> = s
         .seen()
@@ -608,10 +608,10 @@ async fn transient_failures_are_retried_until_success() {
         .map(|x| x.header("x-acs-signature-nonce").unwrap().to_string())
         .collect();
     assert_eq!(nonces.len(), 3, "each attempt is signed afresh");
-    assert_eq!(c.metrics().retry_count("eas", "DeleteServiceRollout"), 2);
+    assert_eq!(c.metrics().retry_count("eas", "DescribeServiceRollout"), 2);
     assert_eq!(
         c.metrics()
-            .call_count("eas", "DeleteServiceRollout", "success"),
+            .call_count("eas", "DescribeServiceRollout", "success"),
         1
     );
 
@@ -794,6 +794,343 @@ async fn rate_limit_is_per_api_and_shared_by_clones() {
     assert!(start.elapsed() < Duration::from_millis(150));
 }
 
+// ---------------------------------------------------------------- unknown outcomes
+
+fn unknown_inner(e: &CloudError) -> &CloudError {
+    match e {
+        CloudError::OutcomeUnknown(inner) => inner,
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+}
+
+/// A mutation that may have reached the cloud is sent once: a 5xx, a timeout or a garbled
+/// success leave its outcome unknown, and the error says so. What surely did not reach the
+/// cloud (throttling) is retried, and reads are retried after anything transient.
+#[tokio::test]
+async fn a_mutation_whose_outcome_is_unknown_is_sent_once() {
+    let update = |c: &CloudClient| {
+        let c = c.clone();
+        async move {
+            c.update_service(
+                "cn-shanghai",
+                "svc",
+                &serde_json::json!({"containers": [{"image": "m:2"}]}),
+                UpdateType::Merge,
+            )
+            .await
+        }
+    };
+    // 5xx.
+    let s = stub(
+        fail_then_ok(usize::MAX, err(503, "ServiceUnavailable")),
+        Duration::ZERO,
+    )
+    .await;
+    let c = client(config(&s.endpoint()));
+    let e = update(&c).await.unwrap_err();
+    assert_eq!(unknown_inner(&e).code(), "ServiceUnavailable");
+    assert!(e.outcome_unknown());
+    assert!(e.to_string().contains("outcome unknown"), "{e}");
+    assert_eq!(e.request_id(), Some("req-err"));
+    assert_eq!(s.seen().len(), 1, "sent once");
+    assert_eq!(c.metrics().retry_count("eas", "UpdateService"), 0);
+
+    // A timeout.
+    let s = stub(Arc::new(canned), Duration::from_secs(3)).await;
+    let c = client(ClientConfig {
+        call_timeout: Duration::from_millis(200),
+        ..config(&s.endpoint())
+    });
+    let e = update(&c).await.unwrap_err();
+    assert!(matches!(unknown_inner(&e), CloudError::Timeout(_)), "{e:?}");
+    assert_eq!(s.seen().len(), 1, "sent once");
+
+    // A success whose body cannot be read as the answer.
+    let s = stub(
+        Arc::new(|_s, _n| (200, vec![], "<html>gateway</html>".to_string())),
+        Duration::ZERO,
+    )
+    .await;
+    let c = client(config(&s.endpoint()));
+    let e = c
+        .publish_edge_container_app_version(
+            "cn-hangzhou",
+            &PublishEdgeContainerAppVersionRequest {
+                app_id: "app-1".into(),
+                version_id: "ver-2".into(),
+                publish_env: "prod".into(),
+                percentage: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown_inner(&e), CloudError::Decode(_)), "{e:?}");
+    assert_eq!(s.seen().len(), 1);
+
+    // Throttled: the cloud did not act, so the mutation is sent again.
+    let s = stub(fail_then_ok(1, err(400, "Throttling.User")), Duration::ZERO).await;
+    let c = client(config(&s.endpoint()));
+    update(&c).await.unwrap();
+    assert_eq!(s.seen().len(), 2);
+}
+
+/// What a raw TCP server does once it has read a whole request.
+#[derive(Clone, Copy, Debug)]
+enum Raw {
+    /// Close the connection without answering.
+    Drop,
+    /// Send the headers of a 200 with a body, then nothing.
+    Stall,
+    /// Send the headers of a 100-byte body, 17 bytes of it, and close.
+    Truncate,
+    /// A chunked body that never ends (until the client goes away).
+    Endless,
+    /// Declare a 1 GiB body.
+    Declared,
+}
+
+struct RawStub {
+    endpoint: String,
+    requests: Arc<AtomicUsize>,
+    /// Body bytes written to the client (Endless).
+    written: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawStub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn raw_stub(act: Raw) -> RawStub {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let written = Arc::new(AtomicUsize::new(0));
+    let (count, bytes) = (requests.clone(), written.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let (count, bytes) = (count.clone(), bytes.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The headers, then the body by its Content-Length.
+                let end = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < end + length {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                match act {
+                    Raw::Drop => {}
+                    Raw::Stall => {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n")
+                            .await;
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    Raw::Truncate => {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"RequestId\":\"x\"")
+                            .await;
+                    }
+                    Raw::Endless => {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                            .await;
+                        let piece = vec![b' '; 64 * 1024];
+                        let frame = [
+                            format!("{:x}\r\n", piece.len()).into_bytes(),
+                            piece,
+                            b"\r\n".to_vec(),
+                        ]
+                        .concat();
+                        // At most 1 GiB: the client must stop reading long before.
+                        for _ in 0..16 * 1024 {
+                            if conn.write_all(&frame).await.is_err() {
+                                break;
+                            }
+                            bytes.fetch_add(64 * 1024, Ordering::SeqCst);
+                        }
+                    }
+                    Raw::Declared => {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n{")
+                            .await;
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                }
+            });
+        }
+    });
+    RawStub {
+        endpoint,
+        requests,
+        written,
+        task,
+    }
+}
+
+fn raw_client(endpoint: &str) -> CloudClient {
+    client(ClientConfig {
+        call_timeout: Duration::from_millis(500),
+        call_deadline: Duration::from_secs(5),
+        max_retries: 2,
+        max_response_bytes: 1 << 20,
+        ..config(endpoint)
+    })
+}
+
+/// A connection dropped after the request was sent, or cut in the middle of the answer:
+/// a read is retried, a mutation is sent once and its outcome is unknown.
+#[tokio::test]
+async fn dropped_and_truncated_answers_retry_reads_and_never_resend_mutations() {
+    for act in [Raw::Drop, Raw::Truncate] {
+        let s = raw_stub(act).await;
+        let c = raw_client(&s.endpoint);
+        let e = c.get_routine("cn-hangzhou", "r").await.unwrap_err();
+        assert!(matches!(e, CloudError::Transport(_)), "{act:?}: {e:?}");
+        assert_eq!(
+            s.requests.load(Ordering::SeqCst),
+            3,
+            "{act:?}: 1 + 2 retries"
+        );
+
+        let s = raw_stub(act).await;
+        let c = raw_client(&s.endpoint);
+        let e = c
+            .delete_service_rollout("cn-shanghai", "svc")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(unknown_inner(&e), CloudError::Transport(_)),
+            "{act:?}: {e:?}"
+        );
+        assert_eq!(s.requests.load(Ordering::SeqCst), 1, "{act:?}: sent once");
+    }
+}
+
+/// Headers, then a stall: every attempt ends at its timeout, the whole call within its
+/// deadline; a mutation is not sent again.
+#[tokio::test]
+async fn a_body_that_stalls_after_the_headers_times_out() {
+    let s = raw_stub(Raw::Stall).await;
+    let c = raw_client(&s.endpoint);
+    let start = Instant::now();
+    let e = c.describe_service("cn-shanghai", "svc").await.unwrap_err();
+    assert!(matches!(e, CloudError::Timeout(_)), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.requests.load(Ordering::SeqCst), 3);
+
+    let s = raw_stub(Raw::Stall).await;
+    let c = raw_client(&s.endpoint);
+    let start = Instant::now();
+    let e = c
+        .update_service_rollout(
+            "cn-shanghai",
+            "svc",
+            &ServiceRolloutRequest {
+                paused: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown_inner(&e), CloudError::Timeout(_)), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.requests.load(Ordering::SeqCst), 1);
+}
+
+/// An answer larger than the cap fails with an error naming the cap, and reading stops
+/// there: a declared length is refused before reading, an endless body soon after the cap.
+#[tokio::test]
+async fn an_enormous_answer_is_refused_at_the_cap_with_bounded_reading() {
+    let s = raw_stub(Raw::Endless).await;
+    let c = client(ClientConfig {
+        max_retries: 0,
+        max_response_bytes: 1 << 20,
+        ..config(&s.endpoint)
+    });
+    let e = c.describe_service("cn-shanghai", "svc").await.unwrap_err();
+    assert!(
+        matches!(e, CloudError::ResponseTooLarge(n) if n == 1 << 20),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("--cloud-max-response-bytes"), "{e}");
+    assert_eq!(e.code(), "ResponseTooLarge");
+    // The client stopped reading: what the server got out is the cap plus what the
+    // sockets buffer, far from the 1 GiB it had to send.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let written = s.written.load(Ordering::SeqCst);
+    assert!(written < 64 << 20, "{written} bytes were written");
+
+    let s = raw_stub(Raw::Declared).await;
+    let c = client(ClientConfig {
+        max_retries: 0,
+        max_response_bytes: 1 << 20,
+        ..config(&s.endpoint)
+    });
+    let start = Instant::now();
+    let e = c.get_routine("cn-hangzhou", "r").await.unwrap_err();
+    assert!(matches!(e, CloudError::ResponseTooLarge(_)), "{e:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// `x-acs-retry-after` is honoured up to a cap: a day in the header is a minute.
+#[tokio::test]
+async fn retry_after_is_capped() {
+    let mut throttle = err(400, "Throttling.User");
+    throttle
+        .1
+        .push(("x-acs-retry-after", "86400000".to_string()));
+    let s = stub(fail_then_ok(usize::MAX, throttle), Duration::ZERO).await;
+    let c = client(config(&s.endpoint()));
+    let start = Instant::now();
+    let e = c.get_routine("cn-hangzhou", "edge-auth").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Throttled);
+    assert_eq!(
+        e.retry_after(),
+        Some(alicloud_rollouts::cloud::response::MAX_RETRY_AFTER)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------- RRSA
 
 #[derive(Clone)]
@@ -885,10 +1222,19 @@ async fn rrsa_exchanges_the_token_caches_and_refreshes_early() {
     assert_eq!(provider.credentials().await.unwrap(), first);
     assert_eq!(issued.load(Ordering::SeqCst), 1);
 
-    // The kubelet rotated the token; the refresh reads the file again.
+    // The kubelet rotated the token; the refresh reads the file again. The call that finds
+    // the credentials due for refresh still gets the valid ones; the refresh runs aside.
     std::fs::write(&token_file, "oidc-token-2").unwrap();
     clock.advance(2);
-    let second = provider.credentials().await.unwrap();
+    assert_eq!(provider.credentials().await.unwrap(), first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        let c = provider.credentials().await.unwrap();
+        if c != first || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(second.access_key_id, "STS.id2");
     assert_eq!(issued.load(Ordering::SeqCst), 2);
     let form: BTreeMap<String, String> = sts.seen()[1].form().into_iter().collect();
@@ -905,6 +1251,126 @@ async fn rrsa_exchanges_the_token_caches_and_refreshes_early() {
         sent.header("authorization")
             .unwrap()
             .contains("Credential=STS.id2,")
+    );
+}
+
+fn rrsa_config(token_file: std::path::PathBuf) -> RrsaConfig {
+    RrsaConfig {
+        role_arn: "acs:ram::123:role/rollouts".into(),
+        oidc_provider_arn: "acs:ram::123:oidc-provider/ack".into(),
+        oidc_token_file: token_file,
+        role_session_name: "alicloud-rollouts".into(),
+        sts_region: None,
+        vpc_endpoint: false,
+        sts_endpoint: None,
+        duration: Duration::from_secs(3600),
+    }
+}
+
+/// An STS that answers after `delay`, each
+/// time with new credentials valid for an hour of `clock`.
+async fn slow_sts(clock: TestClock, delay: Duration) -> (Stub, Arc<AtomicUsize>) {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let counter = issued.clone();
+    let sts = stub(
+        Arc::new(move |_s, _n| {
+            let i = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let exp = clock
+                .now()
+                .checked_add(jiff::SignedDuration::from_hours(1))
+                .unwrap();
+            ok(serde_json::json!({
+                "RequestId": "sts",
+                "Credentials": {"AccessKeyId": format!("STS.id{i}"), "AccessKeySecret": SK,
+                                "SecurityToken": format!("sec-token-{i}"),
+                                "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}}))
+        }),
+        delay,
+    )
+    .await;
+    (sts, issued)
+}
+
+/// Many callers, one exchange; while the credentials are still valid a slow refresh holds
+/// nobody up; and a caller with nothing valid waits at most the timeout.
+#[tokio::test]
+async fn rrsa_refresh_is_single_flight_bounded_and_never_blocks_valid_credentials() {
+    let clock = TestClock(Arc::new(Mutex::new(
+        "2026-05-08T10:00:00Z".parse().unwrap(),
+    )));
+    let (sts, issued) = slow_sts(clock.clone(), Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "oidc-token").unwrap();
+    let provider_clock = clock.clone();
+    let provider = Arc::new(
+        RrsaProvider::new(
+            rrsa_config(token_file.clone()),
+            Endpoint::parse(&sts.endpoint()).unwrap(),
+            reqwest::Client::new(),
+            Duration::from_secs(2),
+        )
+        .with_clock(move || provider_clock.now()),
+    );
+
+    // 20 callers at once with nothing cached: one exchange, every one gets its answer.
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let p = provider.clone();
+            tokio::spawn(async move { p.credentials().await })
+        })
+        .collect();
+    for c in callers {
+        assert_eq!(c.await.unwrap().unwrap().access_key_id, "STS.id1");
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 1);
+
+    // Due for refresh (inside the 15-minute margin), with an STS taking 300 ms: 20 callers
+    // get the still-valid credentials at once, and one exchange runs.
+    clock.advance(50);
+    let start = Instant::now();
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let p = provider.clone();
+            tokio::spawn(async move { p.credentials().await })
+        })
+        .collect();
+    for c in callers {
+        assert_eq!(c.await.unwrap().unwrap().access_key_id, "STS.id1");
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(250),
+        "callers waited on the refresh: {:?}",
+        start.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "one refresh for 20 callers"
+    );
+    assert_eq!(
+        provider.credentials().await.unwrap().access_key_id,
+        "STS.id2"
+    );
+
+    // An STS that stalls: with nothing valid, a caller waits at most the timeout.
+    let (stalled, _) = slow_sts(clock.clone(), Duration::from_secs(30)).await;
+    let provider_clock = clock.clone();
+    let provider = RrsaProvider::new(
+        rrsa_config(token_file),
+        Endpoint::parse(&stalled.endpoint()).unwrap(),
+        reqwest::Client::new(),
+        Duration::from_millis(300),
+    )
+    .with_clock(move || provider_clock.now());
+    let start = Instant::now();
+    let e = provider.credentials().await.unwrap_err();
+    assert!(matches!(e, CloudError::Timeout(_)), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
     );
 }
 

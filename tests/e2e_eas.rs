@@ -502,7 +502,19 @@ async fn operator_killed_mid_rollout_finishes_without_duplicate_mutations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_faults_delay_but_do_not_break_a_rollout() {
-    let env = Env::start("eas-faults", SEED, SCALE, "eas").await;
+    // A 5xx on a mutation leaves its outcome unknown: it is sent again only after the
+    // grace period, shortened here.
+    let env = Env::start_with_args(
+        "eas-faults",
+        SEED,
+        alicloud_rollouts::simulator::SimConfig {
+            time_scale: SCALE,
+            ..Default::default()
+        },
+        "eas",
+        &["--mutation-grace", "2s"],
+    )
+    .await;
     // A burst of 5xx on every action, then throttling of the mutations.
     env.sim
         .fault(json!({"action": "*", "kind": "error", "status": 503, "count": 12}))
@@ -547,7 +559,7 @@ async fn cloud_faults_delay_but_do_not_break_a_rollout() {
             .copied()
             .unwrap_or_default()
             >= 7,
-        "6 injected 500s then success: {calls:?}"
+        "6 injected 500s, each followed by a read, then success: {calls:?}"
     );
     assert!(
         calls.get("UpdateService").copied().unwrap_or_default() >= 7,

@@ -1199,6 +1199,72 @@ async fn faults_are_injected_and_calls_counted() {
     c.sim.shutdown().await;
 }
 
+/// The faults that damage an answer, on the wire: headers then a stall, a body cut
+/// short of its declared length, fields of the wrong type, and an enormous body.
+#[tokio::test]
+async fn damaging_faults_on_the_wire() {
+    let c = demo_manual().await;
+    let send = || {
+        c.http
+            .post(format!("{}/", c.sim.base_url()))
+            .header("x-acs-action", "GetRoutine")
+            .header("x-acs-version", ESA)
+            .send()
+    };
+    let add = |fault: Value| c.admin("POST", "/_sim/faults", Some(fault));
+
+    add(json!({"action": "GetRoutine", "kind": "stall", "latencyMs": 1500, "count": 1})).await;
+    let start = std::time::Instant::now();
+    let r = send().await.expect("the headers arrive");
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.bytes().await.is_err(),
+        "then the connection closes without the body"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(1400));
+
+    add(json!({"action": "GetRoutine", "kind": "truncate", "count": 1})).await;
+    let r = send().await.expect("the headers arrive");
+    let declared = r.content_length().expect("a length is declared");
+    assert!(declared > 10);
+    assert!(r.bytes().await.is_err(), "fewer bytes than declared");
+
+    add(json!({"action": "GetRoutine", "kind": "wrongType", "count": 1})).await;
+    let r = send().await.unwrap();
+    let body: Value = r.json().await.expect("still JSON");
+    assert!(body["RequestId"].is_number(), "{body}");
+    assert!(body["Code"].is_number(), "{body}");
+
+    add(json!({"action": "GetRoutine", "kind": "huge", "bytes": 3 << 20, "count": 1})).await;
+    let mut r = send().await.unwrap();
+    assert_eq!(r.content_length(), None, "streamed without a length");
+    let mut total = 0usize;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        total += chunk.len();
+    }
+    assert!((3 << 20..(3 << 20) + 65536).contains(&total), "{total}");
+
+    let faults = c.admin("GET", "/_sim/faults", None).await;
+    assert!(
+        faults.as_array().unwrap().iter().all(|f| f["fired"] == 1),
+        "{faults}"
+    );
+    let log = c.admin("GET", "/_sim/calllog", None).await;
+    let fired: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["faults"].clone())
+        .collect();
+    assert_eq!(fired, vec![json!([1]), json!([2]), json!([3]), json!([4])]);
+    c.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn per_action_rate_limit_throttles() {
     let sim = simulator::start(SimConfig {

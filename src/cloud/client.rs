@@ -20,7 +20,7 @@ use super::model::*;
 use super::provider::{CredentialsEnv, CredentialsProvider, StaticProvider};
 use super::ratelimit::RateLimits;
 use super::request::{ApiRequest, acs_date, new_nonce, requests, sign_request};
-use super::response::{decode, parse_error_response, success_request_id};
+use super::response::{decode, parse_error_response, read_body, success_request_id};
 use super::retry::{RetryPolicy, delay_after};
 
 struct Shared {
@@ -65,6 +65,36 @@ struct Answer {
     status: u16,
     headers: HeaderMap,
     body: bytes::Bytes,
+}
+
+/// Why an attempt got no answer, and whether the request may have reached the cloud.
+enum Failed {
+    /// Nothing was sent (no credentials, the connection could not be made).
+    NotSent(CloudError),
+    /// The request may have been received (and applied): a timeout, a connection that
+    /// dropped, a body that could not be read.
+    MaybeApplied(CloudError),
+}
+
+/// Classify an error of `send()`: a failed connection sent nothing; anything later (a
+/// timeout, a reset, a connection closed before the answer) may follow a received request.
+fn send_failure(e: reqwest::Error) -> Failed {
+    let connect = e.is_connect();
+    // Without the URL: it may carry parameters; the chain names the cause.
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    let err = CloudError::Transport(msg);
+    if connect {
+        Failed::NotSent(err)
+    } else {
+        Failed::MaybeApplied(err)
+    }
 }
 
 impl CloudClient {
@@ -153,13 +183,20 @@ impl CloudClient {
         }
     }
 
+    /// One HTTP exchange, bounded by `timeout` as a whole: connecting, sending, the
+    /// headers and the body (a body that stalls after the headers times out too), and by
+    /// [`ClientConfig::max_response_bytes`] in memory.
     async fn attempt(
         &self,
         req: &ApiRequest,
         endpoint: &Endpoint,
         timeout: Duration,
-    ) -> CloudResult<Answer> {
-        let credentials = self.credentials.credentials().await?;
+    ) -> Result<Answer, Failed> {
+        let credentials = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(Failed::NotSent)?;
         let signed = sign_request(
             req,
             endpoint,
@@ -167,42 +204,32 @@ impl CloudClient {
             &acs_date(jiff::Timestamp::now()),
             &new_nonce(),
         );
-        let mut builder = self
-            .shared
-            .http
-            .request(signed.method, &signed.url)
-            .timeout(timeout);
+        let mut builder = self.shared.http.request(signed.method, &signed.url);
         for (k, v) in &signed.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
         if !signed.body.is_empty() {
             builder = builder.body(signed.body);
         }
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                CloudError::Timeout(timeout)
-            } else {
-                // Without the URL: it may carry parameters; the chain names the cause.
-                let e = e.without_url();
-                let mut msg = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    msg.push_str(": ");
-                    msg.push_str(&s.to_string());
-                    source = s.source();
-                }
-                CloudError::Transport(msg)
-            }
+        let limit = self.shared.config.max_response_bytes;
+        let exchange = async {
+            let response = builder.send().await.map_err(send_failure)?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            // From here on the cloud has the request: any failure leaves its outcome unknown.
+            let body = read_body(response, limit)
+                .await
+                .map_err(Failed::MaybeApplied)?;
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
         };
-        let response = builder.send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?;
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Failed::MaybeApplied(CloudError::Timeout(timeout))),
+        }
     }
 
     /// Send `req` with rate limiting and retries; decode the answer as `T`.
@@ -283,17 +310,33 @@ impl CloudClient {
                 return (Err(CloudError::Timeout(config.call_deadline)), attempt);
             }
             let timeout = config.call_timeout.min(left);
+            // A mutation that may have reached the cloud is never sent again from here: the
+            // caller reads the cloud and decides (one mutation per intent).
+            let unknown =
+                |err: CloudError| (Err(CloudError::OutcomeUnknown(Box::new(err))), attempt);
             let err = match self.attempt(req, &endpoint, timeout).await {
                 Ok(answer) if answer.status < 300 => {
                     let request_id = success_request_id(&answer.headers, &answer.body);
                     if let Some(id) = &request_id {
                         tracing::Span::current().record("request_id", id.as_str());
                     }
-                    // A garbled success is not retried: the call may have taken effect.
-                    return (decode::<T>(&answer.body).map(|v| (v, request_id)), attempt);
+                    // A garbled success of a mutation is not sent again: it took effect (or
+                    // may have); a read is.
+                    match decode::<T>(&answer.body) {
+                        Ok(v) => return (Ok((v, request_id)), attempt),
+                        Err(e) if req.is_mutation() => return unknown(e),
+                        Err(e) => e,
+                    }
                 }
-                Ok(answer) => parse_error_response(answer.status, &answer.headers, &answer.body),
-                Err(e) => e,
+                Ok(answer) => {
+                    let err = parse_error_response(answer.status, &answer.headers, &answer.body);
+                    if req.is_mutation() && answer.status >= 500 {
+                        return unknown(err);
+                    }
+                    err
+                }
+                Err(Failed::MaybeApplied(err)) if req.is_mutation() => return unknown(err),
+                Err(Failed::MaybeApplied(err) | Failed::NotSent(err)) => err,
             };
             if err.kind() == ErrorKind::Throttled {
                 self.shared.metrics.throttled.get_or_create(&labels).inc();

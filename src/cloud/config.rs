@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Default of `--cloud-max-response-bytes`: 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
+
 /// Options of the cloud client. The controller's `RunArgs` can `#[command(flatten)]` it.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct ClientConfig {
@@ -60,6 +63,17 @@ pub struct ClientConfig {
     )]
     pub rate_limit_per_api: u32,
 
+    /// Largest answer body read from the cloud (and STS), in bytes: past it the call fails
+    /// with ResponseTooLarge and reading stops, so a broken endpoint or proxy cannot
+    /// exhaust the operator's memory. The largest real answers (a service's config, a page
+    /// of versions) are tens of KiB.
+    #[arg(
+        long = "cloud-max-response-bytes",
+        env = "ALICLOUD_ROLLOUTS_MAX_RESPONSE_BYTES",
+        default_value_t = DEFAULT_MAX_RESPONSE_BYTES
+    )]
+    pub max_response_bytes: usize,
+
     /// Burst size of each per-API token bucket.
     #[arg(
         long = "cloud-rate-burst",
@@ -83,6 +97,7 @@ impl Default for ClientConfig {
             retry_max: Duration::from_secs(5),
             rate_limit_per_api: 20,
             rate_limit_burst: 20,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

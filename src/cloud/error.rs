@@ -45,6 +45,19 @@ pub enum CloudError {
     /// Rejected before sending (bad input from the caller).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The answer was larger than the client accepts (`--cloud-max-response-bytes`): a
+    /// broken endpoint or proxy, most likely. Reading stopped at the cap.
+    #[error(
+        "the answer is larger than {0} bytes (--cloud-max-response-bytes); reading stopped there"
+    )]
+    ResponseTooLarge(usize),
+    /// A mutation that may or may not have taken effect: it was sent, and then the answer
+    /// timed out, the connection dropped, the cloud answered 5xx, or the answer could not be
+    /// read. The client does not send it again; the caller reads the cloud and decides.
+    #[error(
+        "outcome unknown, the cloud may have applied it (it is not sent again before the cloud is read): {0}"
+    )]
+    OutcomeUnknown(Box<CloudError>),
 }
 
 /// Codes that mean "try again later" even when sent with a 4xx status.
@@ -83,6 +96,23 @@ impl CloudError {
             // A garbled answer is most likely a proxy or an outage, not our input.
             CloudError::Decode(_) => ErrorKind::Transient,
             CloudError::Credentials(_) | CloudError::InvalidRequest(_) => ErrorKind::Terminal,
+            CloudError::ResponseTooLarge(_) => ErrorKind::Transient,
+            CloudError::OutcomeUnknown(inner) => inner.kind(),
+        }
+    }
+
+    /// A mutation that may have taken effect though it failed (see
+    /// [`CloudError::OutcomeUnknown`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, CloudError::OutcomeUnknown(_))
+    }
+
+    /// What the cloud asked us to wait (`x-acs-retry-after`, already capped), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CloudError::Api { retry_after, .. } => *retry_after,
+            CloudError::OutcomeUnknown(inner) => inner.retry_after(),
+            _ => None,
         }
     }
 
@@ -99,12 +129,15 @@ impl CloudError {
             CloudError::Decode(_) => "Decode",
             CloudError::Credentials(_) => "Credentials",
             CloudError::InvalidRequest(_) => "InvalidRequest",
+            CloudError::ResponseTooLarge(_) => "ResponseTooLarge",
+            CloudError::OutcomeUnknown(inner) => inner.code(),
         }
     }
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
             CloudError::Api { request_id, .. } => request_id.as_deref(),
+            CloudError::OutcomeUnknown(inner) => inner.request_id(),
             _ => None,
         }
     }
@@ -112,6 +145,7 @@ impl CloudError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             CloudError::Api { status, .. } => Some(*status),
+            CloudError::OutcomeUnknown(inner) => inner.http_status(),
             _ => None,
         }
     }
@@ -180,6 +214,16 @@ mod tests {
             retry_after: Some(Duration::from_secs(2)),
         };
         assert_eq!(throttled.kind(), ErrorKind::Throttled);
+        let unknown = CloudError::OutcomeUnknown(Box::new(api(503, "ServiceUnavailable")));
+        assert_eq!(unknown.kind(), ErrorKind::Transient);
+        assert!(unknown.outcome_unknown() && !api(503, "X").outcome_unknown());
+        assert_eq!(unknown.code(), "ServiceUnavailable");
+        assert_eq!(unknown.request_id(), Some("r"));
+        assert!(unknown.to_string().contains("outcome unknown"), "{unknown}");
+        assert_eq!(
+            CloudError::ResponseTooLarge(10).kind(),
+            ErrorKind::Transient
+        );
     }
 
     #[test]

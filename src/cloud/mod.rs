@@ -32,9 +32,14 @@
 //! # let _ = svc; Ok(()) }
 //! ```
 //!
-//! Retries cover transient and throttled errors of every call, mutations included: a
-//! mutation whose answer was lost may have taken effect, so callers treat
-//! "already exists"/"nothing to change" answers after a retry as success where it matters.
+//! Retries cover transient and throttled errors of reads, and of mutations only when the
+//! cloud surely did not act (throttled, refused before it was read, no connection). A
+//! mutation that may have taken effect (a timeout, a dropped connection, a 5xx, an
+//! unreadable answer) fails with [`CloudError::OutcomeUnknown`] and is not sent again by the
+//! client: the controller records it as in flight and reads the cloud before deciding.
+//! Every attempt is bounded in time (headers and body) and in memory
+//! (`--cloud-max-response-bytes`); `x-acs-retry-after` is honoured up to
+//! [`response::MAX_RETRY_AFTER`].
 
 pub mod api;
 pub mod client;

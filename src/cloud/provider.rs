@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::config::DEFAULT_MAX_RESPONSE_BYTES;
 use super::credentials::Credentials;
 use super::endpoint::{Endpoint, default_sts_endpoint};
 use super::error::{CloudError, CloudResult};
-use super::response::parse_error_response;
+use super::response::{parse_error_response, read_body};
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
@@ -184,20 +185,47 @@ type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 /// RRSA: exchanges the pod's OIDC token for STS credentials, caches them, and refreshes
 /// them [`REFRESH_MARGIN`] before they expire, reading the token file again each time
 /// (the kubelet rotates it).
+///
+/// A refresh is single flight: one exchange at a time, whatever the number of callers,
+/// and bounded by the timeout as a whole. While the cached credentials are still valid
+/// (inside the margin), callers keep using them and never wait on the exchange; only
+/// without valid credentials (the first call, or after they expired) do callers wait for
+/// it, at most the timeout. A failed refresh is tried again after [`REFRESH_RETRY`].
 pub struct RrsaProvider {
+    inner: Arc<RrsaInner>,
+}
+
+struct RrsaInner {
     config: RrsaConfig,
     endpoint: Endpoint,
     http: reqwest::Client,
     timeout: Duration,
-    cache: tokio::sync::Mutex<Option<Cached>>,
+    max_body: usize,
     clock: Clock,
+    state: std::sync::Mutex<RefreshState>,
 }
+
+type Refresh = futures::future::Shared<futures::future::BoxFuture<'static, CloudResult<Cached>>>;
+
+#[derive(Default)]
+struct RefreshState {
+    cached: Option<Cached>,
+    /// The exchange in flight, shared by every caller.
+    running: Option<Refresh>,
+    /// After a failed refresh, no new one before this instant (the cached credentials
+    /// are still in use).
+    not_before: Option<Timestamp>,
+}
+
+/// After a failed refresh while the cached credentials are still valid, wait this long
+/// before the next attempt (rather than one exchange per call).
+pub const REFRESH_RETRY: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for RrsaProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RrsaProvider")
-            .field("role_arn", &self.config.role_arn)
-            .field("endpoint", &self.endpoint)
+            .field("role_arn", &self.inner.config.role_arn)
+            .field("endpoint", &self.inner.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -225,22 +253,41 @@ impl RrsaProvider {
         timeout: Duration,
     ) -> Self {
         RrsaProvider {
-            config,
-            endpoint,
-            http,
-            timeout,
-            cache: tokio::sync::Mutex::new(None),
-            clock: Arc::new(Timestamp::now),
+            inner: Arc::new(RrsaInner {
+                config,
+                endpoint,
+                http,
+                timeout,
+                max_body: DEFAULT_MAX_RESPONSE_BYTES,
+                clock: Arc::new(Timestamp::now),
+                state: Default::default(),
+            }),
         }
     }
 
-    /// Use another clock (tests).
-    pub fn with_clock(mut self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
-        self
+    /// Use another clock (tests). Call before the provider is used or cloned.
+    pub fn with_clock(self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => return RrsaProvider { inner: shared },
+        };
+        inner.clock = Arc::new(clock);
+        RrsaProvider {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl RrsaInner {
+    /// One exchange, bounded by the timeout as a whole (token file, request, answer).
+    async fn exchange(&self) -> CloudResult<Cached> {
+        match tokio::time::timeout(self.timeout, self.exchange_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => Err(CloudError::Timeout(self.timeout)),
+        }
     }
 
-    async fn exchange(&self) -> CloudResult<Cached> {
+    async fn exchange_unbounded(&self) -> CloudResult<Cached> {
         let path = &self.config.oidc_token_file;
         let token = tokio::fs::read_to_string(path).await.map_err(|e| {
             CloudError::Credentials(format!(
@@ -273,25 +320,14 @@ impl RrsaProvider {
             ),
         ];
         let url = format!("{}/", self.endpoint.base_url());
-        let sent = self
-            .http
-            .post(&url)
-            .query(&query)
-            .form(&form)
-            .timeout(self.timeout)
-            .send()
-            .await;
+        let sent = self.http.post(&url).query(&query).form(&form).send().await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Err(CloudError::Timeout(self.timeout)),
             Err(e) => return Err(CloudError::Transport(format!("STS: {}", e.without_url()))),
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| CloudError::Transport(format!("STS: {}", e.without_url())))?;
+        let body = read_body(response, self.max_body).await?;
         if status >= 300 {
             return Err(parse_error_response(status, &headers, &body));
         }
@@ -328,26 +364,74 @@ fn stale_at(expiration: Timestamp) -> Timestamp {
 #[async_trait]
 impl CredentialsProvider for RrsaProvider {
     async fn credentials(&self) -> CloudResult<Credentials> {
-        let mut cache = self.cache.lock().await;
-        let now = (self.clock)();
-        if let Some(c) = cache.as_ref().filter(|c| now < stale_at(c.expiration)) {
-            return Ok(c.credentials.clone());
-        }
-        match self.exchange().await {
-            Ok(fresh) => {
-                let creds = fresh.credentials.clone();
-                *cache = Some(fresh);
-                Ok(creds)
+        let inner = &self.inner;
+        let now = (inner.clock)();
+        let (refresh, usable) = {
+            let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = state
+                .cached
+                .as_ref()
+                .filter(|c| now < stale_at(c.expiration))
+            {
+                return Ok(c.credentials.clone());
             }
-            // Still valid though due for refresh: keep using them and try again next call.
-            Err(e) => match cache.as_ref() {
-                Some(c) if now < c.expiration => {
-                    tracing::warn!(error = %e, "RRSA refresh failed; using credentials until they expire");
-                    Ok(c.credentials.clone())
+            let usable = state
+                .cached
+                .as_ref()
+                .filter(|c| now < c.expiration)
+                .map(|c| c.credentials.clone());
+            let resting = state.not_before.is_some_and(|t| now < t);
+            match (&state.running, usable) {
+                // Due for refresh but a recent one failed: keep the valid ones a while.
+                (None, Some(creds)) if resting => return Ok(creds),
+                (Some(running), usable) => (running.clone(), usable),
+                (None, usable) => {
+                    let refresh = RrsaInner::start_refresh(inner.clone());
+                    state.running = Some(refresh.clone());
+                    (refresh, usable)
                 }
-                _ => Err(e),
-            },
+            }
+        };
+        if let Some(creds) = usable {
+            // Still valid: the refresh runs on its own (spawned when started).
+            return Ok(creds);
         }
+        match tokio::time::timeout(inner.timeout, refresh).await {
+            Ok(result) => result.map(|c| c.credentials),
+            Err(_) => Err(CloudError::Timeout(inner.timeout)),
+        }
+    }
+}
+
+impl RrsaInner {
+    /// Start the one exchange every caller shares: it runs on its own task (so a caller
+    /// that stops waiting does not stop it) and stores its result.
+    fn start_refresh(inner: Arc<RrsaInner>) -> Refresh {
+        use futures::FutureExt;
+        let task = async move {
+            let result = inner.exchange().await;
+            let now = (inner.clock)();
+            let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.running = None;
+            match &result {
+                Ok(fresh) => {
+                    state.cached = Some(fresh.clone());
+                    state.not_before = None;
+                }
+                Err(e) => {
+                    let retry = jiff::SignedDuration::from_secs(REFRESH_RETRY.as_secs() as i64);
+                    state.not_before = now.checked_add(retry).ok();
+                    if state.cached.as_ref().is_some_and(|c| now < c.expiration) {
+                        tracing::warn!(error = %e, "RRSA refresh failed; using the current credentials until they expire");
+                    }
+                }
+            }
+            result
+        }
+        .boxed()
+        .shared();
+        tokio::spawn(task.clone());
+        task
     }
 }
 

@@ -50,6 +50,17 @@ pub struct ApiRequest {
     pub body: Body,
 }
 
+impl ApiRequest {
+    /// Whether the call changes the cloud. Reads (`Describe*`, `Get*`, `List*`) can be sent
+    /// again after any failure; a mutation whose outcome is unknown cannot (see
+    /// [`crate::cloud::error::CloudError::OutcomeUnknown`]).
+    pub fn is_mutation(&self) -> bool {
+        !["Describe", "Get", "List"]
+            .iter()
+            .any(|p| self.action.starts_with(p))
+    }
+}
+
 /// A request ready to send: every header, the signature included.
 #[derive(Debug, Clone)]
 pub struct SignedRequest {
@@ -934,6 +945,47 @@ mod tests {
             s.headers
                 .contains(&("host".into(), "esa.cn-hangzhou.aliyuncs.com".into()))
         );
+    }
+
+    #[test]
+    fn mutations_are_told_from_reads_as_the_fake_cloud_lists_them() {
+        let rollout = ServiceRolloutRequest {
+            paused: Some(true),
+            ..Default::default()
+        };
+        let app = PublishEdgeContainerAppVersionRequest {
+            app_id: "app-1".into(),
+            version_id: "ver-1".into(),
+            publish_env: "prod".into(),
+            ..Default::default()
+        };
+        let built = [
+            requests::create_service_rollout("cn-shanghai", "s", &rollout).unwrap(),
+            requests::update_service_rollout("cn-shanghai", "s", &rollout).unwrap(),
+            requests::describe_service_rollout("cn-shanghai", "s").unwrap(),
+            requests::delete_service_rollout("cn-shanghai", "s").unwrap(),
+            requests::describe_service("cn-shanghai", "s").unwrap(),
+            requests::update_service(
+                "cn-shanghai",
+                "s",
+                &serde_json::json!({}),
+                UpdateType::Merge,
+            )
+            .unwrap(),
+            requests::get_routine("r").unwrap(),
+            requests::publish_edge_container_app_version(&app).unwrap(),
+            requests::get_edge_container_app_status("app-1", "prod").unwrap(),
+            requests::list_service_versions("cn-shanghai", "s", None, None).unwrap(),
+            requests::update_service_version("cn-shanghai", "s", 2).unwrap(),
+        ];
+        for req in built {
+            let listed = crate::cloud::fake::APIS
+                .iter()
+                .find(|(name, _)| *name == req.action)
+                .map(|(_, mutation)| *mutation);
+            let want = listed.unwrap_or(req.action.starts_with("Update"));
+            assert_eq!(req.is_mutation(), want, "{}", req.action);
+        }
     }
 
     #[test]

@@ -19,11 +19,51 @@ struct WireError {
     request_id: Option<String>,
 }
 
-/// `x-acs-retry-after`, which the official SDK reads as an integer number of milliseconds.
+/// The longest `x-acs-retry-after` honoured. The cloud's limits are per second; a larger
+/// value is a broken header (or a proxy's), and waiting on it would stall every rollout of
+/// the account.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// `x-acs-retry-after`, which the official SDK reads as an integer number of milliseconds;
+/// at most [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("x-acs-retry-after")?.to_str().ok()?.trim();
     let ms: u64 = v.parse().ok()?;
-    (ms > 0).then(|| Duration::from_millis(ms))
+    (ms > 0).then(|| Duration::from_millis(ms).min(MAX_RETRY_AFTER))
+}
+
+/// Read a response body, at most `limit` bytes: memory stays bounded whatever the
+/// endpoint sends (a declared length over the limit is refused before reading). The
+/// caller bounds the time.
+pub async fn read_body(response: reqwest::Response, limit: usize) -> CloudResult<bytes::Bytes> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(CloudError::ResponseTooLarge(limit));
+    }
+    let mut response = response;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(body_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CloudError::ResponseTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A failure while reading an answer's body (the connection closed early, a stall).
+fn body_error(e: reqwest::Error) -> CloudError {
+    if e.is_timeout() {
+        return CloudError::Transport("the answer's body timed out".to_string());
+    }
+    let e = e.without_url();
+    let mut msg = format!("reading the answer's body: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    CloudError::Transport(msg)
 }
 
 /// `x-acs-request-id`, which gateways set on every answer.
@@ -174,6 +214,13 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Throttled);
         let e = parse_error_response(400, &HeaderMap::new(), b"nope");
         assert_eq!((e.code(), e.kind()), ("HTTP400", ErrorKind::Terminal));
+        // A retry-after beyond reason is capped.
+        let e = parse_error_response(
+            400,
+            &headers(&[("x-acs-retry-after", "86400000")]),
+            br#"{"Code":"Throttling.User"}"#,
+        );
+        assert_eq!(e.retry_after(), Some(MAX_RETRY_AFTER));
         // Garbage retry-after is ignored.
         let e = parse_error_response(500, &headers(&[("x-acs-retry-after", "soon")]), b"{}");
         assert!(matches!(

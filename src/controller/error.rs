@@ -119,12 +119,15 @@ impl Error {
     /// What the cloud asked us to wait, when it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Cloud {
-                source: CloudError::Api { retry_after, .. },
-                ..
-            } => *retry_after,
+            Error::Cloud { source, .. } => source.retry_after(),
             _ => None,
         }
+    }
+
+    /// A cloud mutation that may have taken effect though it failed: it counts as in flight
+    /// (the next reconcile reads the cloud before sending it again).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Error::Cloud { source, .. } if source.outcome_unknown())
     }
 }
 

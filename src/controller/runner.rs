@@ -197,7 +197,7 @@ async fn converge<K: Rollout>(
         &spec,
         cloud.as_ref(),
         &plan.actions,
-        stored.as_ref(),
+        stored,
         &mut status,
     )
     .await?;
@@ -382,10 +382,11 @@ async fn execute<K: Rollout>(
     spec: &K::Spec,
     cloud: &dyn CloudApi,
     actions: &[K::Action],
-    stored: Option<&K::Status>,
+    stored: &mut Option<K::Status>,
     status: &mut K::Status,
 ) -> Result<Executed, Error> {
     let in_flight = stored
+        .as_ref()
         .map(|s| s.mutations_in_flight().to_vec())
         .unwrap_or_default();
     let mut now_in_flight = Vec::new();
@@ -430,7 +431,21 @@ async fn execute<K: Rollout>(
         if !cx.leadership.is_leader() {
             return Err(Error::NotLeader);
         }
-        let request_id = K::execute(spec, cloud, action, status).await?;
+        let request_id = match K::execute(spec, cloud, action, status).await {
+            Ok(id) => id,
+            Err(err) => {
+                // A mutation that may have taken effect is in flight like an accepted one,
+                // and so are the ones sent before it: the next reconcile reads the cloud
+                // and does not send them again within the grace period. An unknown outcome
+                // is no proof the cloud accepted it, so it never counts as the second send
+                // (a burst of 5xx must not leave the rollout stuck).
+                if err.outcome_unknown() {
+                    now_in_flight.push(intent::accepted(name, &request, now, false));
+                }
+                keep_in_flight::<K>(obj, cx, stored, &in_flight, now_in_flight).await;
+                return Err(err);
+            }
+        };
         report_mutation(obj, cx, action, &request_id).await;
         *status.shared().last_request_id = Some(request_id);
         now_in_flight.push(intent::accepted(name, &request, now, resent));
@@ -438,6 +453,36 @@ async fn execute<K: Rollout>(
     }
     *status.shared().mutations_in_flight = now_in_flight;
     Ok(run)
+}
+
+/// After a failed mutation: write the in-flight records of this run (the mutations sent,
+/// and one whose outcome is unknown) over the stored status, keeping the older records of
+/// the mutations not reached. Nothing else of the status changes; `stored` follows the
+/// write. A failed write is only logged: the reconcile fails anyway.
+async fn keep_in_flight<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: &mut Option<K::Status>,
+    before: &[crate::crd::common::MutationInFlight],
+    mut records: Vec<crate::crd::common::MutationInFlight>,
+) {
+    if records.is_empty() {
+        return;
+    }
+    for old in before {
+        if intent::find(&records, &old.action, &old.request).is_none() {
+            records.push(old.clone());
+        }
+    }
+    let mut kept = stored.clone().unwrap_or_default();
+    if kept.mutations_in_flight() == records.as_slice() {
+        return;
+    }
+    *kept.shared().mutations_in_flight = records;
+    match cx.write_status(obj, &kept).await {
+        Ok(()) => *stored = Some(kept),
+        Err(e) => tracing::warn!(error = %e, "could not record the mutations in flight"),
+    }
 }
 
 /// Whose object this is, before anything is read of it: the account the credentials

@@ -5,7 +5,8 @@
 //! Rules (each one has a test below):
 //! - Step `i` wants `steps[i].percentage` on the new version. After the last step the new
 //!   version gets 100%; that final state has index `steps.len()` (so `currentStep ==
-//!   steps.len()` means "past the last step").
+//!   steps.len()` means "past the last step"). A last step at 100% is followed by the
+//!   final state with nothing sent again.
 //! - A step's timer starts when the cloud is first seen settled AT that step's percentage;
 //!   time spent applying it (or failing to) does not count. A recorded timer is kept only
 //!   while the status also recorded the cloud at that percentage, so a timer started for
@@ -419,6 +420,14 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
 
     // Advance one step.
     let next = current + 1;
+    if steps.percentage(next) == steps.percentage(current) {
+        // A last step at 100% is the final state already: complete, nothing to send.
+        return StepPlan {
+            current: next,
+            state: StepState::Complete,
+            ..plan
+        };
+    }
     StepPlan {
         current: next,
         total,
@@ -1083,6 +1092,9 @@ mod tests {
         );
     }
 
+    /// A last step at 100% is the final state already: when its pause ends the canary is
+    /// complete with nothing sent (the kinds send on Advanced, and the same split again
+    /// would be a duplicated mutation).
     #[test]
     fn last_step_at_100_completes_without_extra_move() {
         let steps = vec![step(50, Some("1m")), step(100, Some("1m"))];
@@ -1095,8 +1107,8 @@ mod tests {
             ..base("100 step")
         };
         let got = run(&steps, &c);
-        assert_eq!(got.state, StepState::Advanced { from: 1 });
-        assert_eq!(got.target, 100);
+        assert_eq!(got.state, StepState::Complete);
+        assert_eq!((got.current, got.target), (2, 100));
         // The next plan, with the cloud still at 100 and the final index in status, is done.
         let c2 = Case {
             prev_step: Some(2),

@@ -160,7 +160,7 @@ pub struct EasStrategy {
     #[schemars(length(max = 12), extend("x-kubernetes-validations" = [
         rule(
             &format!("self.matches('{INT_OR_PERCENT_PATTERN}')"),
-            "partition must be a replica count such as \"2\" or a percentage from 0% to 100% such as \"50%\"",
+            "partition must be a replica count such as \"2\" (at most 999999999) or a percentage from 0% to 100% such as \"50%\"",
         ),
     ]))]
     pub partition: Option<String>,
@@ -178,7 +178,7 @@ pub struct BatchStrategy {
     #[schemars(length(max = 12), extend("x-kubernetes-validations" = [
         rule(
             &format!("self.matches('{POSITIVE_INT_OR_PERCENT_PATTERN}')"),
-            "batch.size must be a replica count of at least 1 such as \"2\" or a percentage from 1% to 100% such as \"25%\"",
+            "batch.size must be a replica count of at least 1 such as \"2\" (at most 999999999) or a percentage from 1% to 100% such as \"25%\"",
         ),
     ]))]
     pub size: String,

@@ -15,11 +15,15 @@ use serde_json::{Value, json};
 /// A duration as the cloud writes it: a whole number of seconds, minutes or hours.
 pub const DURATION_PATTERN: &str = "^[0-9]+(s|m|h)$";
 
-/// A replica count ("0", "3") or a percentage from 0% to 100% ("50%").
-pub const INT_OR_PERCENT_PATTERN: &str = "^(0|[1-9][0-9]*|([0-9]|[1-9][0-9]|100)%)$";
+/// A replica count ("0", "3") or a percentage from 0% to 100% ("50%"). Counts have at most
+/// [`MAX_COUNT_DIGITS`] digits, so every count the API server admits fits the parser's type.
+pub const INT_OR_PERCENT_PATTERN: &str = "^(0|[1-9][0-9]{0,8}|([0-9]|[1-9][0-9]|100)%)$";
 
 /// A positive replica count ("1", "3") or a percentage from 1% to 100% ("25%").
-pub const POSITIVE_INT_OR_PERCENT_PATTERN: &str = "^([1-9][0-9]*|([1-9]|[1-9][0-9]|100)%)$";
+pub const POSITIVE_INT_OR_PERCENT_PATTERN: &str = "^([1-9][0-9]{0,8}|([1-9]|[1-9][0-9]|100)%)$";
+
+/// Most digits of a replica count (999,999,999 replicas, far beyond any service).
+pub const MAX_COUNT_DIGITS: usize = 9;
 
 /// A Kubernetes object name that is a DNS subdomain (what a Secret name must be).
 pub const DNS_SUBDOMAIN_PATTERN: &str =
@@ -105,9 +109,11 @@ pub enum IntOrPercent {
 impl IntOrPercent {
     /// Parse a value written as [`INT_OR_PERCENT_PATTERN`] ("3", "50%").
     pub fn parse(text: &str) -> Option<IntOrPercent> {
-        // Digits without a leading zero ("05" is refused, as by the schema).
+        // Digits without a leading zero ("05" is refused, as by the schema), at most
+        // MAX_COUNT_DIGITS of them.
         let number = |s: &str| {
             !s.is_empty()
+                && s.len() <= MAX_COUNT_DIGITS
                 && s.bytes().all(|b| b.is_ascii_digit())
                 && (s == "0" || !s.starts_with('0'))
         };
@@ -210,8 +216,29 @@ mod tests {
         let int_or_percent = regex::Regex::new(INT_OR_PERCENT_PATTERN).unwrap();
         let positive = regex::Regex::new(POSITIVE_INT_OR_PERCENT_PATTERN).unwrap();
         for text in [
-            "0", "1", "12", "0%", "1%", "9%", "10%", "99%", "100%", "101%", "200%", "%", "", "-1",
-            "1.5", "50 %", "05%", "05", "x",
+            "0",
+            "1",
+            "12",
+            "0%",
+            "1%",
+            "9%",
+            "10%",
+            "99%",
+            "100%",
+            "101%",
+            "200%",
+            "%",
+            "",
+            "-1",
+            "1.5",
+            "50 %",
+            "05%",
+            "05",
+            "x",
+            "999999999",
+            "1000000000",
+            "4294967296",
+            "999999999999",
         ] {
             let parsed = IntOrPercent::parse(text);
             assert_eq!(int_or_percent.is_match(text), parsed.is_some(), "{text:?}");

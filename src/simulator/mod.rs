@@ -12,6 +12,7 @@ pub mod clock;
 pub mod eas;
 pub mod error;
 pub mod esa;
+pub mod faults;
 pub mod lag;
 pub mod seed;
 pub mod server;
@@ -294,7 +295,22 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let sim = sim.clone();
         let kill = kill_for_service.clone();
-        async move { Ok::<_, Infallible>(sim.handle(req, kill).await) }
+        async move {
+            // On its own task: a call runs to its end even if the client goes away.
+            match tokio::spawn(sim.handle(req)).await {
+                Ok(Some(response)) => Ok::<_, Infallible>(response),
+                Ok(None) => {
+                    kill.notify_one();
+                    std::future::pending().await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulator: a request handler failed");
+                    let mut r = http::Response::new(axum::body::Body::empty());
+                    *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    Ok(r)
+                }
+            }
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)

@@ -10,7 +10,6 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use super::api::{
     self, Consistency, EAS_VERSION, ESA_VERSION, LAGGING_READS, PAUSING_ACTIONS, Params,
@@ -19,6 +18,7 @@ use super::api::{
 use super::auth::{self, AuthState, SignedRequest, StsCredential};
 use super::clock::{Clock, add, iso_time, lock};
 use super::error::{ApiError, ApiResult};
+use super::faults;
 use super::lag::{Lag, lag_from_secs};
 use super::seed::Seed;
 use crate::cloud::model::ErrorBody;
@@ -35,7 +35,37 @@ pub enum FaultKind {
     Throttle,
     Latency,
     Drop,
+    /// Send the status line and headers of the answer, then nothing for `latencyMs`
+    /// (default [`DEFAULT_STALL_MS`]), then close the connection.
+    Stall,
+    /// The call takes effect; its answer's headers promise the whole body, half of it is
+    /// sent, and the connection closes.
+    Truncate,
+    /// The call takes effect; its answer comes back with every field of the wrong JSON
+    /// type (a string for an object, a number for a string...).
+    #[serde(rename = "wrongType")]
+    WrongType,
+    /// The call takes effect; its answer is replaced by a body of `bytes` (default
+    /// [`DEFAULT_HUGE_BYTES`]), streamed without a length.
+    Huge,
 }
+
+impl FaultKind {
+    /// Kinds that damage the answer of a call that took effect (`after` is implied).
+    fn damages_answer(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Truncate | FaultKind::WrongType | FaultKind::Huge
+        )
+    }
+}
+
+/// How long a `stall` fault holds the connection when `latencyMs` is not given.
+pub const DEFAULT_STALL_MS: u64 = 60_000;
+/// Size of a `huge` body when `bytes` is not given: 64 MiB.
+pub const DEFAULT_HUGE_BYTES: u64 = 64 << 20;
+/// Largest `huge` body: 1 GiB.
+pub const MAX_HUGE_BYTES: u64 = 1 << 30;
 
 /// One injected fault (see docs/simulator.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -63,6 +93,15 @@ pub struct FaultSpec {
     /// Fire at most this many times.
     #[serde(default)]
     pub count: Option<u64>,
+    /// The call takes effect first and the fault then answers in its place (an answer
+    /// lost or damaged on the way back: for the caller, a mutation whose outcome is
+    /// unknown). For `error`, `latency`, `drop` and `stall`; implied by `truncate`,
+    /// `wrongType` and `huge`; not for `throttle` (a throttled call never takes effect).
+    #[serde(default)]
+    pub after: bool,
+    /// Size of a `huge` body.
+    #[serde(default)]
+    pub bytes: Option<u64>,
 }
 
 impl FaultSpec {
@@ -87,7 +126,23 @@ impl FaultSpec {
         if self.kind == FaultKind::Latency && self.latency_ms.is_none() {
             return Err(ApiError::invalid("kind latency needs latencyMs"));
         }
+        if self.kind == FaultKind::Throttle && self.after {
+            return Err(ApiError::invalid(
+                "a throttled call never takes effect: kind throttle cannot be after",
+            ));
+        }
+        if self.bytes.is_some_and(|b| b > MAX_HUGE_BYTES) {
+            return Err(ApiError::invalid("bytes must be at most 1073741824"));
+        }
+        if self.bytes.is_some() && self.kind != FaultKind::Huge {
+            return Err(ApiError::invalid("bytes is for kind huge only"));
+        }
         Ok(())
+    }
+
+    /// Whether the fault acts once the call took effect.
+    fn acts_after(&self) -> bool {
+        self.after || self.kind.damages_answer()
     }
 
     fn matches(&self, action: &str) -> bool {
@@ -175,12 +230,32 @@ pub struct LagFault {
     pub fired: u64,
 }
 
-/// What the faults decided for one request.
+/// What the faults decided for one request, before or after it takes effect.
 #[derive(Debug, Default)]
 struct FaultOutcome {
     delay: Duration,
     error: Option<ApiError>,
     drop: bool,
+    /// Headers, then nothing for this long.
+    stall: Option<Duration>,
+    /// How the answer is damaged (after only).
+    damage: Option<Damage>,
+    /// The ids of the faults that fired.
+    fired: Vec<u64>,
+}
+
+impl FaultOutcome {
+    /// Whether the answer is taken over (not merely delayed).
+    fn takes_over(&self) -> bool {
+        self.error.is_some() || self.drop || self.stall.is_some() || self.damage.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Truncate,
+    WrongType,
+    Huge(u64),
 }
 
 // ---------------------------------------------------------------- the simulator
@@ -216,7 +291,34 @@ pub struct CallRecord {
     /// The access key id of the Authorization header (as claimed; `status` says whether
     /// it was accepted).
     pub access_key_id: Option<String>,
+    /// The HTTP status the simulator decided (a fault that answers in its place included;
+    /// the caller may have seen nothing of it: a truncated answer); 0 when the connection
+    /// was closed without an answer.
     pub status: u16,
+    /// What the call names: `region/service` for EAS, `Name` or `AppId` (with `/Env` or
+    /// `/PublishEnv`) for ESA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Whether the call changes the cloud (not a Describe, Get or List).
+    pub mutation: bool,
+    /// Whether the call took effect: a mutation the simulator executed, whatever answer
+    /// the caller then got.
+    pub applied: bool,
+    /// SHA-256 of the request's method, path, query and body: two calls with the same
+    /// digest asked for the same thing.
+    pub digest: String,
+    /// The ids of the faults that fired on this call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<u64>,
+}
+
+/// Whether `action` changes the cloud.
+fn is_mutation(action: &str) -> bool {
+    !(["Describe", "Get", "List"]
+        .iter()
+        .any(|p| action.starts_with(p))
+        || action == "AssumeRoleWithOIDC"
+        || action == "Unknown")
 }
 
 /// Shared state behind the HTTP server.
@@ -353,6 +455,38 @@ fn route(method: &Method, raw_path: &str, action_hint: Option<&str>) -> Route {
     }
 }
 
+/// What a call names (see [`CallRecord::target`]).
+fn target(route: &Route, req: &Incoming<'_>) -> Option<String> {
+    match route {
+        Route::Eas {
+            region, service, ..
+        } => Some(format!("{region}/{service}")),
+        Route::Rpc(_) => {
+            let params = rpc_params(&req.operation()).ok()?;
+            let name = params.opt("Name").or_else(|| params.opt("AppId"))?;
+            Some(
+                match params.opt("Env").or_else(|| params.opt("PublishEnv")) {
+                    Some(env) => format!("{name}/{env}"),
+                    None => name.to_string(),
+                },
+            )
+        }
+        Route::Unknown => None,
+    }
+}
+
+/// SHA-256 of what a call asks for: method, path, sorted query and body.
+fn digest(req: &Incoming<'_>) -> String {
+    let mut query = req.query.clone();
+    query.sort();
+    let mut text = format!("{} {}\n", req.method, req.raw_path).into_bytes();
+    for (k, v) in &query {
+        text.extend_from_slice(format!("{k}={v}\n").as_bytes());
+    }
+    text.extend_from_slice(req.body);
+    crate::cloud::sign::sha256_hex(&text)
+}
+
 fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string().to_ascii_uppercase()
 }
@@ -434,6 +568,30 @@ impl Sim {
     /// Every API call so far, in order.
     pub fn call_log(&self) -> Vec<CallRecord> {
         lock(&self.call_log).clone()
+    }
+
+    /// Mutations that took effect more than once with the same action, target and digest
+    /// (`GET /_sim/duplicates`): what a soak checks at its end without reading the whole log.
+    pub fn duplicated_mutations(&self) -> Value {
+        let mut seen: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        let mut applied = 0u64;
+        for r in lock(&self.call_log).iter().filter(|r| r.applied) {
+            applied += 1;
+            let key = (
+                r.action.clone(),
+                r.target.clone().unwrap_or_default(),
+                r.digest.clone(),
+            );
+            *seen.entry(key).or_default() += 1;
+        }
+        let duplicates: Vec<Value> = seen
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((action, target, digest), count)| {
+                json!({"action": action, "target": target, "digest": digest, "count": count})
+            })
+            .collect();
+        json!({"applied": applied, "duplicates": duplicates})
     }
 
     /// The account `/_sim/state` shows: the default test key's, else the first key's.
@@ -582,14 +740,26 @@ impl Sim {
         .unwrap_or(Value::Null)
     }
 
-    fn evaluate_faults(&self, action: &str) -> FaultOutcome {
-        let mut out = FaultOutcome::default();
+    /// The faults that fire on one call of `action`: those acting before it takes effect,
+    /// and those acting after. Latencies add up; of the faults that take the answer over,
+    /// the first one in each phase fires.
+    fn evaluate_faults(&self, action: &str) -> (FaultOutcome, FaultOutcome) {
+        let mut before = FaultOutcome::default();
+        let mut after = FaultOutcome::default();
         let mut guard = lock(&self.faults);
         for f in guard.1.iter_mut() {
             if !f.spec.matches(action) {
                 continue;
             }
             if f.spec.count.is_some_and(|c| f.fired >= c) {
+                continue;
+            }
+            let out = if f.spec.acts_after() {
+                &mut after
+            } else {
+                &mut before
+            };
+            if f.spec.kind != FaultKind::Latency && out.takes_over() {
                 continue;
             }
             let rate = f.spec.rate.unwrap_or(1.0);
@@ -600,8 +770,17 @@ impl Sim {
                 FaultKind::Latency => {
                     out.delay += Duration::from_millis(f.spec.latency_ms.unwrap_or(0));
                 }
-                _ if out.error.is_some() || out.drop => continue,
                 FaultKind::Drop => out.drop = true,
+                FaultKind::Stall => {
+                    out.stall = Some(Duration::from_millis(
+                        f.spec.latency_ms.unwrap_or(DEFAULT_STALL_MS),
+                    ));
+                }
+                FaultKind::Truncate => out.damage = Some(Damage::Truncate),
+                FaultKind::WrongType => out.damage = Some(Damage::WrongType),
+                FaultKind::Huge => {
+                    out.damage = Some(Damage::Huge(f.spec.bytes.unwrap_or(DEFAULT_HUGE_BYTES)))
+                }
                 FaultKind::Throttle => {
                     let mut e = ApiError::throttled();
                     if let Some(code) = &f.spec.code {
@@ -630,8 +809,9 @@ impl Sim {
                 }
             }
             f.fired += 1;
+            out.fired.push(f.id);
         }
-        out
+        (before, after)
     }
 
     fn over_rate_limit(&self, action: &str) -> bool {
@@ -649,12 +829,13 @@ impl Sim {
         entry.1 > limit
     }
 
-    /// Answer one HTTP request. `kill` closes the connection without an answer.
+    /// Answer one HTTP request; `None`: close the connection without an answer (a `drop`
+    /// fault). The caller runs it to the end even when the client goes away (a cloud does
+    /// not undo a call because its caller stopped waiting).
     pub async fn handle(
         self: Arc<Self>,
         req: http::Request<hyper::body::Incoming>,
-        kill: Arc<Notify>,
-    ) -> Response<Body> {
+    ) -> Option<Response<Body>> {
         let request_id = new_request_id();
         let (parts, body) = req.into_parts();
         let host = parts
@@ -667,7 +848,7 @@ impl Sim {
             Ok(b) => b,
             Err(_) => {
                 let e = ApiError::invalid("The request body is unreadable or larger than 1 MiB.");
-                return self.error_response(&request_id, &host, "Unknown", e);
+                return Some(self.error_response(&request_id, &host, "Unknown", e));
             }
         };
         let raw_path = parts.uri.path().to_string();
@@ -691,7 +872,7 @@ impl Sim {
 
         if raw_path == "/_sim" || raw_path.starts_with("/_sim/") {
             let (status, value) = self.admin(&incoming);
-            return json_response(status, &request_id, &value, None);
+            return Some(json_response(status, &request_id, &value, None));
         }
 
         let action_hint = incoming
@@ -711,17 +892,26 @@ impl Sim {
             .header("authorization")
             .and_then(crate::cloud::sign::parse_authorization)
             .map(|p| p.access_key_id);
-        let response = self
-            .answer(&incoming, &route, &action, &request_id, &host, kill)
+        let mut fired = Vec::new();
+        // Logged before the answer goes out (a stalled answer never finishes).
+        let (response, applied) = self
+            .answer(&incoming, &route, &action, &request_id, &host, &mut fired)
             .await;
         lock(&self.call_log).push(CallRecord {
+            target: target(&route, &incoming),
+            mutation: is_mutation(&action),
+            applied,
+            digest: digest(&incoming),
+            faults: fired,
             action,
             access_key_id,
-            status: response.status().as_u16(),
+            status: response.as_ref().map_or(0, |r| r.status().as_u16()),
         });
         response
     }
 
+    /// The answer to one call (`None`: close the connection without one), and whether
+    /// the call took effect (a mutation executed).
     async fn answer(
         &self,
         incoming: &Incoming<'_>,
@@ -729,45 +919,96 @@ impl Sim {
         action: &str,
         request_id: &str,
         host: &str,
-        kill: Arc<Notify>,
-    ) -> Response<Body> {
-        let faults = self.evaluate_faults(action);
+        fired: &mut Vec<u64>,
+    ) -> (Option<Response<Body>>, bool) {
+        let (before, after) = self.evaluate_faults(action);
+        fired.extend(before.fired.iter().chain(&after.fired));
+        if let Some(r) = self
+            .fault_answer(before, None, request_id, host, action)
+            .await
+        {
+            return (r, false);
+        }
+        if self.over_rate_limit(action) {
+            let e = ApiError::throttled();
+            return (
+                Some(self.error_response(request_id, host, action, e)),
+                false,
+            );
+        }
+        let result = self.dispatch(route, incoming);
+        let applied = result.is_ok() && is_mutation(action);
+        let (status, body, retry_after) = match result {
+            Ok(value) => {
+                tracing::info!(action = %action, status = 200, request_id = %request_id, "simulator: ok");
+                (StatusCode::OK, with_request_id(value, request_id), None)
+            }
+            Err(e) => {
+                let retry_after = e.retry_after;
+                let status = e.status;
+                (
+                    status,
+                    self.error_body(request_id, host, action, e),
+                    retry_after,
+                )
+            }
+        };
+        let answer = (status, body, retry_after);
+        if let Some(r) = self
+            .fault_answer(after, Some(&answer), request_id, host, action)
+            .await
+        {
+            return (r, applied);
+        }
+        let (status, body, retry_after) = answer;
+        (
+            Some(json_response(status, request_id, &body, retry_after)),
+            applied,
+        )
+    }
+
+    /// The answer the faults of one phase give instead of the real one, if they take it
+    /// over (after a latency they add); `Some(None)` closes the connection without an
+    /// answer. `real` is the real answer, for the faults that damage it (after the call
+    /// took effect).
+    async fn fault_answer(
+        &self,
+        faults: FaultOutcome,
+        real: Option<&(StatusCode, Value, Option<u64>)>,
+        request_id: &str,
+        host: &str,
+        action: &str,
+    ) -> Option<Option<Response<Body>>> {
         if !faults.delay.is_zero() {
             tokio::time::sleep(faults.delay).await;
         }
         if faults.drop {
             tracing::info!(action = %action, request_id = %request_id, "simulator: dropping the connection (fault)");
-            kill.notify_one();
-            return std::future::pending().await;
+            return Some(None);
         }
         if let Some(e) = faults.error {
-            return self.error_response(request_id, host, action, e);
+            return Some(Some(self.error_response(request_id, host, action, e)));
         }
-        if self.over_rate_limit(action) {
-            return self.error_response(request_id, host, action, ApiError::throttled());
+        let (status, body) = match real {
+            Some((status, body, _)) => (*status, body.clone()),
+            None => (StatusCode::OK, json!({"RequestId": request_id})),
+        };
+        if let Some(hold) = faults.stall {
+            tracing::info!(action = %action, request_id = %request_id, "simulator: headers, then a stall (fault)");
+            return Some(Some(faults::stalled(status, request_id, hold)));
         }
-
-        match self.dispatch(route, incoming) {
-            Ok(value) => {
-                tracing::info!(action = %action, status = 200, request_id = %request_id, "simulator: ok");
-                json_response(
-                    StatusCode::OK,
-                    request_id,
-                    &with_request_id(value, request_id),
-                    None,
-                )
+        let damage = faults.damage?;
+        tracing::info!(action = %action, request_id = %request_id, ?damage, "simulator: damaged answer (fault)");
+        Some(Some(match damage {
+            Damage::Truncate => faults::truncated(status, request_id, &body),
+            Damage::WrongType => {
+                json_response(status, request_id, &faults::wrong_types(&body), None)
             }
-            Err(e) => self.error_response(request_id, host, action, e),
-        }
+            Damage::Huge(bytes) => faults::huge(status, request_id, bytes),
+        }))
     }
 
-    fn error_response(
-        &self,
-        request_id: &str,
-        host: &str,
-        action: &str,
-        e: ApiError,
-    ) -> Response<Body> {
+    fn error_body(&self, request_id: &str, host: &str, action: &str, e: ApiError) -> Value {
         tracing::info!(
             action = %action,
             status = e.status.as_u16(),
@@ -778,11 +1019,22 @@ impl Sim {
         let body = ErrorBody {
             request_id: request_id.to_string(),
             host_id: host.to_string(),
-            code: e.code.clone(),
-            message: e.message.clone(),
+            code: e.code,
+            message: e.message,
         };
-        let value = serde_json::to_value(&body).unwrap_or(Value::Null);
-        json_response(e.status, request_id, &value, e.retry_after)
+        serde_json::to_value(&body).unwrap_or(Value::Null)
+    }
+
+    fn error_response(
+        &self,
+        request_id: &str,
+        host: &str,
+        action: &str,
+        e: ApiError,
+    ) -> Response<Body> {
+        let (status, retry_after) = (e.status, e.retry_after);
+        let value = self.error_body(request_id, host, action, e);
+        json_response(status, request_id, &value, retry_after)
     }
 
     fn dispatch(&self, route: &Route, req: &Incoming<'_>) -> ApiResult<Value> {
@@ -989,6 +1241,7 @@ impl Sim {
             }
             ("GET", "/_sim/calls") => to_json(&self.calls()),
             ("GET", "/_sim/calllog") => to_json(&self.call_log()),
+            ("GET", "/_sim/duplicates") => Ok(self.duplicated_mutations()),
             ("DELETE", "/_sim/calls") => {
                 lock(&self.calls).clear();
                 lock(&self.call_log).clear();

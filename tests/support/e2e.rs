@@ -171,7 +171,8 @@ impl Sim {
             .expect("calls JSON")
     }
 
-    /// Every API call in order: `{"action", "accessKeyId", "status"}`.
+    /// Every API call in order: `{"action", "accessKeyId", "status", "target", "mutation",
+    /// "applied", "digest", "faults"}` (docs/simulator.md, "The call log").
     pub async fn call_log(&self) -> Vec<Value> {
         self.http
             .get(format!("{}/_sim/calllog", self.url()))
@@ -210,7 +211,7 @@ impl Sim {
         assert!(r.status().is_success(), "seed rejected: {}", r.status());
     }
 
-    /// Add a fault (see notes/sim-api.md).
+    /// Add a fault (see docs/simulator.md, "Admin API").
     pub async fn fault(&self, fault: Value) {
         let r = self
             .http
@@ -220,6 +221,18 @@ impl Sim {
             .await
             .expect("sim admin answers");
         assert!(r.status().is_success(), "fault rejected: {}", r.status());
+    }
+
+    /// Every fault, each with how often it `fired`.
+    pub async fn faults(&self) -> Value {
+        self.http
+            .get(format!("{}/_sim/faults", self.url()))
+            .send()
+            .await
+            .expect("sim admin answers")
+            .json()
+            .await
+            .expect("faults JSON")
     }
 
     pub async fn clear_faults(&self) {
@@ -463,6 +476,14 @@ impl Operator {
         }
     }
 
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -643,10 +664,23 @@ impl Env {
 
     /// Same, with every simulator setting from `config` (e.g. its read lag).
     pub async fn start_with(test: &str, seed: &str, config: SimConfig, kinds: &str) -> Env {
+        Env::start_with_args(test, seed, config, kinds, &[]).await
+    }
+
+    /// Same, with `extra` arguments for the operator (e.g. `--mutation-grace 2s`).
+    pub async fn start_with_args(
+        test: &str,
+        seed: &str,
+        config: SimConfig,
+        kinds: &str,
+        extra: &[&str],
+    ) -> Env {
         let api = cluster();
         let sim = Sim::start_with(seed, config).await;
         let namespace = namespace(test);
-        let operator = Operator::start(&api, &sim, &namespace, kinds);
+        let mut operator = Operator::configure(&api, &sim, &namespace, kinds, true);
+        operator.args.extend(extra.iter().map(|a| a.to_string()));
+        operator.spawn();
         let kubectl = Kubectl::new(&api, &namespace);
         Env {
             api,

@@ -365,3 +365,76 @@ async fn a_retry_sends_a_stuck_mutation_once_more() {
         .count();
     assert_eq!(retries, 1);
 }
+
+/// A push whose outcome is unknown (the answer timed out: the cloud may have applied it,
+/// and its reads may not show it yet) is in flight: the next reconcile reads the cloud and
+/// does not send it again within the grace period; after it, once more.
+#[tokio::test]
+async fn a_push_whose_outcome_is_unknown_is_in_flight_and_not_sent_again() {
+    let h = seeded();
+    let obj = partition(
+        "0",
+        json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
+    );
+    apply(&obj, &h.cx).await.expect("created");
+    let unknown = crate::cloud::CloudError::OutcomeUnknown(Box::new(
+        crate::cloud::CloudError::Timeout(std::time::Duration::from_secs(10)),
+    ));
+    h.cloud.fail_next("UpdateService", unknown);
+    let err = apply(&h.reread(&obj), &h.cx)
+        .await
+        .expect_err("the push failed");
+    assert!(err.outcome_unknown(), "{err}");
+    assert!(err.to_string().contains("outcome unknown"), "{err}");
+    let status = h.writes.last_status().expect("status written");
+    let in_flight = status["mutationsInFlight"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        in_flight.iter().any(|m| m["action"] == "UpdateService"),
+        "the push is recorded as in flight: {status}"
+    );
+    // The cloud does not show the push (it was lost, or its reads lag): held, not resent.
+    apply(&h.reread(&obj), &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["CreateServiceRollout", "UpdateService"]);
+}
+
+/// Unknown outcomes in a row (a burst of 5xx) never make the push "stuck": after each
+/// grace period it is sent again, until the cloud answers.
+#[tokio::test]
+async fn a_burst_of_unknown_outcomes_does_not_leave_the_push_stuck() {
+    let h = Harness::with_grace(std::time::Duration::ZERO);
+    h.cloud
+        .set_service_config(REGION, SERVICE, json!({"metadata": {"instance": 4}}));
+    let obj = partition(
+        "0",
+        json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
+    );
+    apply(&obj, &h.cx).await.expect("created");
+    for _ in 0..3 {
+        h.cloud.fail_next(
+            "UpdateService",
+            crate::cloud::CloudError::OutcomeUnknown(Box::new(api_error(
+                503,
+                "ServiceUnavailable",
+            ))),
+        );
+        let err = apply(&h.reread(&obj), &h.cx).await.expect_err("5xx");
+        assert!(err.outcome_unknown(), "{err}");
+    }
+    apply(&h.reread(&obj), &h.cx).await.expect("pushed");
+    assert_eq!(
+        h.mutations(),
+        [
+            "CreateServiceRollout",
+            "UpdateService",
+            "UpdateService",
+            "UpdateService",
+            "UpdateService"
+        ]
+    );
+    let status = h.writes.last_status().expect("status written");
+    assert_ne!(status["phase"], "Degraded", "{status}");
+    assert!(status["appliedServiceConfigHash"].is_string(), "{status}");
+}
