@@ -55,7 +55,7 @@ fn manifest(name: &str, secret: &str) -> String {
         "spec": {
             "region": "cn-hangzhou",
             "serviceName": "bert_embeddings",
-            "strategy": {"partition": "0"},
+            "strategy": {"batch": {"size": "100%"}},
             "credentialsSecretRef": {"name": secret},
             "serviceConfig": {"containers": [{"image": "bert:v2"}]}
         }

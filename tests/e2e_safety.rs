@@ -239,3 +239,102 @@ async fn a_repeated_warning_is_one_event_series() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The new version in the simulator: (image of the version being rolled out, replicas on
+/// it, whether every replica runs it).
+async fn rolling(env: &Env) -> (Value, i64, bool) {
+    let state = env.sim.state().await;
+    let svc = &state["services"]["cn-hangzhou/llm"];
+    let target = svc["target"].as_i64().unwrap_or_default();
+    let image = svc["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["version"] == target))
+        .map(|v| v["config"]["containers"][0]["image"].clone())
+        .unwrap_or_default();
+    (
+        image,
+        svc["updated"].as_i64().unwrap_or_default(),
+        svc["stable"] == svc["target"],
+    )
+}
+
+/// Invariant: a partition applies to the version it was approved for. A partition
+/// rollout completed with an approval ("0") for v2 does not let the next serviceConfig
+/// push (v3, the approval left in the object as GitOps tools leave it) replace every
+/// replica at once: v3 starts at `strategy.partition` (one of four replicas) and holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_partition_rollout_does_not_release_the_next_version_at_once() {
+    let env = Env::start("safety-partition", SEED, 100.0, "eas").await;
+    let manifest = |image: &str| {
+        json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EasServiceRollout",
+            "metadata": {"name": "llm"},
+            "spec": {
+                "region": "cn-hangzhou",
+                "serviceName": "llm",
+                "strategy": {"partition": "3"},
+                "serviceConfig": {
+                    "metadata": {"instance": 4, "labels": {"eas.aliyun.com/enable-rollout": "true"}},
+                    "containers": [{"image": image}],
+                },
+            },
+        })
+        .to_string()
+    };
+    env.kubectl.apply(&manifest("llm:v2"));
+    let held = ready(&env, 1).await;
+    assert_eq!(held["status"]["updatedReplicas"], 1, "{}", held["status"]);
+    let v2 = held["status"]["configVersion"]
+        .as_str()
+        .expect("status names the config version")
+        .to_string();
+
+    // A person approves "0" for v2: it completes.
+    env.kubectl.patch(
+        RES,
+        &json!({"spec": {"promotion": {"version": v2, "partition": "0"}}}).to_string(),
+    );
+    let done = ready(&env, 2).await;
+    assert_eq!(done["status"]["updatedReplicas"], 4, "{}", done["status"]);
+    assert_eq!(rolling(&env).await, (json!("llm:v2"), 4, true));
+
+    // The next release from Git: only the image changes; the approval for v2 stays.
+    env.kubectl.apply(&manifest("llm:v3"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let obj = loop {
+        let (image, updated, everywhere) = rolling(&env).await;
+        if image == "llm:v3" {
+            assert!(
+                updated <= 1 && !everywhere,
+                "v3 went to {updated} replicas without an approval for it\n{}",
+                env.operator.log_tail()
+            );
+        }
+        let obj = env.kubectl.get(RES);
+        if ready_for(&obj, 3) {
+            break obj;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never Ready: {}\n{}",
+            obj["status"],
+            env.operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rolling(&env).await, (json!("llm:v3"), 1, false));
+    assert_eq!(obj["status"]["cloudStrategy"], "partition=3");
+    let v3 = obj["status"]["configVersion"].as_str().unwrap_or_default();
+    assert_ne!(v3, v2);
+    let message = obj["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("version: {v3}")), "{message}");
+
+    // Approved for v3, it completes too.
+    env.kubectl.patch(
+        RES,
+        &json!({"spec": {"promotion": {"version": v3, "partition": "0"}}}).to_string(),
+    );
+    ready(&env, 4).await;
+    assert_eq!(rolling(&env).await, (json!("llm:v3"), 4, true));
+}

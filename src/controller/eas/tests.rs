@@ -106,7 +106,7 @@ async fn already_exists_on_create_is_the_create_that_was_wanted() {
 async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
     let h = seeded();
     let obj = partition(
-        "0",
+        "1",
         json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
     );
     // Writes 1 (ownership) and 2 succeed with the create; write 3, after the push, fails.
