@@ -338,3 +338,72 @@ async fn a_completed_partition_rollout_does_not_release_the_next_version_at_once
     ready(&env, 4).await;
     assert_eq!(rolling(&env).await, (json!("llm:v3"), 4, true));
 }
+
+/// Deleting a resource under `deletionPolicy: Delete` while its rollout is in progress
+/// (here held at a partition: one of four replicas on v2) would let EAS finish the rollout
+/// at once. The deletion waits and says why; switching to `Retain` lets it finish and
+/// leaves the rollout where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_resource_mid_rollout_never_releases_the_rest_of_the_replicas() {
+    let env = Env::start("safety-delete", SEED, 100.0, "eas").await;
+    let manifest = json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "EasServiceRollout",
+        "metadata": {"name": "llm"},
+        "spec": {
+            "region": "cn-hangzhou",
+            "serviceName": "llm",
+            "strategy": {"partition": "3"},
+            "deletionPolicy": "Delete",
+            "serviceConfig": {
+                "metadata": {"instance": 4, "labels": {"eas.aliyun.com/enable-rollout": "true"}},
+                "containers": [{"image": "llm:v2"}],
+            },
+        },
+    });
+    env.kubectl.apply(&manifest.to_string());
+    let held = ready(&env, 1).await;
+    assert_eq!(held["status"]["updatedReplicas"], 1, "{}", held["status"]);
+
+    env.kubectl.must(&["delete", RES, "--wait=false"]);
+    let waiting = env
+        .wait_obj(
+            "the deletion waits",
+            RES,
+            Duration::from_secs(30),
+            |o| match condition(o, "Degraded") {
+                Some((s, r)) if s == "True" && r == "DeletionWaitsForRollout" => Ok(()),
+                other => Err(format!("Degraded {other:?}")),
+            },
+        )
+        .await;
+    assert!(
+        waiting["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deletionPolicy: Retain"),
+        "{}",
+        waiting["status"]
+    );
+    // Several cleanup attempts later, still nothing deleted and nothing moved.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(env.kubectl.try_get(RES).is_some(), "the resource went");
+    assert_eq!(env.sim.count("DeleteServiceRollout").await, 0);
+    assert_eq!(rolling(&env).await, (json!("llm:v2"), 1, false));
+
+    // Retain: the resource goes, the rollout stays held at its partition.
+    env.kubectl
+        .patch(RES, r#"{"spec":{"deletionPolicy":"Retain"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.kubectl.try_get(RES).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "not deleted after Retain\n{}",
+            env.operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(env.sim.count("DeleteServiceRollout").await, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rolling(&env).await, (json!("llm:v2"), 1, false));
+}

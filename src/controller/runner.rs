@@ -376,21 +376,39 @@ pub async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error>
             cx.clear_failures(&key(obj));
             Ok(Action::await_change())
         }
-        Err(err) => fail(obj, cx, obj.status(), err).await,
+        // Reported like any failure; the deletion is not done, so the finalizer stays (kube
+        // removes it as soon as this branch returns Ok) and the cleanup is tried again.
+        Err(err) => match report(obj, cx, obj.status(), err).await? {
+            (_, Some(after)) => Err(Error::CleanupNotDone { after }),
+            (_, None) => Err(Error::CleanupNotDone {
+                after: cx.timing.recheck_after(1),
+            }),
+        },
     }
 }
 
-/// Report a failed reconcile: the failure metric and a Warning Event; then by the error's
-/// kind: an invalid spec is Degraded and waits for a spec change; what needs a person
-/// elsewhere (a missing cloud object, a permission, credentials) is Degraded and Stalled
-/// and looked at again on a slow timer that status shows; anything else is an error for
-/// [`error_policy`] to back off on.
+/// Report a failed reconcile (see [`report`]).
 async fn fail<K: Rollout>(
     obj: &K,
     cx: &Context,
     stored: Option<&K::Status>,
     err: Error,
 ) -> Result<Action, Error> {
+    report(obj, cx, stored, err).await.map(|(action, _)| action)
+}
+
+/// Report a failed reconcile: the failure metric and a Warning Event; then by the error's
+/// kind: an invalid spec is Degraded and waits for a spec change; what needs a person
+/// elsewhere (a missing cloud object, a permission, credentials) is Degraded and Stalled
+/// and looked at again on a slow timer that status shows; anything else is an error for
+/// [`error_policy`] to back off on. Returns the action and, for a person needed, the delay
+/// of the next look.
+async fn report<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: Option<&K::Status>,
+    err: Error,
+) -> Result<(Action, Option<std::time::Duration>), Error> {
     let reason = err.reason();
     cx.metrics.failure(K::LABEL, &reason);
     let note = match err.request_id() {
@@ -405,7 +423,7 @@ async fn fail<K: Rollout>(
         return Err(err);
     }
     let now = jiff::Timestamp::now();
-    let (action, next_check, message) = if reaction == Reaction::NeedsPerson {
+    let (action, next_check, message, delay) = if reaction == Reaction::NeedsPerson {
         let delay = cx.next_recheck(&key(obj));
         let at = jiff::SignedDuration::try_from(delay)
             .ok()
@@ -415,10 +433,11 @@ async fn fail<K: Rollout>(
             Action::requeue(delay),
             Some(at.to_string()),
             format!("{err}; a person is needed: looked at again at {at}"),
+            Some(delay),
         )
     } else {
         cx.clear_failures(&key(obj));
-        (Action::await_change(), None, err.to_string())
+        (Action::await_change(), None, err.to_string(), None)
     };
     let mut degraded = status::degraded(
         stored,
@@ -433,7 +452,7 @@ async fn fail<K: Rollout>(
         tracing::warn!(error = %e, "could not write the Degraded status");
         return Err(e);
     }
-    Ok(action)
+    Ok((action, delay))
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.

@@ -133,6 +133,42 @@ async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
     assert!(status["appliedServiceConfigHash"].is_string(), "{status}");
 }
 
+/// Deleting the resource under `deletionPolicy: Delete` while its rollout is in progress
+/// would let EAS finish it at once (DeleteServiceRollout): the deletion waits until the
+/// rollout is Completed, and says so.
+#[tokio::test]
+async fn a_delete_cleanup_waits_while_the_rollout_is_in_progress() {
+    let h = seeded();
+    let obj = partition(
+        "3",
+        json!({"deletionPolicy": "Delete", "serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
+    );
+    apply(&obj, &h.cx).await.expect("created");
+    apply(&h.reread(&obj), &h.cx).await.expect("pushed");
+    let owned = h.reread(&obj);
+    let in_flight = h.cloud.rollout(REGION, SERVICE).expect("a rollout");
+    let status = in_flight.status.as_ref().expect("rollout status");
+    assert_ne!(
+        status.current_revision, status.update_revision,
+        "{status:?}"
+    );
+    let err = owned.cleanup(&h.cx).await.expect_err("waits");
+    assert_eq!(err.reason(), "DeletionWaitsForRollout");
+    assert!(err.to_string().contains("deletionPolicy: Retain"), "{err}");
+    assert!(
+        h.cloud
+            .mutations()
+            .iter()
+            .all(|c| c.api != "DeleteServiceRollout"),
+        "{:?}",
+        h.cloud.mutations()
+    );
+    // Once it is Completed, the deletion goes ahead.
+    h.cloud.finish_rollout(REGION, SERVICE);
+    owned.cleanup(&h.cx).await.expect("deleted");
+    assert!(h.cloud.rollout(REGION, SERVICE).is_none());
+}
+
 #[tokio::test]
 async fn cleanup_follows_the_deletion_policy_on_the_recorded_target() {
     for (policy, deletes) in [("Retain", false), ("Delete", true)] {
