@@ -1245,15 +1245,16 @@ mod tests {
         };
         let completed = rollout(partition("0"), "Completed", 4, 4);
         // (declared config, promotion, status, cloud config, cloud rollout, actions, Ready)
-        let cases: Vec<(
-            &Value,
+        type Case<'a> = (
+            &'a Value,
             Option<EasPromotion>,
             EasServiceRolloutStatus,
-            &Value,
+            &'a Value,
             Rollout,
             Vec<EasAction>,
-            &str,
-        )> = vec![
+            &'a str,
+        );
+        let cases: Vec<Case<'_>> = vec![
             // A completed with an approval for A; B is declared: the partition goes back to
             // where new versions start BEFORE B is pushed.
             (
