@@ -183,6 +183,7 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
             settled: Duration::from_secs(5),
             grace: Duration::from_secs(30),
             recheck: Duration::from_secs(60),
+            unknown_after: Duration::from_secs(300),
         },
         RetryPolicy {
             base: Duration::from_millis(200),

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::e2e::{Env, condition};
+use support::e2e::{Env, Operator, condition};
 
 const SEED: &str = r#"
 services:
@@ -406,4 +406,41 @@ async fn deleting_a_resource_mid_rollout_never_releases_the_rest_of_the_replicas
     assert_eq!(env.sim.count("DeleteServiceRollout").await, 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rolling(&env).await, (json!("llm:v2"), 1, false));
+}
+
+/// A long run of 5xx answers does not leave an old Ready=True standing: after
+/// `--unknown-after` (3 s here) Ready is Unknown with reason CloudUnreadable; once the
+/// cloud answers again it is True again, without a spec change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_turns_unknown_while_the_cloud_keeps_failing() {
+    let mut env = Env::start("safety-unknown", SEED, 100.0, "eas").await;
+    env.operator = Operator::start_with_args(
+        &env.api,
+        &env.sim,
+        &env.namespace,
+        "eas",
+        &["--unknown-after", "3s"],
+    );
+    env.kubectl.apply(&manifest("llm:v2", json!({})));
+    ready(&env, 1).await;
+
+    // Every read fails from now on (the client's own retries included).
+    env.sim
+        .fault(json!({"action": "DescribeServiceRollout", "kind": "error", "status": 503, "code": "ServiceUnavailable"}))
+        .await;
+    let unknown = env
+        .wait_obj(
+            "Ready Unknown",
+            RES,
+            Duration::from_secs(60),
+            |o| match condition(o, "Ready") {
+                Some((s, r)) if s == "Unknown" && r == "CloudUnreadable" => Ok(()),
+                other => Err(format!("Ready {other:?}")),
+            },
+        )
+        .await;
+    assert_eq!(unknown["metadata"]["generation"], 1);
+
+    env.sim.clear_faults().await;
+    ready(&env, 1).await;
 }

@@ -170,6 +170,8 @@ pub struct Context {
     /// Heartbeats and cache sync of the controller loops (/healthz, /readyz).
     pub health: Arc<super::health::Health>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Since when each failing resource has failed without a success in between.
+    failing_since: Mutex<HashMap<String, jiff::Timestamp>>,
 }
 
 impl Context {
@@ -194,6 +196,7 @@ impl Context {
             leadership: Default::default(),
             health: Default::default(),
             failures: Mutex::new(HashMap::new()),
+            failing_since: Mutex::new(HashMap::new()),
         }
     }
 
@@ -242,10 +245,18 @@ impl Context {
         jitter(self.timing.recheck_after(attempt))
     }
 
+    /// When `key` started failing (now, for its first failure since its last success).
+    pub fn failing_since(&self, key: &str, now: jiff::Timestamp) -> jiff::Timestamp {
+        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        *since.entry(key.to_string()).or_insert(now)
+    }
+
     /// Forget the failures of `key` after a successful reconcile.
     pub fn clear_failures(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.remove(key);
+        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.remove(key);
     }
 
     /// Publish an Event about `obj`; a failure to publish is logged, never fatal.

@@ -420,6 +420,9 @@ async fn report<K: Rollout>(
         .await;
     let reaction = err.reaction();
     if !matches!(reaction, Reaction::WaitForChange | Reaction::NeedsPerson) {
+        if matches!(err, Error::Cloud { .. }) {
+            mark_unknown(obj, cx, stored, &reason).await;
+        }
         return Err(err);
     }
     let now = jiff::Timestamp::now();
@@ -453,6 +456,30 @@ async fn report<K: Rollout>(
         return Err(e);
     }
     Ok((action, delay))
+}
+
+/// The cloud has kept failing to answer usably (5xx, timeouts, throttling, answers that do
+/// not decode) for `--unknown-after`: the status stops claiming what it last saw, Ready
+/// turns Unknown. The next reconcile that reads the cloud writes the conditions afresh.
+async fn mark_unknown<K: Rollout>(obj: &K, cx: &Context, stored: Option<&K::Status>, reason: &str) {
+    let now = jiff::Timestamp::now();
+    let since = cx.failing_since(&key(obj), now);
+    let bound = jiff::SignedDuration::try_from(cx.timing.unknown_after)
+        .unwrap_or(jiff::SignedDuration::MAX);
+    let Some(prev) = stored else { return };
+    if now.duration_since(since) < bound {
+        return;
+    }
+    let message = format!(
+        "the cloud has not answered usably since {since} (last failure: {reason}); the state of \
+         the rollout is unknown until it does"
+    );
+    let status = status::unknown(prev, &message, now);
+    if &status != prev
+        && let Err(e) = cx.write_status(obj, &status).await
+    {
+        tracing::warn!(error = %e, "could not write the Unknown status");
+    }
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.

@@ -357,3 +357,72 @@ async fn after_the_grace_period_a_mutation_is_resent_once_then_a_person_is_neede
         .unwrap_or_default();
     assert_eq!(degraded["reason"], "MutationNotVisible");
 }
+
+/// A long run of failed reads (5xx, answers that do not decode) does not leave an old
+/// Ready=True standing: after `--unknown-after`, Ready is Unknown; the next good read
+/// writes it afresh.
+#[tokio::test]
+async fn ready_turns_unknown_when_the_cloud_cannot_be_read_for_long() {
+    use crate::cloud::CloudError;
+    let ready = |h: &Harness| {
+        h.writes
+            .last_status()
+            .and_then(|s| {
+                s["conditions"].as_array().and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c["type"] == "Ready")
+                        .map(|c| (c["status"].clone(), c["reason"].clone()))
+                })
+            })
+            .unwrap_or_default()
+    };
+    let unavailable = || CloudError::Api {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "busy".into(),
+        request_id: None,
+        retry_after: None,
+    };
+    let mut h = seeded();
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("created");
+    h.cloud.finish_rollout(REGION, SERVICE);
+    apply(&h.reread(&obj), &h.cx).await.expect("read");
+    assert_eq!(ready(&h).0, "True");
+
+    // Failing, but not for long yet: the status is left as it was.
+    h.cx.timing.unknown_after = std::time::Duration::from_secs(3600);
+    h.cloud.fail_next("DescribeServiceRollout", unavailable());
+    apply(&h.reread(&obj), &h.cx).await.expect_err("503");
+    assert_eq!(ready(&h).0, "True");
+
+    // Still failing past the bound (here: any failure), with a 503 or an undecodable answer.
+    h.cx.timing.unknown_after = std::time::Duration::ZERO;
+    for err in [
+        unavailable(),
+        CloudError::Decode("expected a JSON object".into()),
+    ] {
+        h.cloud.fail_next("DescribeServiceRollout", err);
+        apply(&h.reread(&obj), &h.cx)
+            .await
+            .expect_err("failed read");
+        assert_eq!(
+            ready(&h),
+            (json!("Unknown"), json!("CloudUnreadable")),
+            "{:?}",
+            h.writes.last_status()
+        );
+    }
+    let status = h.writes.last_status().unwrap_or_default();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown"),
+        "{status}"
+    );
+
+    // The cloud answers again: Ready is what it shows.
+    apply(&h.reread(&obj), &h.cx).await.expect("read");
+    assert_eq!(ready(&h), (json!("True"), json!("Completed")));
+}
