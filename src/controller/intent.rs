@@ -66,6 +66,128 @@ pub fn accepted(action: &str, request: &str, now: Timestamp, resent: bool) -> Mu
         request: request.to_string(),
         accepted_at: now.to_string(),
         resent,
+        generation: None,
+    }
+}
+
+/// Most records status keeps (the schema's bound).
+pub const MAX_RECORDS: usize = 8;
+
+/// The in-flight records of an object: those its status holds and those the operator
+/// remembers from its own last pass (a status write that failed after the mutations loses
+/// them from status, not from memory); for the same call, the latest acceptance wins.
+pub fn merge(
+    stored: &[MutationInFlight],
+    remembered: &[MutationInFlight],
+) -> Vec<MutationInFlight> {
+    let at = |m: &MutationInFlight| {
+        m.accepted_at
+            .parse::<Timestamp>()
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    };
+    let mut out: Vec<MutationInFlight> = Vec::new();
+    for m in stored.iter().chain(remembered) {
+        match out
+            .iter_mut()
+            .find(|o| o.action == m.action && o.request == m.request)
+        {
+            Some(o) if at(m) > at(o) => *o = m.clone(),
+            Some(_) => {}
+            None => out.push(m.clone()),
+        }
+    }
+    out
+}
+
+/// One reconcile's pass of its planned mutations, in order, through the in-flight records
+/// (what the runner does, and what the property test models): [`Gate::decide`] for each
+/// planned mutation, [`Gate::sent`] for each one the cloud accepted, then
+/// [`Gate::records`] is what status keeps. The record of a mutation this pass does not
+/// plan is kept until its grace period is over while the spec is at the generation it was
+/// sent for (a read after one that showed it may be behind again); a spec edit drops it
+/// (a new intent).
+#[derive(Debug, Clone)]
+pub struct Gate<'a> {
+    in_flight: &'a [MutationInFlight],
+    grace: Duration,
+    generation: Option<i64>,
+    kept: Vec<MutationInFlight>,
+    /// Which records of `in_flight` this pass planned.
+    planned: Vec<usize>,
+}
+
+impl<'a> Gate<'a> {
+    /// A pass for the spec at `generation`.
+    pub fn new(
+        in_flight: &'a [MutationInFlight],
+        grace: Duration,
+        generation: Option<i64>,
+    ) -> Self {
+        Gate {
+            in_flight,
+            grace,
+            generation,
+            kept: Vec::new(),
+            planned: Vec::new(),
+        }
+    }
+
+    /// What to do with the planned mutation `action` (`request`) at `now`. A mutation held
+    /// or stuck keeps its record.
+    pub fn decide(&mut self, action: &str, request: &str, now: Timestamp) -> Intent {
+        if let Some(i) = self
+            .in_flight
+            .iter()
+            .position(|m| m.action == action && m.request == request)
+        {
+            self.planned.push(i);
+        }
+        let record = find(self.in_flight, action, request);
+        let intent = decide(record, now, self.grace);
+        if matches!(intent, Intent::Hold { .. } | Intent::Stuck { .. }) {
+            self.kept.extend(record.cloned());
+        }
+        intent
+    }
+
+    /// The cloud accepted `action` (`request`) at `now`; `resent` after a grace period.
+    pub fn sent(&mut self, action: &str, request: &str, now: Timestamp, resent: bool) {
+        self.kept.push(MutationInFlight {
+            generation: self.generation,
+            ..accepted(action, request, now, resent)
+        });
+    }
+
+    /// The in-flight records to keep at `now`: those of this pass, and those of calls it
+    /// did not plan that are still in their grace period for this generation (at most
+    /// [`MAX_RECORDS`], the newest).
+    pub fn records(self, now: Timestamp) -> Vec<MutationInFlight> {
+        let mut out = self.kept;
+        for (i, m) in self.in_flight.iter().enumerate() {
+            if self.planned.contains(&i)
+                || m.generation.is_none()
+                || m.generation != self.generation
+                || out
+                    .iter()
+                    .any(|o| o.action == m.action && o.request == m.request)
+            {
+                continue;
+            }
+            if matches!(decide(Some(m), now, self.grace), Intent::Hold { .. }) {
+                out.push(m.clone());
+            }
+        }
+        if out.len() > MAX_RECORDS {
+            out.sort_by_key(|m| {
+                std::cmp::Reverse(
+                    m.accepted_at
+                        .parse::<Timestamp>()
+                        .unwrap_or(Timestamp::UNIX_EPOCH),
+                )
+            });
+            out.truncate(MAX_RECORDS);
+        }
+        out
     }
 }
 
@@ -107,6 +229,51 @@ mod tests {
             decide(Some(&garbled), ts(0), grace),
             Intent::Resend { .. }
         ));
+    }
+
+    #[test]
+    fn a_record_not_planned_again_is_kept_for_its_grace_period_in_its_generation() {
+        let grace = Duration::from_secs(30);
+        let mut first = Gate::new(&[], grace, Some(4));
+        assert_eq!(first.decide("A", "x", ts(0)), Intent::Send);
+        first.sent("A", "x", ts(0), false);
+        let records = first.records(ts(0));
+        assert_eq!(records[0].generation, Some(4));
+        // The next pass plans nothing (the cloud showed it): the record stays...
+        let kept = Gate::new(&records, grace, Some(4)).records(ts(10));
+        assert_eq!(kept, records);
+        // ...so a read that is behind again does not send it twice.
+        let mut behind = Gate::new(&kept, grace, Some(4));
+        assert!(matches!(
+            behind.decide("A", "x", ts(12)),
+            Intent::Hold { .. }
+        ));
+        // Past the grace period, or after a spec edit, it goes.
+        assert!(Gate::new(&kept, grace, Some(4)).records(ts(31)).is_empty());
+        assert!(Gate::new(&kept, grace, Some(5)).records(ts(10)).is_empty());
+        // At most MAX_RECORDS, the newest.
+        let many: Vec<MutationInFlight> = (0..12)
+            .map(|i| MutationInFlight {
+                generation: Some(4),
+                ..accepted("A", &format!("r{i}"), ts(i), false)
+            })
+            .collect();
+        let capped = Gate::new(&many, grace, Some(4)).records(ts(12));
+        assert_eq!(capped.len(), MAX_RECORDS);
+        assert!(capped.iter().all(|m| m.request != "r0"));
+    }
+
+    #[test]
+    fn stored_and_remembered_records_merge_latest_first() {
+        let old = accepted("A", "x", ts(0), false);
+        let new = accepted("A", "x", ts(20), true);
+        let other = accepted("B", "y", ts(5), false);
+        assert_eq!(
+            merge(&[old.clone(), other.clone()], std::slice::from_ref(&new)),
+            vec![new.clone(), other.clone()]
+        );
+        assert_eq!(merge(std::slice::from_ref(&new), &[old]), vec![new.clone()]);
+        assert_eq!(merge(&[], std::slice::from_ref(&other)), vec![other]);
     }
 
     #[test]

@@ -229,10 +229,14 @@ async fn execute<K: Rollout>(
     stored: Option<&K::Status>,
     status: &mut K::Status,
 ) -> Result<Executed, Error> {
-    let in_flight = stored
-        .map(|s| s.mutations_in_flight().to_vec())
-        .unwrap_or_default();
-    let mut now_in_flight = Vec::new();
+    // What status holds, and what this operator remembers (a status write lost after the
+    // mutations must not make them look unsent).
+    let memory = format!("{}#{}", key(obj), obj.uid().unwrap_or_default());
+    let in_flight = intent::merge(
+        stored.map(|s| s.mutations_in_flight()).unwrap_or_default(),
+        &cx.remembered_in_flight(&memory),
+    );
+    let mut gate = intent::Gate::new(&in_flight, cx.timing.grace, obj.meta().generation);
     let mut run = Executed {
         sent: false,
         held: false,
@@ -240,17 +244,14 @@ async fn execute<K: Rollout>(
     };
     for action in actions {
         let (name, request) = (action.name(), action.describe());
-        let record = intent::find(&in_flight, name, &request);
         let now = jiff::Timestamp::now();
-        let resent = match intent::decide(record, now, cx.timing.grace) {
+        let resent = match gate.decide(name, &request, now) {
             Intent::Send => false,
             Intent::Hold { .. } => {
-                now_in_flight.extend(record.cloned());
                 run.held = true;
                 continue;
             }
             Intent::Stuck { accepted_at } => {
-                now_in_flight.extend(record.cloned());
                 run.stuck = Some(format!(
                     "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
                      not show it; nothing more is sent until the cloud shows it or the spec changes"
@@ -273,13 +274,22 @@ async fn execute<K: Rollout>(
         if !cx.leadership.is_leader() {
             return Err(Error::NotLeader);
         }
-        let request_id = K::execute(spec, cloud, action, status).await?;
+        let request_id = match K::execute(spec, cloud, action, status).await {
+            Ok(id) => id,
+            Err(e) => {
+                // What was accepted before this failure stays remembered.
+                cx.remember_in_flight(&memory, gate.clone().records(jiff::Timestamp::now()));
+                return Err(e);
+            }
+        };
         report_mutation(obj, cx, action, &request_id).await;
         *status.shared().last_request_id = Some(request_id);
-        now_in_flight.push(intent::accepted(name, &request, now, resent));
+        gate.sent(name, &request, now, resent);
         run.sent = true;
     }
-    *status.shared().mutations_in_flight = now_in_flight;
+    let records = gate.records(jiff::Timestamp::now());
+    cx.remember_in_flight(&memory, records.clone());
+    *status.shared().mutations_in_flight = records;
     Ok(run)
 }
 
@@ -373,6 +383,10 @@ pub async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error>
     match obj.cleanup(cx).await {
         Ok(()) => {
             cx.owners.release(&obj.uid().unwrap_or_default());
+            cx.remember_in_flight(
+                &format!("{}#{}", key(obj), obj.uid().unwrap_or_default()),
+                Vec::new(),
+            );
             cx.clear_failures(&key(obj));
             Ok(Action::await_change())
         }
