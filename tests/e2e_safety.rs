@@ -444,3 +444,105 @@ async fn ready_turns_unknown_while_the_cloud_keeps_failing() {
     env.sim.clear_faults().await;
     ready(&env, 1).await;
 }
+
+/// One mutation per intent: while the cloud acknowledges a pause but still reports Running
+/// (the simulator's pause lag), the pause is sent once, not at every poll, and makes one
+/// Event, not one per poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_pause_is_sent_once_while_the_cloud_still_reports_running() {
+    let env = Env::start("safety-pause", SEED, 100.0, "eas").await;
+    let manifest = |paused: bool| {
+        json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EasServiceRollout",
+            "metadata": {"name": "llm"},
+            "spec": {
+                "region": "cn-hangzhou",
+                "serviceName": "llm",
+                "paused": paused,
+                // One replica per 36 s at this time scale: the rollout keeps Running.
+                "strategy": {"batch": {"size": "1", "interval": "1h"}},
+                "serviceConfig": {
+                    "metadata": {"instance": 4, "labels": {"eas.aliyun.com/enable-rollout": "true"}},
+                    "containers": [{"image": "llm:v2"}],
+                },
+            },
+        })
+        .to_string()
+    };
+    env.kubectl.apply(&manifest(false));
+    env.wait_obj("Running", RES, Duration::from_secs(60), |o| {
+        (o["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or_else(|| format!("phase {}", o["status"]["phase"]))
+    })
+    .await;
+    env.sim
+        .fault(json!({"kind": "pauseLag", "lagSeconds": 20}))
+        .await;
+    let before = env.sim.count("UpdateServiceRollout").await;
+    env.kubectl.apply(&manifest(true));
+    // Ten seconds of active polls (every second here) while the cloud reports Running.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let obj = env.kubectl.get(RES);
+    assert_eq!(obj["status"]["phase"], "Running", "{}", obj["status"]);
+    assert_eq!(
+        env.sim.count("UpdateServiceRollout").await,
+        before + 1,
+        "the pause is sent once\n{}",
+        env.operator.log_tail()
+    );
+    let events = env.kubectl.get("events.events.k8s.io");
+    let pauses = events["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|e| {
+                    e["reason"] == "UpdateServiceRollout"
+                        && e["note"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains("paused=true")
+                })
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(pauses, 1, "{events}");
+}
+
+/// Only an invalid spec waits for a spec change: a permission refused (403, fixed later in
+/// RAM) is Stalled, says when it is looked at again, and the rollout goes on once the
+/// permission is there, with no one touching the resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_fixed_later_is_picked_up_without_a_spec_change() {
+    let env = Env::start("safety-forbidden", SEED, 100.0, "eas").await;
+    env.sim
+        .fault(json!({"action": "DescribeServiceRollout", "kind": "error", "status": 403, "code": "Forbidden.RAM"}))
+        .await;
+    env.kubectl.apply(&manifest("llm:v2", json!({})));
+    let stalled = env
+        .wait_obj("Stalled", RES, Duration::from_secs(30), |o| {
+            match (condition(o, "Stalled"), condition(o, "Degraded")) {
+                (Some((s, _)), Some((d, r)))
+                    if s == "True" && d == "True" && r == "Forbidden_RAM" =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(
+        stalled["status"]["nextCheckAt"].is_string(),
+        "{}",
+        stalled["status"]
+    );
+    assert_eq!(env.sim.count("UpdateService").await, 0);
+
+    // The permission is granted in RAM.
+    env.sim.clear_faults().await;
+    let done = ready(&env, 1).await;
+    assert_eq!(done["metadata"]["generation"], 1, "no spec change");
+    assert_eq!(cloud_config(&env).await["containers"][0]["image"], "llm:v2");
+}
