@@ -174,7 +174,12 @@ impl<'a> Gate<'a> {
                 continue;
             }
             if matches!(decide(Some(m), now, self.grace), Intent::Hold { .. }) {
-                out.push(m.clone());
+                // A pass that did not plan it saw the cloud show it: it was not lost, so a
+                // later send after the grace period is not a second one that failed.
+                out.push(MutationInFlight {
+                    resent: false,
+                    ..m.clone()
+                });
             }
         }
         if out.len() > MAX_RECORDS {
@@ -248,6 +253,12 @@ mod tests {
             behind.decide("A", "x", ts(12)),
             Intent::Hold { .. }
         ));
+        // A resent record kept that way counts as shown: never Stuck from it.
+        let resent = vec![MutationInFlight {
+            resent: true,
+            ..kept[0].clone()
+        }];
+        assert!(!Gate::new(&resent, grace, Some(4)).records(ts(10))[0].resent);
         // Past the grace period, or after a spec edit, it goes.
         assert!(Gate::new(&kept, grace, Some(4)).records(ts(31)).is_empty());
         assert!(Gate::new(&kept, grace, Some(5)).records(ts(10)).is_empty());
