@@ -66,12 +66,8 @@ pub fn accepted(action: &str, request: &str, now: Timestamp, resent: bool) -> Mu
         request: request.to_string(),
         accepted_at: now.to_string(),
         resent,
-        generation: None,
     }
 }
-
-/// Most records status keeps (the schema's bound).
-pub const MAX_RECORDS: usize = 8;
 
 /// The in-flight records of an object: those its status holds and those the operator
 /// remembers from its own last pass (a status write that failed after the mutations loses
@@ -102,46 +98,28 @@ pub fn merge(
 /// One reconcile's pass of its planned mutations, in order, through the in-flight records
 /// (what the runner does, and what the property test models): [`Gate::decide`] for each
 /// planned mutation, [`Gate::sent`] for each one the cloud accepted, then
-/// [`Gate::records`] is what status keeps. The record of a mutation this pass does not
-/// plan is kept until its grace period is over while the spec is at the generation it was
-/// sent for (a read after one that showed it may be behind again); a spec edit drops it
-/// (a new intent).
+/// [`Gate::records`] is what status keeps. The records of mutations this pass does not plan
+/// are dropped: the cloud shows them (a call planned again later is a new intent, e.g. a
+/// console change to undo, and is not held back).
 #[derive(Debug, Clone)]
 pub struct Gate<'a> {
     in_flight: &'a [MutationInFlight],
     grace: Duration,
-    generation: Option<i64>,
     kept: Vec<MutationInFlight>,
-    /// Which records of `in_flight` this pass planned.
-    planned: Vec<usize>,
 }
 
 impl<'a> Gate<'a> {
-    /// A pass for the spec at `generation`.
-    pub fn new(
-        in_flight: &'a [MutationInFlight],
-        grace: Duration,
-        generation: Option<i64>,
-    ) -> Self {
+    pub fn new(in_flight: &'a [MutationInFlight], grace: Duration) -> Self {
         Gate {
             in_flight,
             grace,
-            generation,
             kept: Vec::new(),
-            planned: Vec::new(),
         }
     }
 
     /// What to do with the planned mutation `action` (`request`) at `now`. A mutation held
     /// or stuck keeps its record.
     pub fn decide(&mut self, action: &str, request: &str, now: Timestamp) -> Intent {
-        if let Some(i) = self
-            .in_flight
-            .iter()
-            .position(|m| m.action == action && m.request == request)
-        {
-            self.planned.push(i);
-        }
         let record = find(self.in_flight, action, request);
         let intent = decide(record, now, self.grace);
         if matches!(intent, Intent::Hold { .. } | Intent::Stuck { .. }) {
@@ -152,47 +130,12 @@ impl<'a> Gate<'a> {
 
     /// The cloud accepted `action` (`request`) at `now`; `resent` after a grace period.
     pub fn sent(&mut self, action: &str, request: &str, now: Timestamp, resent: bool) {
-        self.kept.push(MutationInFlight {
-            generation: self.generation,
-            ..accepted(action, request, now, resent)
-        });
+        self.kept.push(accepted(action, request, now, resent));
     }
 
-    /// The in-flight records to keep at `now`: those of this pass, and those of calls it
-    /// did not plan that are still in their grace period for this generation (at most
-    /// [`MAX_RECORDS`], the newest).
-    pub fn records(self, now: Timestamp) -> Vec<MutationInFlight> {
-        let mut out = self.kept;
-        for (i, m) in self.in_flight.iter().enumerate() {
-            if self.planned.contains(&i)
-                || m.generation.is_none()
-                || m.generation != self.generation
-                || out
-                    .iter()
-                    .any(|o| o.action == m.action && o.request == m.request)
-            {
-                continue;
-            }
-            if matches!(decide(Some(m), now, self.grace), Intent::Hold { .. }) {
-                // A pass that did not plan it saw the cloud show it: it was not lost, so a
-                // later send after the grace period is not a second one that failed.
-                out.push(MutationInFlight {
-                    resent: false,
-                    ..m.clone()
-                });
-            }
-        }
-        if out.len() > MAX_RECORDS {
-            out.sort_by_key(|m| {
-                std::cmp::Reverse(
-                    m.accepted_at
-                        .parse::<Timestamp>()
-                        .unwrap_or(Timestamp::UNIX_EPOCH),
-                )
-            });
-            out.truncate(MAX_RECORDS);
-        }
-        out
+    /// The in-flight records to keep.
+    pub fn records(self) -> Vec<MutationInFlight> {
+        self.kept
     }
 }
 
@@ -234,44 +177,6 @@ mod tests {
             decide(Some(&garbled), ts(0), grace),
             Intent::Resend { .. }
         ));
-    }
-
-    #[test]
-    fn a_record_not_planned_again_is_kept_for_its_grace_period_in_its_generation() {
-        let grace = Duration::from_secs(30);
-        let mut first = Gate::new(&[], grace, Some(4));
-        assert_eq!(first.decide("A", "x", ts(0)), Intent::Send);
-        first.sent("A", "x", ts(0), false);
-        let records = first.records(ts(0));
-        assert_eq!(records[0].generation, Some(4));
-        // The next pass plans nothing (the cloud showed it): the record stays...
-        let kept = Gate::new(&records, grace, Some(4)).records(ts(10));
-        assert_eq!(kept, records);
-        // ...so a read that is behind again does not send it twice.
-        let mut behind = Gate::new(&kept, grace, Some(4));
-        assert!(matches!(
-            behind.decide("A", "x", ts(12)),
-            Intent::Hold { .. }
-        ));
-        // A resent record kept that way counts as shown: never Stuck from it.
-        let resent = vec![MutationInFlight {
-            resent: true,
-            ..kept[0].clone()
-        }];
-        assert!(!Gate::new(&resent, grace, Some(4)).records(ts(10))[0].resent);
-        // Past the grace period, or after a spec edit, it goes.
-        assert!(Gate::new(&kept, grace, Some(4)).records(ts(31)).is_empty());
-        assert!(Gate::new(&kept, grace, Some(5)).records(ts(10)).is_empty());
-        // At most MAX_RECORDS, the newest.
-        let many: Vec<MutationInFlight> = (0..12)
-            .map(|i| MutationInFlight {
-                generation: Some(4),
-                ..accepted("A", &format!("r{i}"), ts(i), false)
-            })
-            .collect();
-        let capped = Gate::new(&many, grace, Some(4)).records(ts(12));
-        assert_eq!(capped.len(), MAX_RECORDS);
-        assert!(capped.iter().all(|m| m.request != "r0"));
     }
 
     #[test]

@@ -236,7 +236,7 @@ async fn execute<K: Rollout>(
         stored.map(|s| s.mutations_in_flight()).unwrap_or_default(),
         &cx.remembered_in_flight(&memory),
     );
-    let mut gate = intent::Gate::new(&in_flight, cx.timing.grace, obj.meta().generation);
+    let mut gate = intent::Gate::new(&in_flight, cx.timing.grace);
     let mut run = Executed {
         sent: false,
         held: false,
@@ -278,7 +278,7 @@ async fn execute<K: Rollout>(
             Ok(id) => id,
             Err(e) => {
                 // What was accepted before this failure stays remembered.
-                cx.remember_in_flight(&memory, gate.clone().records(jiff::Timestamp::now()));
+                cx.remember_in_flight(&memory, gate.clone().records());
                 return Err(e);
             }
         };
@@ -287,7 +287,7 @@ async fn execute<K: Rollout>(
         gate.sent(name, &request, now, resent);
         run.sent = true;
     }
-    let records = gate.records(jiff::Timestamp::now());
+    let records = gate.records();
     cx.remember_in_flight(&memory, records.clone());
     *status.shared().mutations_in_flight = records;
     Ok(run)

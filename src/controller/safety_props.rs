@@ -24,6 +24,12 @@
 //!   the console or a recreated object starts new intents (the same call may then be
 //!   right again); a view that is behind and a lost status write do not.
 //!
+//! For that last check, a view that is behind is behind in time, as a lagging read replica
+//! is: once a read has shown a change, later reads show it too. Reads that go back and
+//! forth between replicas could make the operator repeat a call it saw applied (it drops
+//! the record of a call once a read shows it, so that undoing a console change is never
+//! held back); the model still makes such reads, for the other checks.
+//!
 //! Failures are shrunk by proptest and kept in
 //! `proptest-regressions/controller/safety_props.txt`, which proptest replays first on every
 //! run; the ones found while writing this are also explicit tests at the end.
@@ -70,12 +76,11 @@ impl Intents {
         &mut self,
         actions: &[A],
         in_flight: &[MutationInFlight],
-        generation: i64,
         now: i64,
     ) -> Result<(Vec<A>, Vec<MutationInFlight>), TestCaseError> {
         let grace = std::time::Duration::from_secs(GRACE_SECS.unsigned_abs());
         let in_flight = merge(in_flight, &self.remembered);
-        let mut gate = Gate::new(&in_flight, grace, Some(generation));
+        let mut gate = Gate::new(&in_flight, grace);
         let mut sent = Vec::new();
         for action in actions {
             let (name, request) = (action.name(), action.describe());
@@ -99,7 +104,7 @@ impl Intents {
             gate.sent(name, &request, ts(now), resent);
             sent.push(action.clone());
         }
-        let records = gate.records(ts(now));
+        let records = gate.records();
         self.remembered = records.clone();
         Ok((sent, records))
     }
@@ -241,6 +246,8 @@ mod routine_model {
         now: i64,
         reached: Reached,
         intents: Intents,
+        /// A read has shown the cloud since its last change.
+        seen_fresh: bool,
     }
 
     fn normalized(split: &[(String, i32)]) -> Split {
@@ -293,6 +300,7 @@ mod routine_model {
                 now: 0,
                 reached: Reached::new(),
                 intents: Intents::default(),
+                seen_fresh: false,
             }
         }
 
@@ -321,6 +329,7 @@ mod routine_model {
                 self.reached.entry((v.clone(), *p)).or_insert(self.now);
             }
             self.before = std::mem::replace(&mut self.cloud, split);
+            self.seen_fresh = false;
         }
 
         fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -395,6 +404,13 @@ mod routine_model {
 
         fn reconcile(&mut self, stale: bool, lose_write: bool) -> Result<(), TestCaseError> {
             let spec = validate(&self.spec).map_err(TestCaseError::fail)?;
+            if stale && self.seen_fresh {
+                // A read behind one that already showed the change: the gate dropped the
+                // record when that read showed it (see the module doc), so a repeat is
+                // outside what it promises. The traffic and Ready checks still apply.
+                self.intents.reset();
+            }
+            self.seen_fresh |= !stale;
             let view = if stale { &self.before } else { &self.cloud };
             let observed = env_of(view);
             let view = view.clone();
@@ -426,9 +442,7 @@ mod routine_model {
                 .as_ref()
                 .map(|s| s.mutations_in_flight.clone())
                 .unwrap_or_default();
-            let (sent, records) =
-                self.intents
-                    .gate(&p.actions, &in_flight, self.generation, self.now)?;
+            let (sent, records) = self.intents.gate(&p.actions, &in_flight, self.now)?;
             for RoutineAction::Deploy(r) in &sent {
                 let sent: Split = r
                     .code_versions
@@ -551,6 +565,8 @@ mod app_model {
         now: i64,
         reached: Reached,
         intents: Intents,
+        /// A read has shown the cloud since its last change.
+        seen_fresh: bool,
     }
 
     impl World {
@@ -574,6 +590,7 @@ mod app_model {
                 now: 0,
                 reached: Reached::new(),
                 intents: Intents::default(),
+                seen_fresh: false,
             }
         }
 
@@ -594,6 +611,7 @@ mod app_model {
                     .or_insert(self.now);
             }
             self.before = std::mem::replace(&mut self.cloud, cloud);
+            self.seen_fresh = false;
         }
 
         fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -653,6 +671,13 @@ mod app_model {
 
         fn reconcile(&mut self, stale: bool, lose_write: bool) -> Result<(), TestCaseError> {
             let spec = validate(&self.spec).map_err(TestCaseError::fail)?;
+            if stale && self.seen_fresh {
+                // A read behind one that already showed the change: the gate dropped the
+                // record when that read showed it (see the module doc), so a repeat is
+                // outside what it promises. The traffic and Ready checks still apply.
+                self.intents.reset();
+            }
+            self.seen_fresh |= !stale;
             let view = if stale { &self.before } else { &self.cloud }.clone();
             // The other environment serves the baseline, so a rollback moves nothing there.
             let other = Cloud {
@@ -695,9 +720,7 @@ mod app_model {
                 .as_ref()
                 .map(|s| s.mutations_in_flight.clone())
                 .unwrap_or_default();
-            let (sent, records) =
-                self.intents
-                    .gate(&p.actions, &in_flight, self.generation, self.now)?;
+            let (sent, records) = self.intents.gate(&p.actions, &in_flight, self.now)?;
             for action in &sent {
                 match action {
                     AppAction::Publish(r) => {
@@ -1132,9 +1155,7 @@ fn shrunk_cases_found_while_writing_this_test() {
 /// The cases proptest shrank for "at most one mutation per intent within the grace
 /// period" (each sent the same call twice, 0 s apart, before the fix): a status write lost
 /// after the mutation, then a view that is behind (fixed by the operator remembering its
-/// in-flight records); and a view that is behind again after one that showed the mutation
-/// (fixed by keeping a record for its whole grace period while the spec stays the same).
-/// Each runs against both models.
+/// in-flight records). Each runs against both models.
 #[test]
 fn shrunk_cases_of_one_mutation_per_intent() {
     let tick = |stale, lose_write| Op::Reconcile {
@@ -1148,20 +1169,6 @@ fn shrunk_cases_of_one_mutation_per_intent() {
             tick(false, false),
             Op::Rollback(true),
             tick(false, true),
-            tick(true, false),
-        ],
-        vec![
-            Op::Outside(0),
-            Op::Steps(vec![(0, false)]),
-            tick(false, false),
-            tick(false, false),
-            tick(true, false),
-        ],
-        vec![
-            tick(false, false),
-            Op::Rollback(true),
-            tick(false, false),
-            tick(false, false),
             tick(true, false),
         ],
     ];

@@ -125,11 +125,6 @@ pub struct MutationInFlight {
     /// Whether it has been sent a second time already.
     #[serde(default)]
     pub resent: bool,
-    /// The generation of the spec it was sent for: while the spec stays at it, the record
-    /// is kept for the whole grace period even when a reconcile does not plan the call (a
-    /// later read may again be behind).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
 }
 
 /// Standard condition types.
