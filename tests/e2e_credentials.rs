@@ -55,7 +55,7 @@ fn manifest(name: &str, secret: &str) -> String {
         "spec": {
             "region": "cn-hangzhou",
             "serviceName": "bert_embeddings",
-            "strategy": {"partition": "0"},
+            "strategy": {"batch": {"size": "100%"}},
             "credentialsSecretRef": {"name": secret},
             "serviceConfig": {"containers": [{"image": "bert:v2"}]}
         }
@@ -183,6 +183,7 @@ async fn a_resource_uses_its_secret_and_a_bad_or_missing_secret_degrades() {
             settled: Duration::from_secs(5),
             grace: Duration::from_secs(30),
             recheck: Duration::from_secs(60),
+            unknown_after: Duration::from_secs(300),
         },
         RetryPolicy {
             base: Duration::from_millis(200),

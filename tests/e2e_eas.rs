@@ -263,9 +263,16 @@ async fn partition_advances_rolls_back_and_unreadable_credentials_degrade() {
     let state = env.sim.state().await;
     assert_eq!(service(&state, "cn-shanghai/qwen_chat_prod")["updated"], 0);
 
-    // Lower it to 0: complete.
-    env.kubectl
-        .patch(res, r#"{"spec":{"strategy":{"partition":"0"}}}"#);
+    // Approve "0" for this version: complete. (With a serviceConfig, strategy.partition is
+    // where every new version starts; the partition of one version is approved by naming it.)
+    let version = obj["status"]["configVersion"]
+        .as_str()
+        .expect("status names the config version")
+        .to_string();
+    env.kubectl.patch(
+        res,
+        &format!(r#"{{"spec":{{"promotion":{{"version":"{version}","partition":"0"}}}}}}"#),
+    );
     let obj = env
         .wait_obj("Completed", res, Duration::from_secs(40), |o| {
             (phase(o) == "Completed" && updated(o) == 8)
@@ -286,7 +293,7 @@ async fn partition_advances_rolls_back_and_unreadable_credentials_degrade() {
         .await;
     let before = env.sim.count("UpdateServiceRollout").await;
     env.kubectl
-        .patch(res, r#"{"spec":{"strategy":{"partition":"2"}}}"#);
+        .patch(res, r#"{"spec":{"promotion":{"partition":"2"}}}"#);
     let obj = env
         .wait_obj(
             "Degraded InvalidParameter",
@@ -315,7 +322,7 @@ async fn partition_advances_rolls_back_and_unreadable_credentials_degrade() {
     );
     // A spec change is acted on (the rollout is complete, so only the strategy changes).
     env.kubectl
-        .patch(res, r#"{"spec":{"strategy":{"partition":"3"}}}"#);
+        .patch(res, r#"{"spec":{"promotion":{"partition":"3"}}}"#);
     let obj = env
         .wait_obj("partition 3 applied", res, Duration::from_secs(30), |o| {
             (o["status"]["cloudStrategy"] == "partition=3"

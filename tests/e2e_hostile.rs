@@ -45,7 +45,7 @@ spec:
   region: cn-shanghai
   serviceName: qwen_chat_prod
   strategy:
-    partition: "0"
+    batch: {size: "100%"}
   serviceConfig:
     containers:
       - image: registry.cn-shanghai.aliyuncs.com/llm/qwen-chat:2.0

@@ -261,7 +261,7 @@ async fn credentials_of_another_account_change_nothing_there() {
             "spec": {
                 "region": "cn-shanghai",
                 "serviceName": "llm-chat",
-                "strategy": {"partition": "0"},
+                "strategy": {"batch": {"size": "100%"}},
                 "deletionPolicy": "Delete",
                 "credentialsSecretRef": {"name": "creds"},
                 "serviceConfig": {"containers": [{"image": image}]}

@@ -165,7 +165,7 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
             "spec": {
                 "region": "cn-hangzhou",
                 "serviceName": "bert_embeddings",
-                "strategy": {"partition": "0"},
+                "strategy": {"batch": {"size": "100%"}},
                 "credentialsSecretRef": creds,
                 "serviceConfig": {"containers": [{"image": "bert:v2"}]}
             }

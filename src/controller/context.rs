@@ -170,6 +170,11 @@ pub struct Context {
     /// Heartbeats and cache sync of the controller loops (/healthz, /readyz).
     pub health: Arc<super::health::Health>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The in-flight mutation records of each object as of this operator's last pass (see
+    /// [`super::intent::merge`]): kept even when the status write after it failed.
+    in_flight: Mutex<HashMap<String, Vec<crate::crd::common::MutationInFlight>>>,
+    /// Since when each failing resource has failed without a success in between.
+    failing_since: Mutex<HashMap<String, jiff::Timestamp>>,
 }
 
 impl Context {
@@ -194,6 +199,8 @@ impl Context {
             leadership: Default::default(),
             health: Default::default(),
             failures: Mutex::new(HashMap::new()),
+            failing_since: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -242,10 +249,38 @@ impl Context {
         jitter(self.timing.recheck_after(attempt))
     }
 
+    /// The in-flight records remembered for object `key`.
+    pub fn remembered_in_flight(&self, key: &str) -> Vec<crate::crd::common::MutationInFlight> {
+        let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Remember the in-flight records of object `key` (none: forget it).
+    pub fn remember_in_flight(
+        &self,
+        key: &str,
+        records: Vec<crate::crd::common::MutationInFlight>,
+    ) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if records.is_empty() {
+            map.remove(key);
+        } else {
+            map.insert(key.to_string(), records);
+        }
+    }
+
+    /// When `key` started failing (now, for its first failure since its last success).
+    pub fn failing_since(&self, key: &str, now: jiff::Timestamp) -> jiff::Timestamp {
+        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        *since.entry(key.to_string()).or_insert(now)
+    }
+
     /// Forget the failures of `key` after a successful reconcile.
     pub fn clear_failures(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.remove(key);
+        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.remove(key);
     }
 
     /// Publish an Event about `obj`; a failure to publish is logged, never fatal.

@@ -45,6 +45,20 @@ pub enum Error {
         /// namespace/name of the owner.
         owner: String,
     },
+    /// `deletionPolicy: Delete` while the cloud rollout is in progress: deleting it now
+    /// would change what the service serves (EAS finishes whatever is in flight at once),
+    /// so the deletion waits.
+    #[error(
+        "deletionPolicy Delete: the rollout of {object} is in progress ({state}); deleting it now \
+         would replace the remaining replicas at once, so this resource is deleted only once \
+         the rollout is Completed. Let it complete, or set deletionPolicy: Retain to delete this \
+         resource now and leave the rollout as it is in the cloud"
+    )]
+    DeletionWaitsForRollout { object: String, state: String },
+    /// A cleanup that failed was reported; the deletion is not done (the finalizer stays),
+    /// and is tried again after `after`.
+    #[error("the cleanup is not done; tried again in {after:?}")]
+    CleanupNotDone { after: Duration },
     /// A Kubernetes API call failed (status write, finalizer patch...).
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
@@ -87,10 +101,14 @@ impl Error {
                 ErrorKind::Throttled => Reaction::RetryThrottled,
             },
             Error::InvalidSpec(_) => Reaction::WaitForChange,
-            Error::Credentials(_) | Error::AccountChanged { .. } | Error::AlreadyManaged { .. } => {
-                Reaction::NeedsPerson
-            }
-            Error::Kube(_) | Error::Finalizer(_) | Error::NotLeader => Reaction::Retry,
+            Error::Credentials(_)
+            | Error::AccountChanged { .. }
+            | Error::AlreadyManaged { .. }
+            | Error::DeletionWaitsForRollout { .. } => Reaction::NeedsPerson,
+            Error::Kube(_)
+            | Error::Finalizer(_)
+            | Error::NotLeader
+            | Error::CleanupNotDone { .. } => Reaction::Retry,
         }
     }
 
@@ -102,6 +120,8 @@ impl Error {
             Error::Credentials(_) => "CredentialsUnavailable".into(),
             Error::AccountChanged { .. } => "AccountChanged".into(),
             Error::AlreadyManaged { .. } => "AlreadyManaged".into(),
+            Error::DeletionWaitsForRollout { .. } => "DeletionWaitsForRollout".into(),
+            Error::CleanupNotDone { .. } => "CleanupNotDone".into(),
             Error::Kube(_) => "KubernetesApi".into(),
             Error::Finalizer(_) => "Finalizer".into(),
             Error::NotLeader => "NotLeader".into(),
@@ -120,6 +140,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Cloud { source, .. } => source.retry_after(),
+            Error::CleanupNotDone { after } => Some(*after),
             _ => None,
         }
     }

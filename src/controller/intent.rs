@@ -69,6 +69,76 @@ pub fn accepted(action: &str, request: &str, now: Timestamp, resent: bool) -> Mu
     }
 }
 
+/// The in-flight records of an object: those its status holds and those the operator
+/// remembers from its own last pass (a status write that failed after the mutations loses
+/// them from status, not from memory); for the same call, the latest acceptance wins.
+pub fn merge(
+    stored: &[MutationInFlight],
+    remembered: &[MutationInFlight],
+) -> Vec<MutationInFlight> {
+    let at = |m: &MutationInFlight| {
+        m.accepted_at
+            .parse::<Timestamp>()
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    };
+    let mut out: Vec<MutationInFlight> = Vec::new();
+    for m in stored.iter().chain(remembered) {
+        match out
+            .iter_mut()
+            .find(|o| o.action == m.action && o.request == m.request)
+        {
+            Some(o) if at(m) > at(o) => *o = m.clone(),
+            Some(_) => {}
+            None => out.push(m.clone()),
+        }
+    }
+    out
+}
+
+/// One reconcile's pass of its planned mutations, in order, through the in-flight records
+/// (what the runner does, and what the property test models): [`Gate::decide`] for each
+/// planned mutation, [`Gate::sent`] for each one the cloud accepted, then
+/// [`Gate::records`] is what status keeps. The records of mutations this pass does not plan
+/// are dropped: the cloud shows them (a call planned again later is a new intent, e.g. a
+/// console change to undo, and is not held back).
+#[derive(Debug, Clone)]
+pub struct Gate<'a> {
+    in_flight: &'a [MutationInFlight],
+    grace: Duration,
+    kept: Vec<MutationInFlight>,
+}
+
+impl<'a> Gate<'a> {
+    pub fn new(in_flight: &'a [MutationInFlight], grace: Duration) -> Self {
+        Gate {
+            in_flight,
+            grace,
+            kept: Vec::new(),
+        }
+    }
+
+    /// What to do with the planned mutation `action` (`request`) at `now`. A mutation held
+    /// or stuck keeps its record.
+    pub fn decide(&mut self, action: &str, request: &str, now: Timestamp) -> Intent {
+        let record = find(self.in_flight, action, request);
+        let intent = decide(record, now, self.grace);
+        if matches!(intent, Intent::Hold { .. } | Intent::Stuck { .. }) {
+            self.kept.extend(record.cloned());
+        }
+        intent
+    }
+
+    /// The cloud accepted `action` (`request`) at `now`; `resent` after a grace period.
+    pub fn sent(&mut self, action: &str, request: &str, now: Timestamp, resent: bool) {
+        self.kept.push(accepted(action, request, now, resent));
+    }
+
+    /// The in-flight records to keep.
+    pub fn records(self) -> Vec<MutationInFlight> {
+        self.kept
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +177,19 @@ mod tests {
             decide(Some(&garbled), ts(0), grace),
             Intent::Resend { .. }
         ));
+    }
+
+    #[test]
+    fn stored_and_remembered_records_merge_latest_first() {
+        let old = accepted("A", "x", ts(0), false);
+        let new = accepted("A", "x", ts(20), true);
+        let other = accepted("B", "y", ts(5), false);
+        assert_eq!(
+            merge(&[old.clone(), other.clone()], std::slice::from_ref(&new)),
+            vec![new.clone(), other.clone()]
+        );
+        assert_eq!(merge(std::slice::from_ref(&new), &[old]), vec![new.clone()]);
+        assert_eq!(merge(&[], std::slice::from_ref(&other)), vec![other]);
     }
 
     #[test]

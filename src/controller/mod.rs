@@ -101,6 +101,13 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_STALLED_RECHECK", default_value = "3m", value_parser = parse_duration)]
     pub stalled_recheck: Duration,
 
+    /// How long the cloud may keep failing to answer usably (5xx, timeouts, throttling,
+    /// answers that do not decode) before a resource's conditions stop claiming what was
+    /// last seen: Ready turns Unknown (reason `CloudUnreadable`) until the cloud is read
+    /// again.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_UNKNOWN_AFTER", default_value = "5m", value_parser = parse_duration)]
+    pub unknown_after: Duration,
+
     /// First delay before reconciling a resource again after a transient failure (doubles
     /// per consecutive failure of that resource; four times higher when throttled).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_BASE", default_value = "2s", value_parser = parse_duration)]
@@ -241,6 +248,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             settled: args.settled_poll,
             grace: args.mutation_grace,
             recheck: args.stalled_recheck,
+            unknown_after: args.unknown_after,
         },
         RetryPolicy {
             base: args.requeue_base,

@@ -23,6 +23,10 @@ pub struct Timing {
     /// The first delay before looking again at a rollout that needs a person
     /// (`--stalled-recheck`); it doubles per consecutive look, up to eight times.
     pub recheck: Duration,
+    /// How long the cloud may fail to answer usably (5xx, throttling, undecodable answers)
+    /// before the conditions stop claiming what was last seen: Ready turns Unknown
+    /// (`--unknown-after`).
+    pub unknown_after: Duration,
 }
 
 impl Timing {
@@ -74,6 +78,7 @@ mod tests {
         settled: Duration::from_secs(300),
         grace: Duration::from_secs(30),
         recheck: Duration::from_secs(180),
+        unknown_after: Duration::from_secs(300),
     };
 
     #[test]

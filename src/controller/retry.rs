@@ -62,8 +62,17 @@ pub async fn honour<K: Rollout>(
     let Some(status) = stored.as_ref() else {
         return Ok(());
     };
+    // What the operator remembers in memory counts as well as the status (a status write
+    // lost after a mutation): a stuck record kept there would hold the mutation the person
+    // asked to send again.
+    let memory = super::runner::memory_key(obj);
     let mut next = status.clone();
+    *next.shared().mutations_in_flight = intent::merge(
+        status.mutations_in_flight(),
+        &cx.remembered_in_flight(&memory),
+    );
     look_again(&mut next, token, Timestamp::now(), cx.timing.grace);
+    cx.remember_in_flight(&memory, next.mutations_in_flight().to_vec());
     tracing::info!(retry = ?token, "spec.retry changed: looking again now");
     cx.event(
         obj,

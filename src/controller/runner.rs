@@ -102,6 +102,12 @@ fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
+/// The key under which this operator remembers `obj`'s mutations in flight (its uid
+/// included: a recreated object is another intent).
+pub(super) fn memory_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!("{}#{}", key(obj), obj.uid().unwrap_or_default())
+}
+
 /// One reconcile: the finalizer is the one top-level branch (apply or cleanup).
 pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
@@ -385,11 +391,17 @@ async fn execute<K: Rollout>(
     stored: &mut Option<K::Status>,
     status: &mut K::Status,
 ) -> Result<Executed, Error> {
-    let in_flight = stored
-        .as_ref()
-        .map(|s| s.mutations_in_flight().to_vec())
-        .unwrap_or_default();
-    let mut now_in_flight = Vec::new();
+    // What status holds, and what this operator remembers (a status write lost after the
+    // mutations must not make them look unsent).
+    let memory = memory_key(obj);
+    let in_flight = intent::merge(
+        stored
+            .as_ref()
+            .map(|s| s.mutations_in_flight())
+            .unwrap_or_default(),
+        &cx.remembered_in_flight(&memory),
+    );
+    let mut gate = intent::Gate::new(&in_flight, cx.timing.grace);
     let mut run = Executed {
         sent: false,
         held: false,
@@ -397,17 +409,14 @@ async fn execute<K: Rollout>(
     };
     for action in actions {
         let (name, request) = (action.name(), action.describe());
-        let record = intent::find(&in_flight, name, &request);
         let now = jiff::Timestamp::now();
-        let resent = match intent::decide(record, now, cx.timing.grace) {
+        let resent = match gate.decide(name, &request, now) {
             Intent::Send => false,
             Intent::Hold { .. } => {
-                now_in_flight.extend(record.cloned());
                 run.held = true;
                 continue;
             }
             Intent::Stuck { accepted_at } => {
-                now_in_flight.extend(record.cloned());
                 run.stuck = Some(format!(
                     "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
                      not show it; nothing more is sent until the cloud shows it or spec.retry changes \
@@ -440,18 +449,22 @@ async fn execute<K: Rollout>(
                 // is no proof the cloud accepted it, so it never counts as the second send
                 // (a burst of 5xx must not leave the rollout stuck).
                 if err.outcome_unknown() {
-                    now_in_flight.push(intent::accepted(name, &request, now, false));
+                    gate.sent(name, &request, now, false);
                 }
-                keep_in_flight::<K>(obj, cx, stored, &in_flight, now_in_flight).await;
+                let records = gate.records();
+                cx.remember_in_flight(&memory, records.clone());
+                keep_in_flight::<K>(obj, cx, stored, records).await;
                 return Err(err);
             }
         };
         report_mutation(obj, cx, action, &request_id).await;
         *status.shared().last_request_id = Some(request_id);
-        now_in_flight.push(intent::accepted(name, &request, now, resent));
+        gate.sent(name, &request, now, resent);
         run.sent = true;
     }
-    *status.shared().mutations_in_flight = now_in_flight;
+    let records = gate.records();
+    cx.remember_in_flight(&memory, records.clone());
+    *status.shared().mutations_in_flight = records;
     Ok(run)
 }
 
@@ -463,17 +476,8 @@ async fn keep_in_flight<K: Rollout>(
     obj: &K,
     cx: &Context,
     stored: &mut Option<K::Status>,
-    before: &[crate::crd::common::MutationInFlight],
-    mut records: Vec<crate::crd::common::MutationInFlight>,
+    records: Vec<crate::crd::common::MutationInFlight>,
 ) {
-    if records.is_empty() {
-        return;
-    }
-    for old in before {
-        if intent::find(&records, &old.action, &old.request).is_none() {
-            records.push(old.clone());
-        }
-    }
     let mut kept = stored.clone().unwrap_or_default();
     if kept.mutations_in_flight() == records.as_slice() {
         return;
@@ -575,24 +579,46 @@ pub async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error>
     match obj.cleanup(cx).await {
         Ok(()) => {
             cx.owners.release(&obj.uid().unwrap_or_default());
+            cx.remember_in_flight(
+                &format!("{}#{}", key(obj), obj.uid().unwrap_or_default()),
+                Vec::new(),
+            );
             cx.clear_failures(&key(obj));
             Ok(Action::await_change())
         }
-        Err(err) => fail(obj, cx, obj.status(), err).await,
+        // Reported like any failure; the deletion is not done, so the finalizer stays (kube
+        // removes it as soon as this branch returns Ok) and the cleanup is tried again.
+        Err(err) => match report(obj, cx, obj.status(), err).await? {
+            (_, Some(after)) => Err(Error::CleanupNotDone { after }),
+            (_, None) => Err(Error::CleanupNotDone {
+                after: cx.timing.recheck_after(1),
+            }),
+        },
     }
 }
 
-/// Report a failed reconcile: the failure metric and a Warning Event; then by the error's
-/// kind: an invalid spec is Degraded and waits for a spec change; what needs a person
-/// elsewhere (a missing cloud object, a permission, credentials) is Degraded and Stalled
-/// and looked at again on a slow timer that status shows; anything else is an error for
-/// [`error_policy`] to back off on.
+/// Report a failed reconcile (see [`report`]).
 async fn fail<K: Rollout>(
     obj: &K,
     cx: &Context,
     stored: Option<&K::Status>,
     err: Error,
 ) -> Result<Action, Error> {
+    report(obj, cx, stored, err).await.map(|(action, _)| action)
+}
+
+/// Report a failed reconcile: the failure metric and a Warning Event; then by the error's
+/// kind: an invalid spec is Degraded and waits for a spec change; what needs a person
+/// elsewhere (a missing cloud object, a permission, credentials) is Degraded and Stalled
+/// and looked at again on a slow timer that status shows; anything else is an error for
+/// [`error_policy`] to back off on. Returns the action and, for a person needed, the delay
+/// of the next look.
+async fn report<K: Rollout>(
+    obj: &K,
+    cx: &Context,
+    stored: Option<&K::Status>,
+    err: Error,
+) -> Result<(Action, Option<std::time::Duration>), Error> {
     let reason = err.reason();
     cx.metrics.failure(K::LABEL, &reason);
     let note = match err.request_id() {
@@ -604,10 +630,13 @@ async fn fail<K: Rollout>(
         .await;
     let reaction = err.reaction();
     if !matches!(reaction, Reaction::WaitForChange | Reaction::NeedsPerson) {
+        if matches!(err, Error::Cloud { .. }) {
+            mark_unknown(obj, cx, stored, &reason).await;
+        }
         return Err(err);
     }
     let now = jiff::Timestamp::now();
-    let (action, next_check, message) = if reaction == Reaction::NeedsPerson {
+    let (action, next_check, message, delay) = if reaction == Reaction::NeedsPerson {
         let delay = cx.next_recheck(&key(obj));
         let at = jiff::SignedDuration::try_from(delay)
             .ok()
@@ -617,10 +646,11 @@ async fn fail<K: Rollout>(
             Action::requeue(delay),
             Some(at.to_string()),
             format!("{err}; a person is needed: looked at again at {at}"),
+            Some(delay),
         )
     } else {
         cx.clear_failures(&key(obj));
-        (Action::await_change(), None, err.to_string())
+        (Action::await_change(), None, err.to_string(), None)
     };
     let mut degraded = status::degraded(
         stored,
@@ -635,7 +665,31 @@ async fn fail<K: Rollout>(
         tracing::warn!(error = %e, "could not write the Degraded status");
         return Err(e);
     }
-    Ok(action)
+    Ok((action, delay))
+}
+
+/// The cloud has kept failing to answer usably (5xx, timeouts, throttling, answers that do
+/// not decode) for `--unknown-after`: the status stops claiming what it last saw, Ready
+/// turns Unknown. The next reconcile that reads the cloud writes the conditions afresh.
+async fn mark_unknown<K: Rollout>(obj: &K, cx: &Context, stored: Option<&K::Status>, reason: &str) {
+    let now = jiff::Timestamp::now();
+    let since = cx.failing_since(&key(obj), now);
+    let bound = jiff::SignedDuration::try_from(cx.timing.unknown_after)
+        .unwrap_or(jiff::SignedDuration::MAX);
+    let Some(prev) = stored else { return };
+    if now.duration_since(since) < bound {
+        return;
+    }
+    let message = format!(
+        "the cloud has not answered usably since {since} (last failure: {reason}); the state of \
+         the rollout is unknown until it does"
+    );
+    let status = status::unknown(prev, &message, now);
+    if &status != prev
+        && let Err(e) = cx.write_status(obj, &status).await
+    {
+        tracing::warn!(error = %e, "could not write the Unknown status");
+    }
 }
 
 /// After a failed reconcile: back off per object, harder when throttled.

@@ -194,6 +194,43 @@ pub fn degraded<S: RolloutStatus>(
     status
 }
 
+/// Reason of `Ready=Unknown` while the cloud cannot be read.
+pub const REASON_CLOUD_UNREADABLE: &str = "CloudUnreadable";
+
+/// `prev` with `Ready=Unknown` (reason [`REASON_CLOUD_UNREADABLE`], `message`): the cloud
+/// has not answered usably for a while, so what status last showed (a Ready=True, say)
+/// may no longer hold. Everything else is kept: it is what was last seen.
+pub fn unknown<S: RolloutStatus>(prev: &S, message: &str, now: jiff::Timestamp) -> S {
+    let mut status = prev.clone();
+    let message = bounded_message(message.to_string());
+    let s = status.shared();
+    let generation = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_READY)
+        .and_then(|c| c.observed_generation)
+        .or(*s.observed_generation);
+    let ready = Condition {
+        type_: CONDITION_READY.to_string(),
+        status: "Unknown".to_string(),
+        reason: REASON_CLOUD_UNREADABLE.to_string(),
+        message: message.clone(),
+        last_transition_time: s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY && c.status == "Unknown")
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+        observed_generation: generation,
+    };
+    match s.conditions.iter_mut().find(|c| c.type_ == CONDITION_READY) {
+        Some(c) => *c = ready,
+        None => s.conditions.insert(0, ready),
+    }
+    *s.message = Some(message);
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

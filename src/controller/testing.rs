@@ -150,6 +150,7 @@ impl Harness {
                 settled: Duration::from_secs(300),
                 grace,
                 recheck: Duration::from_secs(60),
+                unknown_after: Duration::from_secs(3600),
             },
             RetryPolicy {
                 base: Duration::from_secs(1),

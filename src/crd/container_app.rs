@@ -266,6 +266,11 @@ pub struct EsaContainerAppRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub rollback_version: Option<String>,
+    /// A publish sent with a future `startTime` (version, environment, target and start),
+    /// until that time: not sent again meanwhile, whatever else in the spec is edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_STATUS_TEXT))]
+    pub scheduled_publish: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_percentage: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

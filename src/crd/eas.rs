@@ -10,7 +10,7 @@ use super::common::{
 };
 use super::validation::{
     DURATION_PATTERN, INT_OR_PERCENT_PATTERN, POSITIVE_INT_OR_PERCENT_PATTERN, REGION_ID_PATTERN,
-    immutable, rule,
+    immutable, rule, rule_at,
 };
 
 /// Desired rollout of one PAI-EAS service.
@@ -73,6 +73,13 @@ use super::validation::{
         description = "All replicas"
     ),
     printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.configVersion",
+        priority = "1",
+        description = "Version of the declared serviceConfig (what promotion.version names)"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
@@ -85,6 +92,18 @@ use super::validation::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    rule_at(
+        "!has(self.serviceConfig) || !has(self.strategy.partition) || !self.strategy.partition.matches('^0%?$')",
+        "with serviceConfig, strategy.partition is where every new version starts and must keep replicas on the old version: to complete one version set promotion: {version: <status.configVersion>, partition: \"0\"}; to replace every replica at once use the batch strategy",
+        ".strategy.partition",
+    ),
+    rule_at(
+        "!has(self.promotion) || (has(self.strategy.partition) && has(self.serviceConfig))",
+        "promotion only applies to the partition strategy with a serviceConfig (it names a version of serviceConfig): set both or remove promotion",
+        ".promotion",
+    ),
+]))]
 pub struct EasServiceRolloutSpec {
     /// EAS region (the ClusterId in API paths), e.g. cn-shanghai. Immutable.
     #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = [
@@ -142,6 +161,39 @@ pub struct EasServiceRolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "service_config")]
     pub service_config: Option<serde_json::Value>,
+    /// Partition strategy with a `serviceConfig`: the partition approved for ONE version of
+    /// the service config, named by `version` (`status.configVersion`). While `version`
+    /// names the declared `serviceConfig`, this partition replaces `strategy.partition`;
+    /// an approval naming another version approves nothing, so every new version starts at
+    /// `strategy.partition`. Set it with `kubectl patch` and leave it out of manifests kept
+    /// in Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<EasPromotion>,
+}
+
+/// An approval of a partition for one version of the service config.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EasPromotion {
+    /// The version approved: `status.configVersion` of the `serviceConfig` it approves (the
+    /// first 12 hex digits of the SHA-256 of its canonical JSON).
+    #[schemars(extend("x-kubernetes-validations" = [
+        rule(
+            "self.matches('^[0-9a-f]{12}$')",
+            "promotion.version must be a configVersion as status shows it: 12 hex digits such as \"3f9a1c0e7b2d\"",
+        ),
+    ]))]
+    #[schemars(length(max = 12))]
+    pub version: String,
+    /// Replicas kept on the old version for that version: an integer or a percentage;
+    /// "0" completes it.
+    #[schemars(length(max = 12), extend("x-kubernetes-validations" = [
+        rule(
+            &format!("self.matches('{INT_OR_PERCENT_PATTERN}')"),
+            "promotion.partition must be a replica count such as \"2\" or a percentage from 0% to 100% such as \"50%\"",
+        ),
+    ]))]
+    pub partition: String,
 }
 
 /// Exactly one of the two strategies.
@@ -237,6 +289,11 @@ pub struct EasServiceRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]
     pub next_batch_start_time: Option<String>,
+    /// The version of the declared `serviceConfig` (12 hex digits of its SHA-256): what
+    /// `promotion.version` names to approve a partition for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub config_version: Option<String>,
     /// Hash of the last `serviceConfig` pushed with UpdateService.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_STATUS_TEXT))]

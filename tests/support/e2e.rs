@@ -261,6 +261,20 @@ impl Operator {
         Operator::start_with(api, sim, namespace, kinds, true)
     }
 
+    /// Same, with `extra` arguments (e.g. a shorter `--unknown-after`).
+    pub fn start_with_args(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        extra: &[&str],
+    ) -> Operator {
+        let mut op = Operator::configure(api, sim, namespace, kinds, true);
+        op.args.extend(extra.iter().map(|a| a.to_string()));
+        op.spawn();
+        op
+    }
+
     /// Same, with no access keys in the operator's environment: only per-resource
     /// credentials (`spec.credentialsSecretRef`) can work.
     pub fn start_without_keys(

@@ -118,6 +118,16 @@ impl CloudAction for AppAction {
 
 pub type AppInput<'a> = Input<'a, AppSpec, EsaContainerAppRolloutStatus, Observed>;
 
+/// What identifies a scheduled publish: version, app, environment, target and start time
+/// (not the remarks: rewording them does not make another publish).
+fn schedule_key(r: &PublishEdgeContainerAppVersionRequest) -> String {
+    format!(
+        "{} starting {}",
+        AppAction::Publish(r.clone()).describe(),
+        r.start_time.as_deref().unwrap_or("now")
+    )
+}
+
 /// Decide. Pure: the same input always gives the same plan.
 pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatus> {
     let spec = input.spec;
@@ -129,6 +139,14 @@ pub fn plan(input: &AppInput<'_>) -> Plan<AppAction, EsaContainerAppRolloutStatu
     };
     d.outcome.paused = spec.paused;
     let mut status = mirror(spec, input.status, input.observed.app.as_ref());
+    status.scheduled_publish = match &d.action {
+        Some(AppAction::Publish(r)) if r.start_time.is_some() => Some(schedule_key(r)),
+        Some(_) => None,
+        None => ctx
+            .start
+            .and(input.status)
+            .and_then(|s| s.scheduled_publish.clone()),
+    };
     status.current_step = d.steps.current_step;
     status.step_started_at = d.steps.step_started_at.clone();
     status.next_step_at = d.steps.next_step_at.clone();
@@ -299,8 +317,12 @@ struct Ctx<'a> {
     start: Option<Timestamp>,
     /// The last plan for this generation sent a publish scheduled for `start` (its
     /// Progressing reason is `Scheduled`): do not send it again before `start`, in case the
-    /// cloud does not show scheduled publishes.
+    /// cloud does not show scheduled publishes. (Status written before
+    /// `scheduledPublish` existed.)
     sent_scheduled: bool,
+    /// `status.scheduledPublish`: the scheduled publish sent (see [`schedule_key`]); the
+    /// same publish is not sent again before its start, whatever else was edited.
+    scheduled: Option<&'a str>,
     /// `status.rollbackVersion`: the last baseline seen that was not ours.
     prev_baseline: Option<&'a str>,
     /// The other environment, read while a rollback is declared.
@@ -318,6 +340,7 @@ impl<'a> Ctx<'a> {
             now: input.now,
             start: spec.start_time.filter(|t| *t > input.now),
             prev_baseline: input.status.and_then(|s| s.rollback_version.as_deref()),
+            scheduled: input.status.and_then(|s| s.scheduled_publish.as_deref()),
             sent_scheduled: input.status.is_some_and(|s| {
                 s.observed_generation == input.generation
                     && s.conditions.iter().any(|c| {
@@ -329,8 +352,15 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn scheduled_pending(&self) -> bool {
-        self.start.is_some() && self.sent_scheduled
+    /// The publish toward `target` was sent for the (future) start time already.
+    fn scheduled_pending(&self, target: &Target) -> bool {
+        if self.start.is_none() {
+            return false;
+        }
+        let AppAction::Publish(request) = self.publish(target) else {
+            return false;
+        };
+        self.sent_scheduled || self.scheduled == Some(schedule_key(&request).as_str())
     }
 
     fn publish(&self, target: &Target) -> AppAction {
@@ -368,7 +398,7 @@ impl<'a> Ctx<'a> {
     /// A publish toward `target`: held while it is in flight or scheduled, sent otherwise.
     /// `reason` is the Progressing reason while it moves.
     fn publish_or_wait(&self, target: &Target, head: String, reason: &str) -> AppDecision {
-        if self.view.reached_or_moving_to(target) || self.scheduled_pending() {
+        if self.view.reached_or_moving_to(target) || self.scheduled_pending(target) {
             return Decision::hold(self.in_flight(head, reason));
         }
         Decision::send(self.sending(head, reason), self.publish(target))
@@ -428,7 +458,8 @@ fn fixed(ctx: &Ctx<'_>, target: &Target) -> AppDecision {
         ));
     }
     let head = format!("publishing {v} to {} of {}", target.describe(), ctx.env);
-    let in_flight = ctx.view.shows(PUBLISH_STATUS_PUBLISHING, target) || ctx.scheduled_pending();
+    let in_flight =
+        ctx.view.shows(PUBLISH_STATUS_PUBLISHING, target) || ctx.scheduled_pending(target);
     if ctx.spec.paused && !in_flight {
         return Decision::hold(Outcome::new(
             PHASE_PAUSED,
@@ -975,9 +1006,14 @@ mod tests {
         let p = run(&s, Some(&sent.status), None, now + 60);
         assert!(p.actions.is_empty(), "scheduled publish not repeated");
         assert_eq!(p.requeue, Requeue::After(Duration::from_secs(3540)));
-        // ...unless the spec changed since.
+        // ...nor after a spec edit that leaves the publish as it was (remarks, paused and
+        // back: a new generation).
+        let edited = EsaContainerAppRolloutSpec {
+            remarks: Some("reworded".into()),
+            ..s.clone()
+        };
         let p = run(
-            &s,
+            &edited,
             Some(&EsaContainerAppRolloutStatus {
                 observed_generation: Some(6),
                 ..sent.status.clone()
@@ -985,7 +1021,36 @@ mod tests {
             None,
             now + 60,
         );
-        assert!(published(&p).is_some());
+        assert!(
+            p.actions.is_empty(),
+            "the same scheduled publish is not sent again after an edit: {:?}",
+            p.actions
+        );
+        assert_eq!(reason(&p, CONDITION_PROGRESSING), "Scheduled");
+        let p = run(&edited, Some(&p.status), None, now + 120);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        // An edit of the publish itself (another start time, another share) is sent.
+        for changed in [
+            EsaContainerAppRolloutSpec {
+                start_time: Some("2027-01-15T17:00:00Z".into()),
+                ..s.clone()
+            },
+            EsaContainerAppRolloutSpec {
+                percentage: Some(50),
+                ..s.clone()
+            },
+        ] {
+            let p = run(
+                &changed,
+                Some(&EsaContainerAppRolloutStatus {
+                    observed_generation: Some(6),
+                    ..sent.status.clone()
+                }),
+                None,
+                now + 60,
+            );
+            assert!(published(&p).is_some(), "{changed:?}");
+        }
         // A start time already past is not sent.
         let p = run(&s, None, None, now + 7200);
         assert_eq!(published(&p).map(|r| r.start_time.clone()), Some(None));

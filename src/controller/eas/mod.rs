@@ -206,6 +206,24 @@ async fn delete_rollout(
             .await;
         return Ok(());
     }
+    // Never while the rollout is in progress: EAS finishes whatever is in flight at once
+    // when its rollout is deleted, which would put more replicas on the new version than
+    // the strategy and approvals allow.
+    match cloud.describe_service_rollout(region, service).await {
+        Ok(answer) => {
+            if let Some(state) = answer.rollout.as_ref().and_then(in_progress) {
+                return Err(Error::DeletionWaitsForRollout {
+                    object: cloud_ref,
+                    state,
+                });
+            }
+        }
+        Err(e) if e.is_not_found() => {
+            tracing::info!(%region, %service, "the cloud rollout is already gone");
+            return Ok(());
+        }
+        Err(e) => return Err(Error::cloud("DescribeServiceRollout", e)),
+    }
     match cloud.delete_service_rollout(region, service).await {
         Ok(ack) => {
             cx.metrics
@@ -230,4 +248,21 @@ async fn delete_rollout(
         }
         Err(e) => Err(Error::cloud("DeleteServiceRollout", e)),
     }
+}
+
+/// What the cloud shows of a rollout still in progress (replicas on two versions, or a
+/// phase other than Completed), or `None` once it is settled.
+fn in_progress(rollout: &crate::cloud::model::Rollout) -> Option<String> {
+    let status = rollout.status.as_ref()?;
+    let phase = status.phase.as_deref().unwrap_or("unknown phase");
+    let two_versions = status.current_revision.is_some()
+        && status.update_revision.is_some()
+        && status.current_revision != status.update_revision;
+    if phase == crate::cloud::model::wire::EAS_PHASE_COMPLETED && !two_versions {
+        return None;
+    }
+    Some(match (status.updated_replicas, status.total_replicas) {
+        (Some(u), Some(t)) => format!("{phase}, {u}/{t} replicas updated"),
+        _ => phase.to_string(),
+    })
 }

@@ -84,16 +84,21 @@ pub fn plan(input: &EasInput<'_>) -> Plan<EasAction, EasServiceRolloutStatus> {
     let prev = input.status;
     let rollout = input.observed.rollout.as_ref();
     let config = config_action(spec, prev, input.observed);
-    let actions: Vec<EasAction> = rollout_action(spec, rollout, prev)
+    let strategy = strategy_in_force(spec, &config);
+    let actions: Vec<EasAction> = rollout_action(spec, &strategy, rollout, prev)
         .into_iter()
         .chain(config.push.clone())
         .collect();
     let mut status = mirror(rollout);
+    status.config_version = spec
+        .service_config
+        .as_ref()
+        .map(|c| c.version().to_string());
     status.applied_paused = Some(spec.paused);
     status.applied_service_config_hash = config.hash.clone();
     status.applied_service_config_keys = config.keys.clone();
     status.revision_before_push = config.revision_before_push.clone();
-    let outcome = outcome(spec, &actions, rollout, &config, input.now);
+    let outcome = outcome(spec, &strategy, &actions, rollout, &config, input.now);
     settle(&mut status, prev, &outcome, input.generation, input.now);
     Plan {
         actions,
@@ -102,13 +107,30 @@ pub fn plan(input: &EasInput<'_>) -> Plan<EasAction, EasServiceRolloutStatus> {
     }
 }
 
+/// The strategy the cloud must have now. Under the partition strategy the partition
+/// applies to one version: `promotion.partition` once the declared service config is the
+/// one pushed and the promotion names it; `strategy.partition` (where every new version
+/// starts) otherwise, and always while a new config is being pushed, so that a partition
+/// approved for the previous version ("0" that completed it) never carries over to the
+/// next one.
+fn strategy_in_force(spec: &EasSpec, config: &ConfigPush) -> Strategy {
+    if config.push.is_some() || config.deferred {
+        return spec.strategy.clone();
+    }
+    match spec.approved_partition() {
+        Some(p) => Strategy::Partition(p),
+        None => spec.strategy.clone(),
+    }
+}
+
 /// Create the rollout, or bring its strategy and pause in line.
 fn rollout_action(
     spec: &EasSpec,
+    strategy: &Strategy,
     rollout: Option<&Rollout>,
     prev: Option<&EasServiceRolloutStatus>,
 ) -> Option<EasAction> {
-    let want = spec.strategy.request();
+    let want = strategy.request();
     let Some(rollout) = rollout else {
         return Some(EasAction::CreateRollout(ServiceRolloutRequest {
             paused: Some(spec.paused),
@@ -116,7 +138,7 @@ fn rollout_action(
         }));
     };
     let mut update = ServiceRolloutRequest::default();
-    if strategy_differs(&spec.strategy, rollout) {
+    if strategy_differs(strategy, rollout) {
         update.partition = want.partition;
         update.batch = want.batch;
     }
@@ -298,6 +320,7 @@ fn mirror(rollout: Option<&Rollout>) -> EasServiceRolloutStatus {
 /// The situation, in the shared vocabulary; the phase is the cloud's when it reports one.
 fn outcome(
     spec: &EasSpec,
+    strategy: &Strategy,
     actions: &[EasAction],
     rollout: Option<&Rollout>,
     config: &ConfigPush,
@@ -343,11 +366,14 @@ fn outcome(
             "Completed",
             format!("rollout completed ({replicas})"),
         )
-    } else if partition_reached(&spec.strategy, cloud) {
+    } else if partition_reached(strategy, cloud) {
         Outcome::done(
             PHASE_PROGRESSING,
             "PartitionReached",
-            format!("holding at the declared partition ({replicas})"),
+            format!(
+                "holding at the declared partition ({replicas}){}",
+                approval_note(spec)
+            ),
         )
     } else {
         let requeue = next_batch_due(cloud.and_then(|s| s.next_batch_start_time.as_deref()), now)
@@ -365,6 +391,27 @@ fn outcome(
         o.phase = phase_name.to_string();
     }
     o
+}
+
+/// Under the partition strategy with a service config: how to approve another partition
+/// for this version, and why an approval in the spec does not apply.
+fn approval_note(spec: &EasSpec) -> String {
+    let (Strategy::Partition(_), Some(config)) = (&spec.strategy, &spec.service_config) else {
+        return String::new();
+    };
+    let version = config.version();
+    match &spec.promotion {
+        Some(p) if p.version == version => String::new(),
+        Some(p) => format!(
+            "; promotion names version {}, not this one ({version}): it approves nothing here; \
+             approve with promotion: {{version: {version}, partition: ...}}",
+            p.version
+        ),
+        None => format!(
+            "; version {version} holds at strategy.partition until promotion: {{version: \
+             {version}, partition: ...}} approves more"
+        ),
+    }
 }
 
 /// Is every field of `want` present with the same value in `have` (objects compared
@@ -745,11 +792,11 @@ mod tests {
 
     #[test]
     fn service_config_is_pushed_once() {
-        let mut spec = spec_partition("0");
+        let mut spec = spec_partition("1");
         let config = json!({"containers": [{"image": "repo/model:v2"}]});
         spec.service_config = Some(config.clone());
         let hash = config_hash(&config);
-        let cloud = Some(rollout(partition("0"), "Completed", 4, 4));
+        let cloud = Some(rollout(partition("1"), "Completed", 4, 4));
         let prev = EasServiceRolloutStatus {
             applied_paused: Some(false),
             ..Default::default()
@@ -1161,6 +1208,164 @@ mod tests {
         );
         assert_eq!(cond(&done.status, "Ready").status, "True");
         assert_eq!(cond(&done.status, "Ready").last_transition_time.0, later);
+    }
+
+    /// Invariant: a partition approved for one version applies to that version only. A
+    /// finished partition rollout (approved to "0") does not let the next service config
+    /// replace every replica at once: the next version starts at `strategy.partition`.
+    #[test]
+    fn a_partition_approved_for_one_version_does_not_carry_over() {
+        use crate::crd::EasPromotion;
+        let a = json!({"containers": [{"image": "x:a"}]});
+        let b = json!({"containers": [{"image": "x:b"}]});
+        let version = |c: &Value| config_hash(c)[..12].to_string();
+        let approve = |c: &Value, p: &str| {
+            Some(EasPromotion {
+                version: version(c),
+                partition: p.into(),
+            })
+        };
+        let applied = |c: &Value| EasServiceRolloutStatus {
+            applied_paused: Some(false),
+            applied_service_config_hash: Some(config_hash(c)),
+            applied_service_config_keys: leaf_paths(c),
+            ..Default::default()
+        };
+        let to = |p: &str| {
+            EasAction::UpdateRollout(ServiceRolloutRequest {
+                partition: Some(PartitionConfig {
+                    partition: p.into(),
+                }),
+                ..Default::default()
+            })
+        };
+        let push = |c: &Value| EasAction::UpdateService {
+            config: c.clone(),
+            hash: config_hash(c),
+        };
+        let completed = rollout(partition("0"), "Completed", 4, 4);
+        // (declared config, promotion, status, cloud config, cloud rollout, actions, Ready)
+        type Case<'a> = (
+            &'a Value,
+            Option<EasPromotion>,
+            EasServiceRolloutStatus,
+            &'a Value,
+            Rollout,
+            Vec<EasAction>,
+            &'a str,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            // A completed with an approval for A; B is declared: the partition goes back to
+            // where new versions start BEFORE B is pushed.
+            (
+                &b,
+                approve(&a, "0"),
+                applied(&a),
+                &a,
+                completed.clone(),
+                vec![to("3"), push(&b)],
+                "False",
+            ),
+            // The same without any approval left in the spec (removed after A finished).
+            (
+                &b,
+                None,
+                applied(&a),
+                &a,
+                completed.clone(),
+                vec![to("3"), push(&b)],
+                "False",
+            ),
+            // B pushed and held at the start: the approval for A approves nothing.
+            (
+                &b,
+                approve(&a, "0"),
+                applied(&b),
+                &b,
+                rollout(partition("3"), "Running", 1, 4),
+                vec![],
+                "True",
+            ),
+            // Approved for B: B goes to the approved partition.
+            (
+                &b,
+                approve(&b, "0"),
+                applied(&b),
+                &b,
+                rollout(partition("3"), "Running", 1, 4),
+                vec![to("0")],
+                "False",
+            ),
+            (
+                &b,
+                approve(&b, "2"),
+                applied(&b),
+                &b,
+                rollout(partition("3"), "Running", 1, 4),
+                vec![to("2")],
+                "False",
+            ),
+            // Approved for B in the same edit that declares B: still pushed at the start,
+            // the approval applies once B is out (a push that fails halfway never completes
+            // the previous version).
+            (
+                &b,
+                approve(&b, "0"),
+                applied(&a),
+                &a,
+                completed.clone(),
+                vec![to("3"), push(&b)],
+                "False",
+            ),
+            // The status write after B's push was lost: the cloud has B; the approval for
+            // A still approves nothing.
+            (
+                &b,
+                approve(&a, "0"),
+                EasServiceRolloutStatus {
+                    applied_paused: Some(false),
+                    ..Default::default()
+                },
+                &b,
+                rollout(partition("3"), "Running", 1, 4),
+                vec![],
+                "True",
+            ),
+        ];
+        for (i, (config, promotion, prev, cloud_config, cloud, want, ready)) in
+            cases.into_iter().enumerate()
+        {
+            let mut spec = spec_partition("3");
+            spec.service_config = Some(config.clone());
+            spec.promotion = promotion;
+            let obs = Observed {
+                rollout: Some(cloud),
+                service_config: Some(cloud_config.clone()),
+            };
+            let p = run(&spec, &prev, &obs);
+            assert_eq!(p.actions, want, "case {i}");
+            assert_eq!(cond(&p.status, "Ready").status, ready, "case {i}");
+            assert_eq!(
+                p.status.config_version.as_deref(),
+                Some(version(config).as_str()),
+                "case {i}"
+            );
+        }
+        // Held at the start, the message says how to approve this version.
+        let mut spec = spec_partition("3");
+        spec.service_config = Some(b.clone());
+        spec.promotion = approve(&a, "0");
+        let p = run(
+            &spec,
+            &applied(&b),
+            &observed(Some(rollout(partition("3"), "Running", 1, 4))),
+        );
+        let msg = p.status.message.clone().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("promotion names version {}", version(&a)))
+                && msg.contains(&format!("version: {}", version(&b))),
+            "{msg}"
+        );
     }
 
     #[test]

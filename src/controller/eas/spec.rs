@@ -19,6 +19,16 @@ pub struct EasSpec {
     pub paused: bool,
     pub service_config: Option<ServiceConfig>,
     pub deletion_policy: DeletionPolicy,
+    /// A partition approved for one version of the service config (partition strategy).
+    pub promotion: Option<Promotion>,
+}
+
+/// `spec.promotion`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// The config version it approves ([`ServiceConfig::version`]).
+    pub version: String,
+    pub partition: IntOrPercent,
 }
 
 /// How the cloud moves replicas to the new version.
@@ -45,6 +55,31 @@ pub struct Interval {
 pub struct ServiceConfig {
     pub document: Value,
     pub hash: String,
+}
+
+/// Hex digits of the hash that name a version of the service config.
+pub const CONFIG_VERSION_LEN: usize = 12;
+
+impl ServiceConfig {
+    /// The version users name in `promotion.version`: the first 12 hex digits of the hash.
+    pub fn version(&self) -> &str {
+        self.hash.get(..CONFIG_VERSION_LEN).unwrap_or(&self.hash)
+    }
+}
+
+impl EasSpec {
+    /// The partition in force for the declared version: the promotion's when it names
+    /// the declared service config, otherwise `strategy.partition` (where every new
+    /// version starts). `None` under the batch strategy.
+    pub fn approved_partition(&self) -> Option<IntOrPercent> {
+        let Strategy::Partition(start) = self.strategy else {
+            return None;
+        };
+        match (&self.promotion, &self.service_config) {
+            (Some(p), Some(c)) if p.version == c.version() => Some(p.partition),
+            _ => Some(start),
+        }
+    }
 }
 
 impl Strategy {
@@ -86,13 +121,57 @@ pub fn validate(spec: &EasServiceRolloutSpec) -> Result<EasSpec, String> {
         }),
         Some(_) => return Err("serviceConfig must be a JSON object".into()),
     };
+    let strategy = strategy(spec)?;
+    if let (Strategy::Partition(IntOrPercent::Count(0) | IntOrPercent::Percent(0)), Some(_)) =
+        (&strategy, &service_config)
+    {
+        return Err(format!(
+            "with serviceConfig, strategy.partition {:?} would replace every replica of each new \
+             version at once: it is where every new version starts and must keep replicas on the \
+             old version. To complete one version set promotion: {{version: <status.configVersion>, \
+             partition: \"0\"}}; to replace every replica at once use the batch strategy",
+            spec.strategy.partition.as_deref().unwrap_or_default()
+        ));
+    }
+    let promotion = match &spec.promotion {
+        None => None,
+        Some(p) => {
+            if !matches!(strategy, Strategy::Partition(_)) || service_config.is_none() {
+                return Err("promotion only applies to the partition strategy with a \
+                            serviceConfig: set both or remove promotion"
+                    .into());
+            }
+            let version = p.version.trim();
+            if version.len() != CONFIG_VERSION_LEN
+                || !version
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(format!(
+                    "promotion.version {:?} must be a configVersion as status shows it (12 hex digits)",
+                    p.version
+                ));
+            }
+            let partition = IntOrPercent::parse(p.partition.trim()).ok_or_else(|| {
+                format!(
+                    "promotion.partition {:?} must be an integer >= 0 or a percentage 0%-100%",
+                    p.partition
+                )
+            })?;
+            Some(Promotion {
+                version: version.to_string(),
+                partition,
+            })
+        }
+    };
     Ok(EasSpec {
         region: region.to_string(),
         service: service.to_string(),
-        strategy: strategy(spec)?,
+        strategy,
         paused: spec.paused,
         service_config,
         deletion_policy: spec.deletion_policy,
+        promotion,
     })
 }
 
@@ -170,6 +249,7 @@ pub(crate) mod fixtures {
             credentials_secret_ref: None,
             progress_deadline: None,
             service_config: None,
+            promotion: None,
         }
     }
 
@@ -218,7 +298,33 @@ mod tests {
         not_object.service_config = Some(json!("image:v2"));
         let mut empty_name = spec_partition("1");
         empty_name.service_name = " ".into();
+        let mut complete_every_version = spec_partition("0");
+        complete_every_version.service_config = Some(json!({"containers": []}));
+        let mut zero_percent = complete_every_version.clone();
+        zero_percent.strategy.partition = Some("0%".into());
+        let approval = |version: &str, partition: &str| {
+            Some(crate::crd::EasPromotion {
+                version: version.into(),
+                partition: partition.into(),
+            })
+        };
+        let mut promotion_without_config = spec_partition("2");
+        promotion_without_config.promotion = approval("0123456789ab", "0");
+        let mut promotion_with_batch = spec_batch("1", None);
+        promotion_with_batch.service_config = Some(json!({}));
+        promotion_with_batch.promotion = approval("0123456789ab", "0");
+        let mut bad_version = spec_partition("2");
+        bad_version.service_config = Some(json!({}));
+        bad_version.promotion = approval("image:v2", "0");
+        let mut bad_partition = bad_version.clone();
+        bad_partition.promotion = approval("0123456789ab", "all");
         let bad = [
+            (complete_every_version, "every replica"),
+            (zero_percent, "every replica"),
+            (promotion_without_config, "promotion only applies"),
+            (promotion_with_batch, "promotion only applies"),
+            (bad_version, "promotion.version"),
+            (bad_partition, "promotion.partition"),
             (both, "exactly one"),
             (neither, "exactly one"),
             (spec_partition("-1"), "partition"),

@@ -106,7 +106,7 @@ async fn already_exists_on_create_is_the_create_that_was_wanted() {
 async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
     let h = seeded();
     let obj = partition(
-        "0",
+        "1",
         json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
     );
     // Writes 1 (ownership) and 2 succeed with the create; write 3, after the push, fails.
@@ -131,6 +131,42 @@ async fn a_failed_status_write_after_the_mutations_does_not_repeat_them() {
     assert_eq!(h.mutations(), ["CreateServiceRollout", "UpdateService"]);
     let status = h.writes.last_status().expect("status written");
     assert!(status["appliedServiceConfigHash"].is_string(), "{status}");
+}
+
+/// Deleting the resource under `deletionPolicy: Delete` while its rollout is in progress
+/// would let EAS finish it at once (DeleteServiceRollout): the deletion waits until the
+/// rollout is Completed, and says so.
+#[tokio::test]
+async fn a_delete_cleanup_waits_while_the_rollout_is_in_progress() {
+    let h = seeded();
+    let obj = partition(
+        "3",
+        json!({"deletionPolicy": "Delete", "serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
+    );
+    apply(&obj, &h.cx).await.expect("created");
+    apply(&h.reread(&obj), &h.cx).await.expect("pushed");
+    let owned = h.reread(&obj);
+    let in_flight = h.cloud.rollout(REGION, SERVICE).expect("a rollout");
+    let status = in_flight.status.as_ref().expect("rollout status");
+    assert_ne!(
+        status.current_revision, status.update_revision,
+        "{status:?}"
+    );
+    let err = owned.cleanup(&h.cx).await.expect_err("waits");
+    assert_eq!(err.reason(), "DeletionWaitsForRollout");
+    assert!(err.to_string().contains("deletionPolicy: Retain"), "{err}");
+    assert!(
+        h.cloud
+            .mutations()
+            .iter()
+            .all(|c| c.api != "DeleteServiceRollout"),
+        "{:?}",
+        h.cloud.mutations()
+    );
+    // Once it is Completed, the deletion goes ahead.
+    h.cloud.finish_rollout(REGION, SERVICE);
+    owned.cleanup(&h.cx).await.expect("deleted");
+    assert!(h.cloud.rollout(REGION, SERVICE).is_none());
 }
 
 #[tokio::test]
@@ -373,7 +409,7 @@ async fn a_retry_sends_a_stuck_mutation_once_more() {
 async fn a_push_whose_outcome_is_unknown_is_in_flight_and_not_sent_again() {
     let h = seeded();
     let obj = partition(
-        "0",
+        "1",
         json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
     );
     apply(&obj, &h.cx).await.expect("created");
@@ -408,7 +444,7 @@ async fn a_burst_of_unknown_outcomes_does_not_leave_the_push_stuck() {
     h.cloud
         .set_service_config(REGION, SERVICE, json!({"metadata": {"instance": 4}}));
     let obj = partition(
-        "0",
+        "1",
         json!({"serviceConfig": {"containers": [{"image": "repo/model:v2"}]}}),
     );
     apply(&obj, &h.cx).await.expect("created");
@@ -437,4 +473,73 @@ async fn a_burst_of_unknown_outcomes_does_not_leave_the_push_stuck() {
     let status = h.writes.last_status().expect("status written");
     assert_ne!(status["phase"], "Degraded", "{status}");
     assert!(status["appliedServiceConfigHash"].is_string(), "{status}");
+}
+
+/// A long run of failed reads (5xx, answers that do not decode) does not leave an old
+/// Ready=True standing: after `--unknown-after`, Ready is Unknown; the next good read
+/// writes it afresh.
+#[tokio::test]
+async fn ready_turns_unknown_when_the_cloud_cannot_be_read_for_long() {
+    use crate::cloud::CloudError;
+    let ready = |h: &Harness| {
+        h.writes
+            .last_status()
+            .and_then(|s| {
+                s["conditions"].as_array().and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c["type"] == "Ready")
+                        .map(|c| (c["status"].clone(), c["reason"].clone()))
+                })
+            })
+            .unwrap_or_default()
+    };
+    let unavailable = || CloudError::Api {
+        status: 503,
+        code: "ServiceUnavailable".into(),
+        message: "busy".into(),
+        request_id: None,
+        retry_after: None,
+    };
+    let mut h = seeded();
+    let obj = partition("1", json!({}));
+    apply(&obj, &h.cx).await.expect("created");
+    h.cloud.finish_rollout(REGION, SERVICE);
+    apply(&h.reread(&obj), &h.cx).await.expect("read");
+    assert_eq!(ready(&h).0, "True");
+
+    // Failing, but not for long yet: the status is left as it was.
+    h.cx.timing.unknown_after = std::time::Duration::from_secs(3600);
+    h.cloud.fail_next("DescribeServiceRollout", unavailable());
+    apply(&h.reread(&obj), &h.cx).await.expect_err("503");
+    assert_eq!(ready(&h).0, "True");
+
+    // Still failing past the bound (here: any failure), with a 503 or an undecodable answer.
+    h.cx.timing.unknown_after = std::time::Duration::ZERO;
+    for err in [
+        unavailable(),
+        CloudError::Decode("expected a JSON object".into()),
+    ] {
+        h.cloud.fail_next("DescribeServiceRollout", err);
+        apply(&h.reread(&obj), &h.cx)
+            .await
+            .expect_err("failed read");
+        assert_eq!(
+            ready(&h),
+            (json!("Unknown"), json!("CloudUnreadable")),
+            "{:?}",
+            h.writes.last_status()
+        );
+    }
+    let status = h.writes.last_status().unwrap_or_default();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown"),
+        "{status}"
+    );
+
+    // The cloud answers again: Ready is what it shows.
+    apply(&h.reread(&obj), &h.cx).await.expect("read");
+    assert_eq!(ready(&h), (json!("True"), json!("Completed")));
 }
