@@ -49,6 +49,9 @@ SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
 STATE_MARKER=.alicloud-rollouts-apiserver-state
+# Bump when the way the servers are started changes (flags, audit policy): `up` then
+# restarts a control plane that an older version of this script started.
+RUNTIME=rt-2
 APT_DIR=$CACHE_DIR/apt
 DEB_DIR=$CACHE_DIR/debs
 LOCKFILE=$CACHE_DIR/packages.lock
@@ -518,7 +521,7 @@ load_env() {
 # All processes alive, the binaries still there, and /readyz answering "ok" (a busy
 # server gets a few tries before it counts as broken).
 healthy() {
-  load_env && live_pid etcd >/dev/null && live_pid apiserver >/dev/null &&
+  load_env && [[ ${STARTED_BY:-} == "$RUNTIME" ]] && live_pid etcd >/dev/null && live_pid apiserver >/dev/null &&
     live_pid controller-manager >/dev/null && [[ -x $BIN_DIR/kubectl ]] || return 1
   local i
   for ((i = 0; i < ${1:-1}; i++)); do
@@ -586,8 +589,27 @@ start_etcd() {
     --unsafe-no-fsync --log-level warn --quota-backend-bytes 2147483648
 }
 
+# The audit log records who did what, for the test that proves the operator's RBAC grants
+# nothing it does not use: every request of a ServiceAccount outside kube-system (the
+# controller-manager's controllers sign in as those) at Metadata level (no bodies, so no
+# Secret data), nothing else.
+write_audit_policy() {
+  cat >"$STATE_DIR/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
+}
+
 start_apiserver() {
   local d=$STATE_DIR/pki
+  write_audit_policy
   # Loopback only: the advertised address is 127.0.0.1 too, which an Endpoints object
   # may not hold, so the `kubernetes` Service gets no endpoints (no Pod runs here anyway).
   spawn apiserver "$BIN_DIR/$APISERVER_BIN" \
@@ -611,6 +633,10 @@ start_apiserver() {
     --service-account-key-file "$d/sa.pub" \
     --service-account-signing-key-file "$d/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
+    --audit-policy-file "$STATE_DIR/audit-policy.yaml" \
+    --audit-log-path "$STATE_DIR/logs/audit.log" \
+    --audit-log-format json --audit-log-mode blocking \
+    --audit-log-maxsize 200 --audit-log-maxbackup 1 \
     --profiling=false
 }
 
@@ -642,6 +668,7 @@ start_all() {
     {
       for var in "${PORT_VARS[@]}"; do echo "$var=${!var}"; done
       printf 'BIN_DIR=%q\n' "$BIN_DIR"
+      printf 'STARTED_BY=%q\n' "$RUNTIME"
     } >"$STATE_DIR/env"
     [[ -e $STATE_DIR/pki/ca.crt ]] || make_certs
     write_kubeconfig "$STATE_DIR/kubeconfig" alicloud-rollouts-admin client

@@ -53,7 +53,11 @@ done
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 
-step "cargo test (unit, CRD schema, client and simulator over HTTP, end to end)"
+step "the image writer and the static binary for the image test (dev profile; cached)"
+bash scripts/image.sh tool >/dev/null
+bash scripts/image.sh static-binary --profile dev >/dev/null
+
+step "cargo test (unit, CRD schema, client and simulator over HTTP, end to end, image)"
 cargo build --locked --bin alicloud-rollouts
 rust_rc=0
 cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$logs/cargo.log" || rust_rc=$?

@@ -1,17 +1,23 @@
-//! The permissions of deploy/ on the real control plane: the operator binary, signed in
+//! The permissions of deploy/ on the real control plane. The operator binary, signed in
 //! with a token of deploy/'s ServiceAccount (TokenRequest, as a Pod would get), takes one
 //! rollout of each kind to Ready with the keys of a real Secret, writing native Events and
-//! holding the native Lease; and the ServiceAccount may do nothing else.
+//! holding the native Lease, and cleans up when the whole namespace is deleted: the RBAC
+//! grants enough. The API server's audit log (scripts/local-apiserver.sh records every
+//! request of a ServiceAccount) then shows which (group, resource, verb) the operator
+//! used, and everything the ServiceAccount is granted (`kubectl auth can-i --list`, i.e. a
+//! SelfSubjectRulesReview) must be among them: the RBAC grants no more than is used.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
-use support::e2e::{Env, Kubectl, Operator, Sim, cluster, condition, namespace, repo_root};
+use support::e2e::{
+    Env, Kubectl, Operator, Sim, cluster, condition, namespace, repo_root, wait_for,
+};
 
 const OPERATOR_NS: &str = "alicloud-rollouts";
 const SERVICE_ACCOUNT: &str = "alicloud-rollouts";
@@ -99,11 +105,99 @@ fn ready(obj: &Value) -> Result<(), String> {
     }
 }
 
+type Grant = (String, String, String);
+
+/// Grants that the test run cannot exercise, each with the reason. Anything else granted
+/// and not used in the run fails the test: drop it from the RBAC, or exercise it here.
+const CANNOT_BE_EXERCISED: &[(&str, &str, &str, &str)] = &[];
+
+/// The credential id the API server records for `kubeconfig`'s token (`JTI=...` of a
+/// ServiceAccount token), from a SelfSubjectReview (`kubectl auth whoami`).
+fn credential_id(api: &ApiServer, kubeconfig: &Path) -> String {
+    let out = api
+        .kubectl()
+        .env("KUBECONFIG", kubeconfig)
+        .args(["auth", "whoami", "-o", "json"])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "whoami: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let review: Value = serde_json::from_slice(&out.stdout).expect("review JSON");
+    let user = &review["status"]["userInfo"];
+    assert_eq!(
+        user["username"],
+        format!("system:serviceaccount:{OPERATOR_NS}:{SERVICE_ACCOUNT}"),
+        "{review}"
+    );
+    user["extra"]["authentication.kubernetes.io/credential-id"][0]
+        .as_str()
+        .filter(|id| id.starts_with("JTI="))
+        .unwrap_or_else(|| panic!("the token has a credential id: {review}"))
+        .to_string()
+}
+
+/// The requests made with the token whose credential id is `id`, from the audit log:
+/// (group, resource[/subresource], verb) with the namespaces seen, and the requests RBAC
+/// refused.
+fn used(api: &ApiServer, id: &str) -> (BTreeMap<Grant, BTreeSet<String>>, Vec<Value>) {
+    let state = api
+        .kubeconfig
+        .parent()
+        .expect("the kubeconfig is in the state dir");
+    let log = state.join("logs/audit.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}. The control plane was started without an audit log: \
+             `scripts/local-apiserver.sh down` and run again",
+            log.display()
+        )
+    });
+    let mut seen: BTreeMap<Grant, BTreeSet<String>> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let ids = &event["user"]["extra"]["authentication.kubernetes.io/credential-id"];
+        if !ids
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|i| i == id))
+        {
+            continue;
+        }
+        if event["annotations"]["authorization.k8s.io/decision"] == "forbid" {
+            refused.push(event.clone());
+        }
+        let object = &event["objectRef"];
+        let Some(resource) = object["resource"].as_str() else {
+            continue; // a non-resource URL (discovery)
+        };
+        let resource = match object["subresource"].as_str() {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        };
+        let group = object["apiGroup"].as_str().unwrap_or_default().to_string();
+        let verb = event["verb"].as_str().unwrap_or_default().to_string();
+        let namespace = object["namespace"]
+            .as_str()
+            .unwrap_or("<cluster>")
+            .to_string();
+        seen.entry((group, resource, verb))
+            .or_default()
+            .insert(namespace);
+    }
+    (seen, refused)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
+async fn the_service_account_of_deploy_may_do_what_the_operator_does_and_nothing_more() {
     let api = cluster();
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = install_and_sign_in(&api, dir.path());
+    let token_id = credential_id(&api, &kubeconfig);
     // A Lease left by an earlier run would hold this one off until it expires.
     kubectl_ok(
         &api,
@@ -144,11 +238,13 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
             "--leader-elect",
             "--leader-election-namespace",
             OPERATOR_NS,
+            "--operator-namespace",
+            OPERATOR_NS,
             "--instance",
             &instance,
         ],
     );
-    let env = Env {
+    let mut env = Env {
         api,
         sim,
         operator,
@@ -166,6 +262,7 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
                 "region": "cn-hangzhou",
                 "serviceName": "bert_embeddings",
                 "strategy": {"batch": {"size": "100%"}},
+                "deletionPolicy": "Delete",
                 "credentialsSecretRef": creds,
                 "serviceConfig": {"containers": [{"image": "bert:v2"}]}
             }
@@ -196,6 +293,19 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
                 "credentialsSecretRef": creds
             }
         }),
+        // Its Secret does not exist: the same Warning again at every look, which the
+        // Event recorder folds into one series (a patch of the first Event).
+        json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EasServiceRollout",
+            "metadata": {"name": "no-keys"},
+            "spec": {
+                "region": "cn-hangzhou",
+                "serviceName": "other",
+                "strategy": {"partition": "0"},
+                "credentialsSecretRef": {"name": "missing"}
+            }
+        }),
     ] {
         env.kubectl.apply(&manifest.to_string());
     }
@@ -219,7 +329,7 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| e["reportingController"] == "alicloud-rollouts")
+        .filter(|e| e["reportingController"] == "alicloud-rollouts" && e["type"] == "Normal")
         .filter_map(|e| e["regarding"]["kind"].as_str())
         .collect();
     assert_eq!(
@@ -231,6 +341,32 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
         ]),
         "Events: {events}"
     );
+    // The repeated Warning became a series.
+    wait_for(
+        "the repeated CredentialsUnavailable Warning to become a series",
+        Duration::from_secs(60),
+        || async {
+            let events: Value = serde_json::from_str(&env.kubectl.must(&[
+                "get",
+                "events.events.k8s.io",
+                "-o",
+                "json",
+            ]))
+            .map_err(|e| e.to_string())?;
+            events["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| {
+                    e["regarding"]["name"] == "no-keys"
+                        && e["reason"] == "CredentialsUnavailable"
+                        && e["series"]["count"].as_u64().unwrap_or(0) >= 2
+                })
+                .then_some(())
+                .ok_or_else(|| format!("no series yet: {events}"))
+        },
+    )
+    .await;
     // The native Lease, held by this replica.
     let holder = kubectl_ok(
         &env.api,
@@ -245,13 +381,81 @@ async fn the_service_account_of_deploy_is_enough_to_roll_out_every_kind() {
         ],
     );
     assert_eq!(holder, instance);
-    // Nothing it tried was refused.
-    let log = std::fs::read_to_string(&env.operator.log).expect("operator log readable");
+
+    // The whole namespace goes: the Secret and the rollouts together. The deletion
+    // completes, and the EAS rollout under deletionPolicy Delete is deleted in the cloud.
+    env.api.delete_namespace(&ns);
+    wait_for(
+        "the namespace to be gone",
+        Duration::from_secs(120),
+        || async {
+            let out = env
+                .api
+                .kubectl()
+                .args(["get", "namespace", &ns, "--ignore-not-found", "-o", "name"])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() && out.stdout.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still there\n{}", env.operator.log_tail()))
+            }
+        },
+    )
+    .await;
+    let state = env.sim.state().await;
     assert!(
-        !log.contains("forbidden") && !log.contains("Forbidden"),
-        "a request was refused:\n{}",
-        env.operator.log_tail()
+        state["services"]["cn-hangzhou/bert_embeddings"]["rollout"].is_null(),
+        "the cloud rollout was deleted: {state}"
     );
+
+    // SIGTERM: the replica gives the Lease up (an update of it) and exits.
+    env.operator.signal("TERM");
+    let status = env.operator.wait_exit(Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status {status}");
+
+    // What the operator did, as the API server recorded it; and what it may do.
+    let (used, refused) = used(&env.api, &token_id);
+    assert!(
+        refused.is_empty(),
+        "RBAC refused requests of the operator: {refused:#?}"
+    );
+    let review_ns = namespace("rbac-list");
+    let mut granted_anywhere: BTreeSet<Grant> = BTreeSet::new();
+    for namespace in [review_ns.as_str(), OPERATOR_NS] {
+        let got = granted(&env.api, &kubeconfig, namespace);
+        for (g, r, v) in &got {
+            assert!(
+                g != "*" && r != "*" && v != "*",
+                "a wildcard is granted in {namespace}: {g}/{r} {v}"
+            );
+        }
+        granted_anywhere.extend(got);
+    }
+    let justified: BTreeSet<Grant> = CANNOT_BE_EXERCISED
+        .iter()
+        .map(|(g, r, v, _why)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let unused: Vec<&Grant> = granted_anywhere
+        .iter()
+        .filter(|g| !used.contains_key(*g) && !justified.contains(*g))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "granted but never used by the operator: {unused:?}\nused: {used:#?}"
+    );
+    // Everything it used is granted (RBAC refused nothing), and the Lease only in its own
+    // namespace.
+    for ((g, r, v), namespaces) in &used {
+        if g == "coordination.k8s.io" {
+            assert_eq!(
+                namespaces,
+                &BTreeSet::from([OPERATOR_NS.to_string()]),
+                "{r} {v}"
+            );
+        }
+    }
+    env.api.delete_namespace(&review_ns);
 }
 
 /// (API group, resource, verb) triples the ServiceAccount may use in `namespace`, as the
@@ -323,75 +527,4 @@ fn granted(
         }
     }
     triples
-}
-
-#[test]
-fn the_service_account_of_deploy_may_do_nothing_else() {
-    let api = cluster();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = install_and_sign_in(&api, dir.path());
-    let ns = namespace("rbac-list");
-
-    let mut expected = BTreeSet::new();
-    let grant = |set: &mut BTreeSet<_>, group: &str, resources: &[String], verbs: &[&str]| {
-        for r in resources {
-            for v in verbs {
-                set.insert((group.to_string(), r.clone(), v.to_string()));
-            }
-        }
-    };
-    let plurals: Vec<String> = alicloud_rollouts::crd::all()
-        .into_iter()
-        .map(|c| c.spec.names.plural)
-        .collect();
-    let sub = |s: &str| -> Vec<String> { plurals.iter().map(|p| format!("{p}/{s}")).collect() };
-    let group = "rollouts.alicloud.dev";
-    grant(
-        &mut expected,
-        group,
-        &plurals,
-        &["get", "list", "watch", "patch", "update"],
-    );
-    grant(
-        &mut expected,
-        group,
-        &sub("status"),
-        &["get", "patch", "update"],
-    );
-    grant(&mut expected, group, &sub("finalizers"), &["update"]);
-    grant(&mut expected, "", &["secrets".to_string()], &["get"]);
-    grant(
-        &mut expected,
-        "events.k8s.io",
-        &["events".to_string()],
-        &["create", "patch"],
-    );
-    let in_any_namespace = expected.clone();
-    grant(
-        &mut expected,
-        "coordination.k8s.io",
-        &["leases".to_string()],
-        &["get", "create", "update", "patch"],
-    );
-    let in_own_namespace = expected;
-
-    for (namespace, want) in [
-        (ns.as_str(), &in_any_namespace),
-        (OPERATOR_NS, &in_own_namespace),
-    ] {
-        let got = granted(&api, &kubeconfig, namespace);
-        for (g, r, v) in &got {
-            assert!(
-                g != "*" && r != "*" && v != "*",
-                "a wildcard is granted in {namespace}: {g}/{r} {v}"
-            );
-        }
-        let extra: Vec<_> = got.difference(want).collect();
-        let missing: Vec<_> = want.difference(&got).collect();
-        assert!(
-            extra.is_empty() && missing.is_empty(),
-            "in namespace {namespace}: granted beyond what the operator uses: {extra:?}; \
-             missing: {missing:?}"
-        );
-    }
 }

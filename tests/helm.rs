@@ -259,6 +259,20 @@ fn watched_namespaces_confine_the_rules_to_them() {
                 .any(|b| b["metadata"]["namespace"] == ns)
         );
     }
+    // What a cleanup leaves behind in a namespace being deleted is reported with an Event
+    // in the release namespace: the operator may create Events there too.
+    let own: Vec<&Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["namespace"] == "operators")
+        .collect();
+    assert!(
+        grants(&own).contains(&(
+            "events.k8s.io".to_string(),
+            "events".to_string(),
+            "create".to_string()
+        )),
+        "{own:?}"
+    );
     let args = parse_run_args(&deployment_args(&docs));
     assert_eq!(args.namespaces, ["team-a", "team-b"]);
 }

@@ -169,12 +169,37 @@ pub struct Context {
     pub leadership: super::leader::Leadership,
     /// Heartbeats and cache sync of the controller loops (/healthz, /readyz).
     pub health: Arc<super::health::Health>,
+    /// Where this replica runs: the operator's own namespace and its name there (the
+    /// Pod's). What a cleanup leaves in the cloud is reported there when the resource's
+    /// own namespace refuses Events (it is being deleted).
+    pub home: Home,
     failures: Mutex<HashMap<String, u32>>,
     /// The in-flight mutation records of each object as of this operator's last pass (see
     /// [`super::intent::merge`]): kept even when the status write after it failed.
     in_flight: Mutex<HashMap<String, Vec<crate::crd::common::MutationInFlight>>>,
     /// Since when each failing resource has failed without a success in between.
     failing_since: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// The cloud client (with the credentials of its Secret) each resource that needs a
+    /// cleanup last reconciled with successfully, by uid: a namespace deletion deletes the
+    /// Secret and the resource together, often the Secret first. In memory only; dropped
+    /// when the cleanup is done.
+    remembered: Mutex<HashMap<String, Arc<dyn CloudApi>>>,
+}
+
+/// The operator's own namespace and this replica's name in it.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub namespace: String,
+    pub instance: String,
+}
+
+impl Default for Home {
+    fn default() -> Self {
+        Home {
+            namespace: "default".into(),
+            instance: "alicloud-rollouts".into(),
+        }
+    }
 }
 
 impl Context {
@@ -198,9 +223,75 @@ impl Context {
             owners: Default::default(),
             leadership: Default::default(),
             health: Default::default(),
+            home: Home::default(),
             failures: Mutex::new(HashMap::new()),
             failing_since: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keep `cloud` as the client resource `uid` works with: its credentials proved good.
+    pub fn remember_cloud(&self, uid: &str, cloud: Arc<dyn CloudApi>) {
+        let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        remembered.insert(uid.to_string(), cloud);
+    }
+
+    /// The client resource `uid` last worked with, if this process saw one.
+    pub fn remembered_cloud(&self, uid: &str) -> Option<Arc<dyn CloudApi>> {
+        let remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        remembered.get(uid).cloned()
+    }
+
+    /// Forget the client of resource `uid` (it is gone).
+    pub fn forget_cloud(&self, uid: &str) {
+        let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        remembered.remove(uid);
+    }
+
+    /// A cleanup left `what` in the cloud (a sentence naming the cloud object and why):
+    /// logged, counted, and a Warning Event `CleanupSkipped` about `obj`; when `obj`'s
+    /// namespace refuses it (a namespace being deleted refuses new objects), the Event
+    /// goes to the operator's own namespace, about this replica, naming `obj`.
+    pub async fn left_behind<K>(&self, obj: &K, label: &str, what: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let object = format!(
+            "{} {}/{}",
+            K::kind(&()),
+            obj.namespace().unwrap_or_default(),
+            obj.name_any()
+        );
+        let note = format!("{object}: {what}");
+        tracing::warn!(kind = label, %object, "cleanup left something in the cloud: {what}");
+        self.metrics.left_behind(label);
+        let mut reference = obj.object_ref(&());
+        reference.resource_version = None;
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "CleanupSkipped".into(),
+            note: Some(truncate(&note, 1000)),
+            action: "Cleanup".into(),
+            secondary: None,
+        };
+        let Err(e) = self.writes.publish(&reference, &event).await else {
+            return;
+        };
+        tracing::debug!(error = %e, "the resource's namespace refused the Event; reporting in the operator's");
+        let here = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(self.home.namespace.clone()),
+            name: Some(self.home.instance.clone()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            secondary: Some(reference),
+            ..event
+        };
+        if let Err(e) = self.writes.publish(&here, &event).await {
+            tracing::warn!(error = %e, "could not publish an Event in the operator's namespace");
         }
     }
 

@@ -29,6 +29,7 @@ pub struct Metrics {
     mutations: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
     undecodable: Family<Labels, Gauge>,
+    left_behind: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -40,6 +41,7 @@ impl Metrics {
             mutations: Family::default(),
             duration: Family::new_with_constructor(new_histogram),
             undecodable: Family::default(),
+            left_behind: Family::default(),
         };
         registry.register(
             "alicloud_rollouts_reconciles",
@@ -66,7 +68,20 @@ impl Metrics {
             "Objects the operator cannot read and skips (1 while so), by kind, namespace and name",
             m.undecodable.clone(),
         );
+        registry.register(
+            "alicloud_rollouts_cleanup_left_behind",
+            "Deleted resources whose cloud object the cleanup had to leave in the cloud \
+             (credentials gone, another account or owner), by kind",
+            m.left_behind.clone(),
+        );
         m
+    }
+
+    /// A cleanup left its cloud object in the cloud.
+    pub fn left_behind(&self, kind: &str) {
+        self.left_behind
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc();
     }
 
     fn object_labels(kind: &str, namespace: &str, name: &str) -> Labels {

@@ -161,6 +161,12 @@ pub struct RunArgs {
     )]
     pub leader_election_namespace: String,
 
+    /// The operator's own namespace: what a cleanup leaves in the cloud is reported there
+    /// (a Warning Event) when the resource's namespace is being deleted. Default: the
+    /// namespace of the Kubernetes configuration (in a Pod, its own).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+
     /// The cloud client: endpoints, timeouts, retries, rate limits.
     #[command(flatten)]
     pub client: ClientConfig,
@@ -256,6 +262,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     );
     context.leadership = leadership.clone();
+    context.home = context::Home {
+        namespace: args
+            .operator_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        instance: args
+            .instance
+            .clone()
+            .unwrap_or_else(|| "alicloud-rollouts".to_string()),
+    };
     let cx = Arc::new(context);
 
     let exposition = metrics::Exposition {

@@ -173,6 +173,13 @@ async fn converge<K: Rollout>(
     let namespace = obj.namespace().unwrap_or_default();
     let cloud = cx.cloud_for(&namespace, obj.credentials()).await?;
     let account = check_owner(obj, cx, stored.as_ref(), &cloud_ref, cloud.as_ref()).await?;
+    // These credentials work: kept for the cleanup, should their Secret go first.
+    if K::NEEDS_FINALIZER
+        && obj.credentials().is_some()
+        && let Some(uid) = obj.uid()
+    {
+        cx.remember_cloud(&uid, cloud.clone());
+    }
     let observed = K::read(&spec, stored.as_ref(), cloud.as_ref()).await?;
     let plan = K::plan(&Input {
         spec: &spec,
@@ -579,10 +586,8 @@ pub async fn cleanup<K: Rollout>(obj: &K, cx: &Context) -> Result<Action, Error>
     match obj.cleanup(cx).await {
         Ok(()) => {
             cx.owners.release(&obj.uid().unwrap_or_default());
-            cx.remember_in_flight(
-                &format!("{}#{}", key(obj), obj.uid().unwrap_or_default()),
-                Vec::new(),
-            );
+            cx.remember_in_flight(&memory_key(obj), Vec::new());
+            cx.forget_cloud(&obj.uid().unwrap_or_default());
             cx.clear_failures(&key(obj));
             Ok(Action::await_change())
         }

@@ -150,9 +150,10 @@ impl Rollout for EasServiceRollout {
 }
 
 /// `deletionPolicy: Delete`: DeleteServiceRollout on the recorded target. Already gone is
-/// success; credentials that can no longer be had (the Secret went first, as in a
-/// namespace deletion) let the resource go with a Warning naming what stays in the cloud,
-/// rather than holding the deletion forever.
+/// success. When the credentials Secret is gone (a namespace deletion deletes it with the
+/// resource, often first) the credentials this resource last reconciled with are used;
+/// when there are none either, the resource goes and what stays in the cloud is reported
+/// ([`Context::left_behind`]), rather than holding the deletion forever.
 async fn delete_rollout(
     obj: &EasServiceRollout,
     cx: &Context,
@@ -166,12 +167,23 @@ async fn delete_rollout(
     {
         Ok(cloud) => cloud,
         Err(e @ Error::Credentials(_)) => {
-            let note = format!(
-                "could not delete the rollout of {region}/{service}: {e}; it is left in the cloud"
-            );
-            cx.event(obj, EventType::Warning, "CleanupSkipped", "Cleanup", note)
-                .await;
-            return Ok(());
+            match obj.uid().and_then(|uid| cx.remembered_cloud(&uid)) {
+                Some(cloud) => {
+                    tracing::info!(
+                        "{e}; deleting the rollout of {region}/{service} with the credentials \
+                         of the last successful reconcile"
+                    );
+                    cloud
+                }
+                None => {
+                    let note = format!(
+                        "could not delete the rollout of {region}/{service}: {e}; it is left in \
+                         the cloud"
+                    );
+                    cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
+                    return Ok(());
+                }
+            }
         }
         Err(e) => return Err(e),
     };
@@ -188,8 +200,7 @@ async fn delete_rollout(
             "did not delete the rollout of {region}/{service}: it is in account {recorded}, and the \
              credentials now belong to account {account}; it is left in account {recorded}"
         );
-        cx.event(obj, EventType::Warning, "CleanupSkipped", "Cleanup", note)
-            .await;
+        cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
         return Ok(());
     }
     let cloud_ref = format!("{region}/{service}");
@@ -202,8 +213,7 @@ async fn delete_rollout(
         let note = format!(
             "did not delete the rollout of {cloud_ref}: {owner} manages it; it is left in the cloud"
         );
-        cx.event(obj, EventType::Warning, "CleanupSkipped", "Cleanup", note)
-            .await;
+        cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
         return Ok(());
     }
     // Never while the rollout is in progress: EAS finishes whatever is in flight at once

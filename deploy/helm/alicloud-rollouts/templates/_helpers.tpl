@@ -36,22 +36,24 @@ The operator's rules, the same as deploy/rbac.yaml's ClusterRole. With watchName
 they are granted per namespace (a Role each), else cluster-wide.
 */}}
 {{- define "alicloud-rollouts.rules" -}}
-# The three kinds: watch them, add/remove the finalizer.
+# The three kinds: the watch of each controller (a list, then a watch).
 - apiGroups: ["rollouts.alicloud.dev"]
   resources: ["easservicerollouts", "esaroutinerollouts", "esacontainerapprollouts"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch"]
+# The cleanup finalizer, added and removed with a JSON patch (only EasServiceRollout has
+# a cleanup: deletionPolicy).
+- apiGroups: ["rollouts.alicloud.dev"]
+  resources: ["easservicerollouts"]
+  verbs: ["patch"]
 # Their status, written with server-side apply.
 - apiGroups: ["rollouts.alicloud.dev"]
   resources: ["easservicerollouts/status", "esaroutinerollouts/status", "esacontainerapprollouts/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["rollouts.alicloud.dev"]
-  resources: ["easservicerollouts/finalizers", "esaroutinerollouts/finalizers", "esacontainerapprollouts/finalizers"]
-  verbs: ["update"]
+  verbs: ["patch"]
 # Per-resource credentials (spec.credentialsSecretRef): read by name, never listed.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# An Event for each cloud mutation and each failure.
+# An Event for each cloud mutation and each failure; a repeated failure is one series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

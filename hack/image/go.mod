@@ -1,0 +1,15 @@
+// The image builder: scripts/image.sh builds main.go here with the Go module proxy. It
+// packs the operator's static binary into an OCI image without a container daemon, using
+// go-containerregistry as a library. One Go module per tool (see hack/helm).
+module alicloud-rollouts.local/hack/image
+
+go 1.26.0
+
+require github.com/google/go-containerregistry v0.22.1
+
+require (
+	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/opencontainers/go-digest v1.0.0 // indirect
+	github.com/opencontainers/image-spec v1.1.1 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+)
