@@ -69,7 +69,7 @@ fn manifests() -> [Value; 3] {
             "spec": {
                 "region": "cn-hangzhou",
                 "serviceName": "svc",
-                "strategy": {"partition": "0"},
+                "strategy": {"batch": {"size": "100%"}},
                 "serviceConfig": {
                     "metadata": {"instance": 2, "labels": {"eas.aliyun.com/enable-rollout": "true"}},
                     "containers": [{"image": "svc:v2"}],

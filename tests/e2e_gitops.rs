@@ -34,6 +34,12 @@ apps:
     versions: [ver-879626371616514000, ver-879626371616514048]
     deployed: ver-879626371616514000
 services:
+  - name: llm
+    region: cn-hangzhou
+    replicas: 4
+    config:
+      metadata: {instance: 4, labels: {"eas.aliyun.com/enable-rollout": "true"}}
+      containers: [{image: "llm:v1"}]
   - name: bert_embeddings
     region: cn-hangzhou
     replicas: 5
@@ -592,6 +598,63 @@ spec:
     j.judge("degraded", &stuck, "Failed", "Degraded");
     j.discover("degraded", &stuck, &["pause", "retry"]);
     j.action("degraded", &stuck, "retry", json!({"retry": 1}));
+
+    // A partition rollout of a serviceConfig holds each version at strategy.partition
+    // (Ready: what is declared); its one gate is approved by promote, for that version.
+    let llm = "easservicerollout/llm";
+    env.kubectl.apply(
+        r#"apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: EasServiceRollout
+metadata:
+  name: llm
+spec:
+  region: cn-hangzhou
+  serviceName: llm
+  strategy:
+    partition: "3"
+  serviceConfig:
+    metadata: {instance: 4, labels: {"eas.aliyun.com/enable-rollout": "true"}}
+    containers: [{image: "llm:v2"}]
+"#,
+    );
+    let held = env
+        .wait_obj("held at the partition", llm, WAIT, |o| {
+            condition_true("Ready")(o)?;
+            (o["status"]["updatedReplicas"] == 1 && o["status"]["configVersion"].is_string())
+                .then_some(())
+                .ok_or_else(|| "not held at partition 3".into())
+        })
+        .await;
+    j.judge("partition-held", &held, "Current", "Healthy");
+    j.discover(
+        "partition-held",
+        &held,
+        &["abort", "pause", "promote", "promote-full"],
+    );
+    let version = held["status"]["configVersion"].clone();
+    j.action(
+        "partition-held",
+        &held,
+        "abort",
+        json!({"promotion": {"version": version, "partition": "100%"}}),
+    );
+    let p = j.action(
+        "partition-held",
+        &held,
+        "promote",
+        json!({"promotion": {"version": version, "partition": "0"}}),
+    );
+    patch(&env, llm, &p);
+    let done = env
+        .wait_obj("every replica on the new version", llm, WAIT, |o| {
+            condition_true("Ready")(o)?;
+            (o["status"]["updatedReplicas"] == 4)
+                .then_some(())
+                .ok_or_else(|| "not complete".into())
+        })
+        .await;
+    j.judge("partition-complete", &done, "Current", "Healthy");
+    j.discover("partition-complete", &done, &["abort", "pause"]);
     j.finish();
 }
 

@@ -102,7 +102,7 @@ async fn unicode_at_the_longest_in_every_string_field_rolls_out_unchanged() {
         json!({
             "apiVersion": "rollouts.alicloud.dev/v1alpha1", "kind": "EasServiceRollout",
             "metadata": {"name": "svc"},
-            "spec": {"region": "cn-hangzhou", "serviceName": "svc", "strategy": {"partition": "0"},
+            "spec": {"region": "cn-hangzhou", "serviceName": "svc", "strategy": {"batch": {"size": "100%"}},
                      "serviceConfig": service_config},
         }),
         json!({

@@ -46,7 +46,7 @@ fn manifests() -> Vec<Value> {
             "spec": {
                 "region": "cn-hangzhou",
                 "serviceName": "bert_embeddings",
-                "strategy": {"partition": "0"},
+                "strategy": {"batch": {"size": "100%"}},
                 "deletionPolicy": "Delete",
                 "credentialsSecretRef": creds,
                 "serviceConfig": {"containers": [{"image": "bert:v2"}]}

@@ -453,8 +453,8 @@ spec:
     fails(&["get", "deploy/web"], "not a kind of this operator");
     fails(&["promote", "esarr/split"], "fixed split");
     fails(&["abort", "esarr/split"], "fixed split");
-    fails(&["promote", "bert"], "no manual gates");
-    fails(&["abort", "easro/bert"], "no rollback field");
+    fails(&["promote", "bert"], "no spec.serviceConfig");
+    fails(&["abort", "easro/bert"], "no spec.serviceConfig");
     fails(&["promote", "esacr/split"], "without steps");
     // Refused changes change nothing.
     let out = kubectl.must(&[

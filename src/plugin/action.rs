@@ -89,6 +89,8 @@ const PAUSED: &[&str] = &["spec", "paused"];
 const ROLLBACK: &[&str] = &["spec", "rollback"];
 const RETRY: &[&str] = &["spec", "retry"];
 const APP_PROMOTION: &[&str] = &["spec", "promotion"];
+/// The same path: an EAS approval is `spec.promotion: {version, partition}`.
+const EAS_PROMOTION: &[&str] = APP_PROMOTION;
 const ROUTINE_PROMOTION: &[&str] = &["spec", "canary", "promotion"];
 
 /// Every spec field any command sets.
@@ -97,6 +99,33 @@ pub const INTENT_FIELDS: &[&[&str]] = &[PAUSED, ROLLBACK, RETRY, APP_PROMOTION, 
 /// The value at `path` in `value`.
 pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |v, key| v.get(*key))
+}
+
+/// The version an EAS approval names: a partition rollout of a `serviceConfig` whose
+/// version the operator has shown (`status.configVersion`); or why there is none.
+fn eas_version(o: &crate::crd::EasServiceRollout) -> Result<String, String> {
+    if o.spec.strategy.partition.is_none() {
+        return Err(
+            "it rolls out in batches, which go on by themselves (`resume` it if it is \
+                    paused); only a partition rollout has a gate to approve"
+                .to_string(),
+        );
+    }
+    if o.spec.service_config.is_none() {
+        return Err(
+            "it declares no spec.serviceConfig: its partition is spec.strategy.partition \
+                    itself, kept in Git; lower it there"
+                .to_string(),
+        );
+    }
+    o.status
+        .as_ref()
+        .and_then(|s| s.config_version.clone())
+        .ok_or_else(|| {
+            "the operator has not shown the version of its serviceConfig yet \
+             (status.configVersion): try again in a moment"
+                .to_string()
+        })
 }
 
 /// Decide what `intent` changes in `obj` (as typed and as JSON), or why it cannot.
@@ -151,13 +180,20 @@ pub fn plan(intent: Intent, obj: &AnyRollout, json: &Value) -> Result<Change, Re
             })
         }
         Intent::Abort => match obj {
-            AnyRollout::Eas(_) => Err(refuse(
-                "EasServiceRollout has no rollback field. To roll back, raise \
-                 spec.strategy.partition (replicas kept on the old version) and put the previous \
-                 image back in spec.serviceConfig, in Git if a GitOps tool manages it; `pause` \
-                 holds the rollout meanwhile"
-                    .to_string(),
-            )),
+            AnyRollout::Eas(o) => {
+                let version = eas_version(o).map_err(refuse)?;
+                Ok(Change {
+                    note: Some(format!(
+                        "every replica goes back to (or stays on) the previous version: the \
+                         partition approved for {version} is 100%; to drop the new version, put \
+                         the previous spec.serviceConfig back (in Git if a GitOps tool manages it)"
+                    )),
+                    fields: vec![set(
+                        EAS_PROMOTION,
+                        json!({"version": version, "partition": "100%"}),
+                    )],
+                })
+            }
             AnyRollout::Routine(o) if o.spec.canary.is_none() => Err(refuse(
                 "it is a fixed split (spec.codeVersions): there is no stable version to return \
                  to; edit spec.codeVersions instead"
@@ -196,13 +232,20 @@ pub fn plan(intent: Intent, obj: &AnyRollout, json: &Value) -> Result<Change, Re
         },
         Intent::Promote { full } => {
             let steps = match obj {
-                AnyRollout::Eas(_) => {
-                    return Err(refuse(
-                        "EasServiceRollout has no manual gates to approve: a partition rollout \
-                         advances when spec.strategy.partition is lowered (\"0\" completes it), a \
-                         batch rollout goes on by itself (`resume` it if it is paused)"
-                            .to_string(),
-                    ));
+                AnyRollout::Eas(o) => {
+                    // One gate per version: the declared partition. Promoting completes it.
+                    let version = eas_version(o).map_err(refuse)?;
+                    return Ok(Change {
+                        note: Some(format!(
+                            "every replica moves to version {version} (partition 0 approved \
+                             for it); the next serviceConfig starts again at \
+                             spec.strategy.partition"
+                        )),
+                        fields: vec![set(
+                            EAS_PROMOTION,
+                            json!({"version": version, "partition": "0"}),
+                        )],
+                    });
                 }
                 _ => obj.steps().ok_or_else(|| {
                     refuse(match obj.kind() {

@@ -244,6 +244,40 @@ fn container_app_promotion_names_the_version_id() {
     assert_eq!(abort.fields[0].after, json!(true));
 }
 
+/// An EAS partition rollout of a serviceConfig has one gate per version: promote approves
+/// partition 0 for the version status shows, abort approves 100% (every replica on the
+/// previous version); both name the version, so the next serviceConfig starts closed.
+#[test]
+fn eas_promote_and_abort_approve_a_partition_for_the_shown_version() {
+    let eas = json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1", "kind": "EasServiceRollout",
+        "metadata": {"name": "qwen", "namespace": "ml"},
+        "spec": {"region": "cn-shanghai", "serviceName": "qwen", "strategy": {"partition": "4"},
+                 "serviceConfig": {"containers": [{"image": "qwen:v2"}]}},
+        "status": {"configVersion": "3f9a1c0e7b2d"}
+    });
+    let obj = AnyRollout::from_value(Kind::Eas, eas.clone()).expect("decodes");
+    for full in [false, true] {
+        let p = plan(Intent::Promote { full }, &obj, &eas).expect("a gate to approve");
+        assert_eq!(p.fields[0].path, ["spec", "promotion"]);
+        assert_eq!(
+            p.fields[0].after,
+            json!({"version": "3f9a1c0e7b2d", "partition": "0"})
+        );
+    }
+    let abort = plan(Intent::Abort, &obj, &eas).expect("abort approves 100%");
+    assert_eq!(
+        abort.fields[0].after,
+        json!({"version": "3f9a1c0e7b2d", "partition": "100%"})
+    );
+    // Before the operator shows the version there is nothing to name.
+    let mut unseen = eas.clone();
+    unseen["status"] = json!({});
+    let obj = AnyRollout::from_value(Kind::Eas, unseen.clone()).expect("decodes");
+    let err = plan(Intent::Promote { full: true }, &obj, &unseen).expect_err("no version yet");
+    assert!(err.to_string().contains("status.configVersion"), "{err}");
+}
+
 #[test]
 fn kinds_without_the_action_are_refused_with_what_to_do_instead() {
     let eas = json!({
@@ -253,9 +287,9 @@ fn kinds_without_the_action_are_refused_with_what_to_do_instead() {
     });
     let obj = AnyRollout::from_value(Kind::Eas, eas.clone()).expect("decodes");
     let err = plan(Intent::Promote { full: false }, &obj, &eas).expect_err("no gates");
-    assert!(err.to_string().contains("spec.strategy.partition"), "{err}");
-    let err = plan(Intent::Abort, &obj, &eas).expect_err("no rollback field");
-    assert!(err.to_string().contains("no rollback field"), "{err}");
+    assert!(err.to_string().contains("no spec.serviceConfig"), "{err}");
+    let err = plan(Intent::Abort, &obj, &eas).expect_err("nothing to approve");
+    assert!(err.to_string().contains("no spec.serviceConfig"), "{err}");
     // Pause and retry work on every kind.
     assert!(plan(Intent::Pause, &obj, &eas).is_ok());
     assert!(plan(Intent::Retry, &obj, &eas).is_ok());

@@ -1,0 +1,7 @@
+-- Send every replica back to the previous version: partition "100%" approved for the
+-- version status shows. To drop the new version, put the previous serviceConfig back.
+if obj.status == nil or obj.status.configVersion == nil or obj.spec.serviceConfig == nil then
+  error("no serviceConfig version to abort yet (status.configVersion)")
+end
+obj.spec.promotion = {["version"] = obj.status.configVersion, ["partition"] = "100%"}
+return obj
