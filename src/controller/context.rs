@@ -169,6 +169,8 @@ pub struct Context {
     pub leadership: super::leader::Leadership,
     /// Heartbeats and cache sync of the controller loops (/healthz, /readyz).
     pub health: Arc<super::health::Health>,
+    /// Reconcile concurrency, settled-poll slots and the start-up spread.
+    pub schedule: super::schedule::Schedule,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -193,6 +195,7 @@ impl Context {
             owners: Default::default(),
             leadership: Default::default(),
             health: Default::default(),
+            schedule: Default::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
