@@ -217,6 +217,86 @@ pub struct CallRecord {
     /// it was accepted).
     pub access_key_id: Option<String>,
     pub status: u16,
+    /// When the request was received (wall clock, microseconds since the Unix epoch), so
+    /// that a benchmark can measure the time from a spec change to the call it causes.
+    pub at_micros: u64,
+    /// The object called on: the EAS service, or the ESA `Name` / `AppId` parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// What a mutation asked for (its business parameters, sorted), so that a duplicated
+    /// or contradicting mutation can be told from the log; `None` for reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The error code answered (`Throttling.User`, ...); `None` on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The error code of an error answer, carried to the call log.
+#[derive(Debug, Clone)]
+struct ErrorCode(String);
+
+/// Longest `request` text the call log keeps per call.
+const MAX_LOGGED_REQUEST: usize = 2048;
+
+/// Parameters of every RPC call that say nothing about what is asked.
+const COMMON_PARAMS: [&str; 10] = [
+    "Action",
+    "Version",
+    "Format",
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "SecurityToken",
+];
+
+/// The target and (for a mutation) the request of one call, for the call log.
+fn call_summary(
+    route: &Route,
+    incoming: &Incoming<'_>,
+    action: &str,
+) -> (Option<String>, Option<String>) {
+    let cut = |mut text: String| {
+        if text.len() > MAX_LOGGED_REQUEST {
+            let mut end = MAX_LOGGED_REQUEST;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        text
+    };
+    match route {
+        Route::Eas { service, .. } => {
+            let request = api::mutates(action)
+                .then(|| cut(String::from_utf8_lossy(incoming.body).into_owned()));
+            (Some(service.clone()), request)
+        }
+        Route::Rpc(_) => {
+            let Ok(params) = rpc_params(&incoming.operation()) else {
+                return (None, None);
+            };
+            let target = params
+                .opt("Name")
+                .or(params.opt("AppId"))
+                .map(str::to_string);
+            let request = api::mutates(action).then(|| {
+                let mut pairs: Vec<String> = params
+                    .pairs()
+                    .iter()
+                    .filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str()))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                pairs.sort();
+                cut(pairs.join("&"))
+            });
+            (target, request)
+        }
+        Route::Unknown => (None, None),
+    }
 }
 
 /// Shared state behind the HTTP server.
@@ -706,6 +786,11 @@ impl Sim {
             });
         let route = route(incoming.method, &raw_path, action_hint.as_deref());
         let action = route.action().to_string();
+        let at_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let (target, request) = call_summary(&route, &incoming, &action);
         *lock(&self.calls).entry(action.clone()).or_insert(0) += 1;
         let access_key_id = incoming
             .header("authorization")
@@ -718,6 +803,13 @@ impl Sim {
             action,
             access_key_id,
             status: response.status().as_u16(),
+            at_micros,
+            target,
+            request,
+            code: response
+                .extensions()
+                .get::<ErrorCode>()
+                .map(|c| c.0.clone()),
         });
         response
     }
@@ -782,7 +874,10 @@ impl Sim {
             message: e.message.clone(),
         };
         let value = serde_json::to_value(&body).unwrap_or(Value::Null);
-        json_response(e.status, request_id, &value, e.retry_after)
+        let mut response = json_response(e.status, request_id, &value, e.retry_after);
+        // For the call log.
+        response.extensions_mut().insert(ErrorCode(e.code));
+        response
     }
 
     fn dispatch(&self, route: &Route, req: &Incoming<'_>) -> ApiResult<Value> {
@@ -988,7 +1083,18 @@ impl Sim {
                 Ok(json!({"ok": true}))
             }
             ("GET", "/_sim/calls") => to_json(&self.calls()),
-            ("GET", "/_sim/calllog") => to_json(&self.call_log()),
+            ("GET", "/_sim/calllog") => {
+                // `?since=N`: only the calls after the first N (a reader that follows the
+                // log does not fetch it whole each time).
+                let since = req
+                    .query
+                    .iter()
+                    .find(|(k, _)| k == "since")
+                    .and_then(|(_, v)| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let log = lock(&self.call_log);
+                to_json(&log.get(since..).unwrap_or_default())
+            }
             ("DELETE", "/_sim/calls") => {
                 lock(&self.calls).clear();
                 lock(&self.call_log).clear();
