@@ -7,6 +7,7 @@
 //! - [`simulator`]: a local HTTP server speaking the same wire protocol, for tests and demos;
 //! - [`controller`]: one reconciler per custom resource kind ([`crd`]).
 
+pub mod bench;
 pub mod cloud;
 pub mod controller;
 pub mod crd;
