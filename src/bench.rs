@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// Spec changes timed for the reaction latency.
     #[arg(long, default_value_t = 500)]
     pub changes: usize,
+    /// Least time between two timed spec changes: each change costs two reads of its API
+    /// (before and after the mutation), which must stay under the operator's per-API rate
+    /// (20/s) together with the settled polls, or the figure measures the rate limiter.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub change_interval: Duration,
     /// How long settled calls and idle CPU are counted.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub idle_window: Duration,
@@ -639,6 +644,7 @@ impl Bench {
         for j in 0..self.args.changes {
             let i = routines[j % routines.len()];
             let target = name(i);
+            let paced = tokio::time::sleep(self.args.change_interval);
             // 21% after wave 2's 20%, one more on each visit: always a change.
             let share = 21 + ((j / routines.len()) % 70) as i64;
             let patch = Patch::Merge(json!({"spec": routine_spec(&target, share)}));
@@ -682,6 +688,7 @@ impl Bench {
             let latency = called.saturating_sub(t0) as f64 / 1000.0;
             let floor = watched.saturating_sub(t0) as f64 / 1000.0 + rtt.as_secs_f64() * 1000.0;
             samples.push((latency, floor));
+            paced.await;
         }
         Ok(samples)
     }
@@ -971,57 +978,6 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&[3.0], 99.0), 3.0);
-        assert!(percentile(&[], 50.0).is_nan());
-    }
-
-    #[test]
-    fn tally_counts_throttling_and_repeated_mutations() {
-        let call = |action: &str, status: u16, request: Option<&str>| Call {
-            action: action.into(),
-            status,
-            at_micros: 0,
-            target: Some("r".into()),
-            request: request.map(str::to_string),
-            code: (status == 400).then(|| "Throttling.User".to_string()),
-        };
-        let (per_api, throttled, duplicated) = tally(&[
-            call("GetRoutine", 200, None),
-            call("GetRoutine", 400, None),
-            call("CreateRoutineCodeDeployment", 200, Some("a")),
-            call("CreateRoutineCodeDeployment", 200, Some("a")),
-            call("CreateRoutineCodeDeployment", 200, Some("b")),
-        ]);
-        assert_eq!(per_api["GetRoutine"], 2);
-        assert_eq!(throttled, 1);
-        assert_eq!(duplicated, 1);
-    }
-
-    #[test]
-    fn every_action_of_the_operator_has_a_kind() {
-        for (action, kind) in [
-            ("DescribeServiceRollout", Some(Kind::Eas)),
-            ("UpdateService", Some(Kind::Eas)),
-            ("GetRoutine", Some(Kind::Routine)),
-            ("CreateRoutineCodeDeployment", Some(Kind::Routine)),
-            ("GetEdgeContainerAppStatus", Some(Kind::App)),
-            ("PublishEdgeContainerAppVersion", Some(Kind::App)),
-            ("GetCallerIdentity", None),
-        ] {
-            assert_eq!(Kind::of_action(action), kind, "{action}");
-        }
-    }
-}
-
 /// The spec of soak resource `i` (a routine or a container app) at `share` percent.
 fn soak_spec(i: usize, share: i64) -> Value {
     match Kind::of(i) {
@@ -1164,4 +1120,55 @@ async fn soak(args: BenchArgs, duration: Duration) -> anyhow::Result<()> {
         bail!("{} of {total} faults not survived", problems.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn tally_counts_throttling_and_repeated_mutations() {
+        let call = |action: &str, status: u16, request: Option<&str>| Call {
+            action: action.into(),
+            status,
+            at_micros: 0,
+            target: Some("r".into()),
+            request: request.map(str::to_string),
+            code: (status == 400).then(|| "Throttling.User".to_string()),
+        };
+        let (per_api, throttled, duplicated) = tally(&[
+            call("GetRoutine", 200, None),
+            call("GetRoutine", 400, None),
+            call("CreateRoutineCodeDeployment", 200, Some("a")),
+            call("CreateRoutineCodeDeployment", 200, Some("a")),
+            call("CreateRoutineCodeDeployment", 200, Some("b")),
+        ]);
+        assert_eq!(per_api["GetRoutine"], 2);
+        assert_eq!(throttled, 1);
+        assert_eq!(duplicated, 1);
+    }
+
+    #[test]
+    fn every_action_of_the_operator_has_a_kind() {
+        for (action, kind) in [
+            ("DescribeServiceRollout", Some(Kind::Eas)),
+            ("UpdateService", Some(Kind::Eas)),
+            ("GetRoutine", Some(Kind::Routine)),
+            ("CreateRoutineCodeDeployment", Some(Kind::Routine)),
+            ("GetEdgeContainerAppStatus", Some(Kind::App)),
+            ("PublishEdgeContainerAppVersion", Some(Kind::App)),
+            ("GetCallerIdentity", None),
+        ] {
+            assert_eq!(Kind::of_action(action), kind, "{action}");
+        }
+    }
 }
