@@ -11,6 +11,9 @@
 #   scripts/local-apiserver.sh status  say whether it runs, print export lines (exit 1 if not)
 #   scripts/local-apiserver.sh down    stop it and remove its runtime state
 #   scripts/local-apiserver.sh build   only fetch and build (warms the cache)
+#   scripts/local-apiserver.sh restart etcd|apiserver
+#                                      kill one component (SIGKILL) and start it again on
+#                                      the same ports and data (fault tests)
 #
 # Typical use:   out=$(scripts/local-apiserver.sh up) && eval "$out"
 # Progress goes to stderr; stdout carries only `export PATH=...` and, last,
@@ -775,6 +778,36 @@ cmd_status() {
   return 1
 }
 
+# Fault injection: SIGKILL one component and start it again with the same ports, data and
+# certificates; waits until it answers again.
+cmd_restart() {
+  local component=${1:-} pid i
+  claim_state_dir
+  lock_state
+  load_env || die "not running (no $STATE_DIR/env)"
+  case $component in
+    etcd | apiserver) ;;
+    *) die "restart what? etcd or apiserver" ;;
+  esac
+  pid=$(live_pid "$component") || die "$component is not running"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  case $component in
+    etcd)
+      start_etcd
+      wait_for etcd etcd etcd_healthy
+      ;;
+    apiserver)
+      start_apiserver
+      wait_for "the API server" apiserver apiserver_ready
+      ;;
+  esac
+  log "restarted $component"
+}
+
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
   cat >&2 <<'EOF'
@@ -802,6 +835,7 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     build) cmd_build ;;
+    restart) cmd_restart "${2:-}" ;;
     -h | --help | help) usage ;;
     *)
       usage

@@ -19,6 +19,9 @@ enum Command {
     Run(Box<alicloud_rollouts::controller::RunArgs>),
     /// Run the local EAS/ESA cloud simulator.
     Simulator(alicloud_rollouts::simulator::SimulatorArgs),
+    /// Benchmark the operator against its targets (KUBECONFIG's API server, a simulator
+    /// it starts); see scripts/bench.sh.
+    Bench(alicloud_rollouts::bench::BenchArgs),
     /// Print every CustomResourceDefinition as YAML (or write one file per kind).
     Crds(CrdsArgs),
 }
@@ -37,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => alicloud_rollouts::controller::run(*args).await,
         Command::Simulator(args) => alicloud_rollouts::simulator::run(args).await,
+        Command::Bench(args) => alicloud_rollouts::bench::run(args).await,
         Command::Crds(CrdsArgs { out_dir: None }) => {
             print!("{}", alicloud_rollouts::crd::render_yaml()?);
             Ok(())

@@ -1131,6 +1131,28 @@ async fn retry_after_is_capped() {
     );
 }
 
+/// A mass reconcile queues on the rate limiter: the wait is not part of a call's
+/// deadline, so every call succeeds instead of failing as a timeout.
+#[tokio::test]
+async fn waits_on_the_rate_limiter_do_not_count_against_the_deadline() {
+    let s = stub(Arc::new(canned), Duration::ZERO).await;
+    let c = client(ClientConfig {
+        rate_limit_per_api: 10,
+        rate_limit_burst: 1,
+        call_deadline: Duration::from_millis(250),
+        ..config(&s.endpoint())
+    });
+    // Ten calls at once at 10 per second: the last one waits about 900 ms for its token,
+    // far past the 250 ms deadline, and is still sent and answered.
+    let calls = (0..10).map(|_| c.get_routine("cn-hangzhou", "r"));
+    let start = Instant::now();
+    let results = futures::future::join_all(calls).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(start.elapsed() >= Duration::from_millis(800));
+    assert_eq!(s.seen().len(), 10);
+}
+
 // ---------------------------------------------------------------- RRSA
 
 #[derive(Clone)]

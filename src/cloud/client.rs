@@ -291,20 +291,15 @@ impl CloudClient {
             Ok(e) => e,
             Err(e) => return (Err(e), 0),
         };
-        let deadline = Instant::now() + config.call_deadline;
+        // The deadline runs from the moment the call is sent: waits on the rate limiter
+        // push it back (see `RateLimits::acquire`).
+        let mut deadline = Instant::now() + config.call_deadline;
         let mut backoff = self.policy().backoff();
         let labels = Metrics::api(req.product.as_str(), req.action);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let acquired = tokio::time::timeout_at(
-                deadline.into(),
-                self.shared.limits.acquire(req.product, req.action),
-            )
-            .await;
-            if acquired.is_err() {
-                return (Err(CloudError::Timeout(config.call_deadline)), attempt);
-            }
+            deadline += self.shared.limits.acquire(req.product, req.action).await;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return (Err(CloudError::Timeout(config.call_deadline)), attempt);

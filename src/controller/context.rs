@@ -173,6 +173,8 @@ pub struct Context {
     /// Pod's). What a cleanup leaves in the cloud is reported there when the resource's
     /// own namespace refuses Events (it is being deleted).
     pub home: Home,
+    /// Reconcile concurrency, settled-poll slots and the start-up spread.
+    pub schedule: super::schedule::Schedule,
     failures: Mutex<HashMap<String, u32>>,
     /// The in-flight mutation records of each object as of this operator's last pass (see
     /// [`super::intent::merge`]): kept even when the status write after it failed.
@@ -224,6 +226,7 @@ impl Context {
             leadership: Default::default(),
             health: Default::default(),
             home: Home::default(),
+            schedule: Default::default(),
             failures: Mutex::new(HashMap::new()),
             failing_since: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),

@@ -22,6 +22,7 @@ pub mod routine;
 pub mod runner;
 #[cfg(test)]
 mod safety_props;
+pub mod schedule;
 pub mod status;
 pub mod steps;
 #[cfg(test)]
@@ -116,6 +117,15 @@ pub struct RunArgs {
     /// Longest delay before reconciling a failing resource again.
     #[arg(long, env = "ALICLOUD_ROLLOUTS_REQUEUE_MAX", default_value = "5m", value_parser = parse_duration)]
     pub requeue_max: Duration,
+
+    /// Reconciles each controller (one per kind and namespace) runs at once. Settled
+    /// polls get at most half of them, so active rollouts always find a slot. 0: no bound.
+    #[arg(
+        long,
+        env = "ALICLOUD_ROLLOUTS_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 32
+    )]
+    pub max_concurrent_reconciles: u16,
 
     /// Log format.
     #[arg(
@@ -272,6 +282,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| "alicloud-rollouts".to_string()),
     };
+    context.schedule = schedule::Schedule::new(args.max_concurrent_reconciles);
     let cx = Arc::new(context);
 
     let exposition = metrics::Exposition {
@@ -316,6 +327,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let kinds = dedup(&args.kinds);
     cx.health.expect(kinds.len() * namespaces.len());
+    // Settled rollouts are first read at moments spread over one settled poll from now.
+    cx.schedule.mark_started(std::time::Instant::now());
     let mut controllers = Vec::new();
     for kind in kinds {
         for ns in &namespaces {

@@ -30,8 +30,10 @@ use super::intent::{self, Intent};
 use super::plan::{CloudAction, Input, Plan, Requeue, ValidSpec};
 use super::progress::{self, Deadline, REASON_PROGRESS_DEADLINE, Verdict};
 use super::requeue::jitter;
+use super::schedule::{self, Priority};
 use super::status::{self, RolloutObject, RolloutStatus};
 use crate::cloud::CloudApi;
+use crate::cloud::ratelimit::with_priority;
 use crate::crd::common::{Aborted, CONDITION_READY, CONDITION_STALLED};
 
 /// One custom resource kind driven by this operator.
@@ -109,7 +111,32 @@ pub(super) fn memory_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 }
 
 /// One reconcile: the finalizer is the one top-level branch (apply or cleanup).
+///
+/// Settled rollouts are read at their own pace (see [`super::schedule`]): after a start,
+/// each waits for its moment; and one that finds every settled-poll slot taken comes back
+/// shortly, without calling the cloud. Everything the reconcile calls in the cloud waits
+/// on the rate limiter at the rollout's priority.
 pub async fn reconcile<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Action, Error> {
+    let priority = schedule::priority_of(obj.as_ref());
+    let _slot = if priority == Priority::Settled {
+        let uid = obj.uid().unwrap_or_default();
+        if let Some(wait) = cx
+            .schedule
+            .hold_settled(&uid, cx.timing.settled, Instant::now())
+        {
+            return Ok(Action::requeue(wait));
+        }
+        match cx.schedule.settled_slot() {
+            Some(slot) => Some(slot),
+            None => return Ok(Action::requeue(jitter(schedule::NO_SLOT_RETRY))),
+        }
+    } else {
+        None
+    };
+    with_priority(priority, reconcile_now(obj, cx)).await
+}
+
+async fn reconcile_now<K: Rollout>(obj: Arc<K>, cx: Arc<Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let span = tracing::info_span!("reconcile", kind = K::LABEL, %namespace, %name);
@@ -704,6 +731,12 @@ pub fn error_policy<K: Rollout>(obj: Arc<K>, err: &Error, cx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
+/// The kube-runtime settings of every controller: at most `concurrency` reconciles at
+/// once (0: no bound).
+pub fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(concurrency)
+}
+
 /// Run the controller for `K` until shutdown. The task driving the reconciles also beats
 /// the loop's heartbeat (every [`super::health::BEAT_EVERY`], events or not), and the
 /// loop is marked synced once its cache has its first list: /healthz and /readyz.
@@ -727,6 +760,7 @@ pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<Stri
         }
     };
     let results = Controller::for_stream(stream, reader)
+        .with_config(controller_config(cx.schedule.concurrency))
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, cx)
         .for_each(|result| async move {
@@ -746,4 +780,64 @@ pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<Stri
         }
     }
     health.ended(&name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::EasServiceRollout;
+    use kube::runtime::{reflector, watcher};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn object(i: usize) -> EasServiceRollout {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EasServiceRollout",
+            "metadata": {"name": format!("r{i}"), "namespace": "ns", "uid": format!("u{i}"), "generation": 1},
+            "spec": {"region": "cn-shanghai", "serviceName": format!("s{i}"), "strategy": {"partition": "0"}},
+        }))
+        .expect("an object")
+    }
+
+    /// With a bound, a mass reconcile (every object at once, as after a start) never runs
+    /// more reconciles at once than allowed, and still reaches every object.
+    #[tokio::test]
+    async fn reconciles_run_at_most_the_configured_number_at_once() {
+        #[derive(Default)]
+        struct Count {
+            now: AtomicUsize,
+            max: AtomicUsize,
+        }
+        let (reader, mut writer) = reflector::store::<EasServiceRollout>();
+        let objects: Vec<_> = (0..24).map(object).collect();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in &objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o.clone()));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let stream = futures::stream::iter(objects.into_iter().map(Ok::<_, watcher::Error>))
+            .chain(futures::stream::pending());
+        let count = Arc::new(Count::default());
+        let run = Controller::for_stream(stream, reader)
+            .with_config(controller_config(3))
+            .run(
+                |_obj: Arc<EasServiceRollout>, count: Arc<Count>| async move {
+                    let now = count.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    count.max.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    count.now.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, Error>(Action::await_change())
+                },
+                |_obj, _err: &Error, _count| Action::await_change(),
+                count.clone(),
+            )
+            .filter(|r| futures::future::ready(r.is_ok()))
+            .take(24)
+            .count();
+        let reconciled = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+            .await
+            .expect("every object is reconciled");
+        assert_eq!(reconciled, 24);
+        assert_eq!(count.max.load(Ordering::SeqCst), 3);
+    }
 }

@@ -7,7 +7,7 @@
 //! no longer fails the whole list; it fails on its own when it is read as `K`, and only
 //! that object is skipped. `managedFields` mirrors the shape of the spec (its depth
 //! included) and the operator never reads it, so it is skipped as well, which also keeps
-//! it out of the cache.
+//! it out of the cache; so is kubectl's last-applied annotation (a copy of the manifest).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -95,7 +95,12 @@ impl<K: Resource<DynamicType = ()>> Resource for RawObject<K> {
     }
 }
 
-/// `metadata` without `managedFields` (skipped without being parsed).
+/// kubectl's copy of the whole manifest as last applied: never read by the operator, and
+/// as large as the spec, so it is not kept in the cache either.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `metadata` without `managedFields` (skipped without being parsed) and without kubectl's
+/// last-applied annotation.
 struct LenientMeta(ObjectMeta);
 
 impl<'de> de::Deserialize<'de> for LenientMeta {
@@ -111,6 +116,11 @@ impl<'de> de::Deserialize<'de> for LenientMeta {
                 while let Some(key) = map.next_key::<String>()? {
                     if key == "managedFields" {
                         map.next_value::<IgnoredAny>()?;
+                    } else if key == "annotations" {
+                        let mut annotations: serde_json::Map<String, serde_json::Value> =
+                            map.next_value()?;
+                        annotations.remove(LAST_APPLIED);
+                        fields.insert(key, serde_json::Value::Object(annotations));
                     } else {
                         fields.insert(key, map.next_value()?);
                     }
@@ -610,6 +620,23 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_neither_managed_fields_nor_the_last_applied_manifest() {
+        let mut value = item("big", good_spec());
+        value["metadata"]["annotations"] = json!({
+            LAST_APPLIED: "x".repeat(10_000),
+            "team": "search",
+        });
+        value["metadata"]["managedFields"] = json!([{"manager": "kubectl", "fieldsV1": {}}]);
+        let raw: Raw = serde_json::from_value(value).expect("raw");
+        let annotations = raw.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        assert_eq!(annotations.get("team").map(String::as_str), Some("search"));
+        assert!(raw.metadata.managed_fields.is_none());
+        let obj = decode::<EasServiceRollout>(&raw).expect("decodes");
+        assert!(!serde_json::to_string(&obj).expect("json").contains("xxxx"));
     }
 
     #[test]

@@ -187,6 +187,10 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     pub(crate) fn opt(&self, name: &str) -> Option<&str> {
         self.get(name).filter(|v| !v.is_empty())
     }
@@ -305,7 +309,7 @@ fn parse_json_body(body: &[u8]) -> ApiResult<Value> {
 }
 
 /// Does `action` change state (and so leave a history entry behind)?
-fn mutates(action: &str) -> bool {
+pub(crate) fn mutates(action: &str) -> bool {
     matches!(
         action,
         "UpdateService"

@@ -310,6 +310,16 @@ pub struct CallRecord {
     /// The ids of the faults that fired on this call.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<u64>,
+    /// When the request was received (wall clock, microseconds since the Unix epoch), so
+    /// that a benchmark can measure the time from a spec change to the call it causes.
+    pub at_micros: u64,
+    /// What a mutation asked for (its business parameters, sorted), so that a duplicated
+    /// or contradicting mutation can be told from the log; `None` for reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The error code answered (`Throttling.User`, ...); `None` on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// Whether `action` changes the cloud.
@@ -319,6 +329,57 @@ fn is_mutation(action: &str) -> bool {
         .any(|p| action.starts_with(p))
         || action == "AssumeRoleWithOIDC"
         || action == "Unknown")
+}
+
+/// The error code of an error answer, carried to the call log.
+#[derive(Debug, Clone)]
+struct ErrorCode(String);
+
+/// Longest `request` text the call log keeps per call.
+const MAX_LOGGED_REQUEST: usize = 2048;
+
+/// Parameters of every RPC call that say nothing about what is asked.
+const COMMON_PARAMS: [&str; 10] = [
+    "Action",
+    "Version",
+    "Format",
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "SecurityToken",
+];
+
+/// What a mutation asks for (its business parameters, sorted), for the call log.
+fn call_summary(route: &Route, incoming: &Incoming<'_>, action: &str) -> Option<String> {
+    if !api::mutates(action) {
+        return None;
+    }
+    let mut text = match route {
+        Route::Eas { .. } => String::from_utf8_lossy(incoming.body).into_owned(),
+        Route::Rpc(_) => {
+            let params = rpc_params(&incoming.operation()).ok()?;
+            let mut pairs: Vec<String> = params
+                .pairs()
+                .iter()
+                .filter(|(k, _)| !COMMON_PARAMS.contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            pairs.sort();
+            pairs.join("&")
+        }
+        Route::Unknown => return None,
+    };
+    if text.len() > MAX_LOGGED_REQUEST {
+        let mut end = MAX_LOGGED_REQUEST;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    Some(text)
 }
 
 /// Shared state behind the HTTP server.
@@ -887,6 +948,11 @@ impl Sim {
             });
         let route = route(incoming.method, &raw_path, action_hint.as_deref());
         let action = route.action().to_string();
+        let at_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let request = call_summary(&route, &incoming, &action);
         *lock(&self.calls).entry(action.clone()).or_insert(0) += 1;
         let access_key_id = incoming
             .header("authorization")
@@ -906,6 +972,12 @@ impl Sim {
             action,
             access_key_id,
             status: response.as_ref().map_or(0, |r| r.status().as_u16()),
+            at_micros,
+            request,
+            code: response
+                .as_ref()
+                .and_then(|r| r.extensions().get::<ErrorCode>())
+                .map(|c| c.0.clone()),
         });
         response
     }
@@ -1032,9 +1104,12 @@ impl Sim {
         action: &str,
         e: ApiError,
     ) -> Response<Body> {
-        let (status, retry_after) = (e.status, e.retry_after);
+        let (status, retry_after, code) = (e.status, e.retry_after, e.code.clone());
         let value = self.error_body(request_id, host, action, e);
-        json_response(status, request_id, &value, retry_after)
+        let mut response = json_response(status, request_id, &value, retry_after);
+        // For the call log.
+        response.extensions_mut().insert(ErrorCode(code));
+        response
     }
 
     fn dispatch(&self, route: &Route, req: &Incoming<'_>) -> ApiResult<Value> {
@@ -1240,7 +1315,18 @@ impl Sim {
                 Ok(json!({"ok": true}))
             }
             ("GET", "/_sim/calls") => to_json(&self.calls()),
-            ("GET", "/_sim/calllog") => to_json(&self.call_log()),
+            ("GET", "/_sim/calllog") => {
+                // `?since=N`: only the calls after the first N (a reader that follows the
+                // log does not fetch it whole each time).
+                let since = req
+                    .query
+                    .iter()
+                    .find(|(k, _)| k == "since")
+                    .and_then(|(_, v)| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let log = lock(&self.call_log);
+                to_json(&log.get(since..).unwrap_or_default())
+            }
             ("GET", "/_sim/duplicates") => Ok(self.duplicated_mutations()),
             ("DELETE", "/_sim/calls") => {
                 lock(&self.calls).clear();
