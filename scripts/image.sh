@@ -21,13 +21,7 @@ set -euo pipefail
 PROG=${0##*/}
 : "${HOME:=$(cd ~ && pwd)}"
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HACK_DIR=$REPO_ROOT/hack/image
-CACHE_DIR=${ALICLOUD_ROLLOUTS_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alicloud-rollouts/image}
 TARGET=x86_64-unknown-linux-gnu
-GO=${ALICLOUD_ROLLOUTS_GO:-}
-GO_MIN_MINOR=26
-# Bump when the recipe that turns sources into the tool changes.
-RECIPE=image-1
 UID_NONROOT=65532
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -36,69 +30,9 @@ die() {
   exit 1
 }
 
-find_go() {
-  if [[ -z $GO ]]; then
-    if command -v go >/dev/null; then
-      GO=$(command -v go)
-    elif [[ -x /usr/local/go/bin/go ]]; then
-      GO=/usr/local/go/bin/go
-    else
-      die "no Go toolchain: need go 1.$GO_MIN_MINOR or newer on PATH or at /usr/local/go/bin/go" \
-        "(or set ALICLOUD_ROLLOUTS_GO)"
-    fi
-  fi
-  GO_VERSION=$(cd / && GOTOOLCHAIN=local GOFLAGS= "$GO" env GOVERSION) || die "$GO does not run"
-  local minor
-  minor=$(sed -nE 's/^go1\.([0-9]+)([^0-9].*)?$/\1/p' <<<"$GO_VERSION")
-  [[ $minor =~ ^[0-9]+$ ]] && ((minor >= GO_MIN_MINOR)) ||
-    die "$GO is $GO_VERSION; hack/image needs go 1.$GO_MIN_MINOR or newer"
-}
-
-# A clean environment for the Go build, with its caches under $CACHE_DIR; proxy settings
-# are carried over.
-go_env() {
-  local vars=(HOME="$HOME" TMPDIR="${TMPDIR:-/tmp}" PATH="$(dirname "$GO"):/usr/bin:/bin"
-    GOMODCACHE="$CACHE_DIR/gomod" GOCACHE="$CACHE_DIR/gocache" GOPATH="$CACHE_DIR/gopath"
-    GOFLAGS="-mod=readonly -modcacherw -trimpath" GOTOOLCHAIN=local GOWORK=off
-    GOTELEMETRY=off CGO_ENABLED=0 GOGC=400)
-  local v
-  for v in GOPROXY GOSUMDB GONOSUMDB GONOPROXY GOPRIVATE GOINSECURE \
-    http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    [[ -n ${!v:-} ]] && vars+=("$v=${!v}")
-  done
-  env -i "${vars[@]}" "$@"
-}
-
-# Sets TOOL to the image writer, building it if needed.
+# Sets TOOL to the image writer, built from hack/image by scripts/go-tool.sh (cached).
 ensure_tool() {
-  mkdir -p "$CACHE_DIR"
-  exec 8>"$CACHE_DIR/.build.lock"
-  if ! flock -n 8; then
-    log "waiting for another build in $CACHE_DIR"
-    flock 8
-  fi
-  find_go
-  local key
-  key=$({
-    echo "recipe $RECIPE"
-    echo "go $GO_VERSION"
-    cat "$HACK_DIR/go.mod" "$HACK_DIR/go.sum" "$HACK_DIR/main.go"
-  } | sha256sum | cut -c1-16)
-  local build=$CACHE_DIR/builds/$key
-  TOOL=$build/bin/image
-  if [[ ! -e $build/.complete ]]; then
-    log "building the image writer (hack/image) with $GO_VERSION (modules from the Go module proxy)"
-    rm -rf "$build.tmp"
-    mkdir -p "$build.tmp/bin"
-    (cd "$HACK_DIR" && go_env nice -n 10 go build -ldflags="-s -w" -o "$build.tmp/bin/image" . >&2) ||
-      die "go build failed (is the Go module proxy reachable? GOPROXY=${GOPROXY:-default})"
-    touch "$build.tmp/.complete"
-    rm -rf "$build"
-    mv "$build.tmp" "$build"
-    find "$CACHE_DIR/builds" -mindepth 1 -maxdepth 1 -type d -mtime +7 -exec rm -rf {} +
-  fi
-  touch "$build"
-  exec 8>&-
+  TOOL=$(bash "$REPO_ROOT/scripts/go-tool.sh" image path) || die "could not build hack/image"
 }
 
 # Sets BINARY to the static binary of $PROFILE, building it. Build scripts and proc macros
