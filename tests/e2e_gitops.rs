@@ -744,3 +744,39 @@ fn the_argocd_cm_patch_carries_every_script() {
         }
     }
 }
+
+/// An EAS promote or abort on an object whose latest spec the operator has not acted on
+/// is refused: its status.configVersion may name the previous serviceConfig, and an
+/// approval of that would approve nothing the spec now declares.
+#[test]
+fn eas_approvals_are_refused_on_a_spec_the_operator_has_not_seen() {
+    let lua = tool("argocd-lua");
+    let dir = kind_dir("EasServiceRollout");
+    let held = std::fs::read_to_string(dir.join("actions/testdata/partition-held.yaml"))
+        .expect("captured test data");
+    let mut obj: Value = serde_yaml::from_str(&held).expect("YAML");
+    let generation = obj["metadata"]["generation"].as_i64().expect("generation");
+    obj["metadata"]["generation"] = json!(generation + 1);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let file = scratch.path().join("lagging.json");
+    std::fs::write(&file, obj.to_string()).expect("write");
+    for action in ["promote", "promote-full", "abort"] {
+        let out = Command::new(&lua)
+            .arg("action")
+            .arg(&dir)
+            .arg(action)
+            .arg(&file)
+            .output()
+            .expect("argocd-lua runs");
+        assert!(
+            !out.status.success(),
+            "{action} approved a stale version: {}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("latest spec"),
+            "{action}: {}",
+            text(&out)
+        );
+    }
+}

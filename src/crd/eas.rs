@@ -152,6 +152,10 @@ pub struct EasServiceRolloutSpec {
             &format!("self.matches('{DURATION_PATTERN}')"),
             "progressDeadline must be a whole number of seconds, minutes or hours, such as \"90s\", \"10m\" or \"1h\"",
         ),
+        rule(
+            "!self.matches('^0+(s|m|h)$')",
+            "progressDeadline must be longer than zero, such as \"10m\"; leave it out for the kind's default",
+        ),
     ]))]
     pub progress_deadline: Option<String>,
     /// EAS service config: the fields of the EAS service config reference, each bounded

@@ -118,6 +118,16 @@ fn eas_version(o: &crate::crd::EasServiceRollout) -> Result<String, String> {
                 .to_string(),
         );
     }
+    // A configVersion from before the last spec edit names the previous serviceConfig: an
+    // approval of it would approve nothing of what the spec now declares.
+    let observed = o.status.as_ref().and_then(|s| s.observed_generation);
+    if o.metadata.generation.is_some() && observed != o.metadata.generation {
+        return Err(
+            "the operator has not acted on the latest spec yet, so status.configVersion \
+                    may name the previous serviceConfig: try again in a moment"
+                .to_string(),
+        );
+    }
     o.status
         .as_ref()
         .and_then(|s| s.config_version.clone())

@@ -251,10 +251,10 @@ fn container_app_promotion_names_the_version_id() {
 fn eas_promote_and_abort_approve_a_partition_for_the_shown_version() {
     let eas = json!({
         "apiVersion": "rollouts.alicloud.dev/v1alpha1", "kind": "EasServiceRollout",
-        "metadata": {"name": "qwen", "namespace": "ml"},
+        "metadata": {"name": "qwen", "namespace": "ml", "generation": 2},
         "spec": {"region": "cn-shanghai", "serviceName": "qwen", "strategy": {"partition": "4"},
                  "serviceConfig": {"containers": [{"image": "qwen:v2"}]}},
-        "status": {"configVersion": "3f9a1c0e7b2d"}
+        "status": {"configVersion": "3f9a1c0e7b2d", "observedGeneration": 2}
     });
     let obj = AnyRollout::from_value(Kind::Eas, eas.clone()).expect("decodes");
     for full in [false, true] {
@@ -270,6 +270,14 @@ fn eas_promote_and_abort_approve_a_partition_for_the_shown_version() {
         abort.fields[0].after,
         json!({"version": "3f9a1c0e7b2d", "partition": "100%"})
     );
+    // A spec edit the operator has not acted on: the version status shows may be the
+    // previous serviceConfig's, so nothing is approved.
+    let mut lagging = eas.clone();
+    lagging["metadata"]["generation"] = json!(3);
+    lagging["status"]["observedGeneration"] = json!(2);
+    let obj = AnyRollout::from_value(Kind::Eas, lagging.clone()).expect("decodes");
+    let err = plan(Intent::Promote { full: true }, &obj, &lagging).expect_err("stale version");
+    assert!(err.to_string().contains("latest spec"), "{err}");
     // Before the operator shows the version there is nothing to name.
     let mut unseen = eas.clone();
     unseen["status"] = json!({});
