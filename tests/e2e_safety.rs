@@ -440,6 +440,12 @@ async fn ready_turns_unknown_while_the_cloud_keeps_failing() {
         )
         .await;
     assert_eq!(unknown["metadata"]["generation"], 1);
+    assert_eq!(
+        condition(&unknown, "Reconciling"),
+        Some(("True".to_string(), "CloudUnreadable".to_string())),
+        "{}",
+        unknown["status"]
+    );
 
     env.sim.clear_faults().await;
     ready(&env, 1).await;

@@ -223,9 +223,43 @@ pub fn unknown<S: RolloutStatus>(prev: &S, message: &str, now: jiff::Timestamp) 
             .unwrap_or(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
         observed_generation: generation,
     };
+    // Not known to be there, and (unless a person is already needed) still being worked
+    // on: Reconciling, as everywhere else Ready is not True.
+    let stalled = s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CONDITION_STALLED && c.status == "True");
+    let reconciling = Condition {
+        type_: CONDITION_RECONCILING.to_string(),
+        status: if stalled { "False" } else { "True" }.to_string(),
+        reason: if stalled {
+            "AsExpected".to_string()
+        } else {
+            REASON_CLOUD_UNREADABLE.to_string()
+        },
+        message: if stalled {
+            String::new()
+        } else {
+            message.clone()
+        },
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+        observed_generation: generation,
+    };
     match s.conditions.iter_mut().find(|c| c.type_ == CONDITION_READY) {
         Some(c) => *c = ready,
         None => s.conditions.insert(0, ready),
+    }
+    match s
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == CONDITION_RECONCILING)
+    {
+        Some(c) if c.status == reconciling.status => {
+            c.reason = reconciling.reason;
+            c.message = reconciling.message;
+        }
+        Some(c) => *c = reconciling,
+        None => s.conditions.push(reconciling),
     }
     *s.message = Some(message);
     status

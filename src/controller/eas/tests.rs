@@ -531,6 +531,14 @@ async fn ready_turns_unknown_when_the_cloud_cannot_be_read_for_long() {
         );
     }
     let status = h.writes.last_status().unwrap_or_default();
+    // Still being worked on for kstatus (InProgress), not a person's turn.
+    let reconciling = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Reconciling"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(reconciling["status"], "True", "{status}");
+    assert_eq!(reconciling["reason"], "CloudUnreadable", "{status}");
     assert!(
         status["message"]
             .as_str()
