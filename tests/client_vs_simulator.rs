@@ -833,6 +833,25 @@ async fn caller_identity_names_the_account_of_the_credentials() {
     env.sim.shutdown().await;
 }
 
+/// The reconciles that all start together after a restart ask for the account at once:
+/// one GetCallerIdentity goes out per key, the others wait for its answer.
+#[tokio::test]
+async fn concurrent_account_lookups_send_one_call() {
+    let env = Env::start().await;
+    let c = &env.client;
+    let asks = (0..32).map(|_| c.caller_account());
+    let answers = futures::future::join_all(asks).await;
+    let expected = env.sim.sim().account_of_key(DEFAULT_ACCESS_KEY_ID);
+    for a in answers {
+        assert_eq!(a.expect("GetCallerIdentity answers"), expected);
+    }
+    assert_eq!(
+        env.sim.sim().calls().get("GetCallerIdentity").copied(),
+        Some(1)
+    );
+    env.sim.shutdown().await;
+}
+
 /// Each fault that takes an answer away after the call took effect (a 500, a dropped
 /// connection, headers then a stall, a truncated, wrongly typed or enormous body): the
 /// push is applied once, the client does not send it again and says its outcome is

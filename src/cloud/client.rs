@@ -31,6 +31,9 @@ struct Shared {
     sts_override: Option<Endpoint>,
     /// Access key id -> account, from GetCallerIdentity (bounded: see `caller_account`).
     accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Held while an account is looked up, so that the reconciles that all start at once
+    /// after a restart send one GetCallerIdentity per key, not one each.
+    account_lookup: tokio::sync::Mutex<()>,
     limits: RateLimits,
     metrics: Metrics,
 }
@@ -137,6 +140,7 @@ impl CloudClient {
                 esa_override,
                 sts_override,
                 accounts: Default::default(),
+                account_lookup: Default::default(),
                 metrics,
             }),
             credentials,
@@ -369,6 +373,11 @@ impl CloudApi for CloudClient {
                 .get(&key)
                 .cloned()
         };
+        if let Some(account) = known(&self.shared) {
+            return Ok(account);
+        }
+        // Single flight: whoever waited here finds the answer of the one that asked.
+        let _lookup = self.shared.account_lookup.lock().await;
         if let Some(account) = known(&self.shared) {
             return Ok(account);
         }

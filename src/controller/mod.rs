@@ -87,7 +87,7 @@ pub struct RunArgs {
     pub active_poll: Duration,
 
     /// How often to look at a rollout that has settled (completed, paused, failed).
-    #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_SETTLED_POLL", default_value = "15m", value_parser = parse_duration)]
     pub settled_poll: Duration,
 
     /// How long the cloud has to show a mutation it accepted: until then the same call is
@@ -456,7 +456,7 @@ mod tests {
         );
         assert!(cli.run.namespaces.is_empty());
         assert_eq!(cli.run.active_poll, Duration::from_secs(5));
-        assert_eq!(cli.run.settled_poll, Duration::from_secs(300));
+        assert_eq!(cli.run.settled_poll, Duration::from_secs(900));
         let cli = Cli::try_parse_from([
             "x",
             "--kinds",

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::status::{RolloutObject, RolloutStatus};
@@ -68,7 +68,13 @@ impl Entry {
 pub trait Source: Send + Sync {
     /// Wait until the source holds every resource (a store's first list).
     async fn ready(&self);
-    fn entries(&self) -> Vec<Entry>;
+    /// The resources that recorded `cloud_ref` (an entry is built only for those: this runs
+    /// on every reconcile, over thousands of resources).
+    fn recorded(&self, cloud_ref: &str) -> Vec<Entry>;
+    /// Whether the resource `uid` (namespace/name `id`) is still here.
+    fn holds(&self, uid: &str, id: &str) -> bool;
+    /// The uids of every resource (for the occasional purge of stale claims).
+    fn uids(&self) -> Vec<String>;
 }
 
 struct StoreSource<K: Resource<DynamicType = ()> + 'static>(Store<K>);
@@ -84,12 +90,27 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(30), self.0.wait_until_ready()).await;
     }
 
-    fn entries(&self) -> Vec<Entry> {
+    fn recorded(&self, cloud_ref: &str) -> Vec<Entry> {
         self.0
             .state()
             .iter()
+            .filter(|o| o.status().and_then(|s| s.cloud_ref()) == Some(cloud_ref))
             .map(|o| Entry::of(o.as_ref()))
             .collect()
+    }
+
+    fn holds(&self, uid: &str, id: &str) -> bool {
+        let Some((namespace, name)) = id.split_once('/') else {
+            return false;
+        };
+        let key = ObjectRef::<K>::new(name).within(namespace);
+        self.0
+            .get(&key)
+            .is_some_and(|o| o.uid().as_deref() == Some(uid))
+    }
+
+    fn uids(&self) -> Vec<String> {
+        self.0.state().iter().filter_map(|o| o.uid()).collect()
     }
 }
 
@@ -99,8 +120,18 @@ pub struct Fixed(pub Vec<Entry>);
 #[async_trait]
 impl Source for Fixed {
     async fn ready(&self) {}
-    fn entries(&self) -> Vec<Entry> {
-        self.0.clone()
+    fn recorded(&self, cloud_ref: &str) -> Vec<Entry> {
+        self.0
+            .iter()
+            .filter(|e| e.cloud_ref.as_deref() == Some(cloud_ref))
+            .cloned()
+            .collect()
+    }
+    fn holds(&self, uid: &str, _id: &str) -> bool {
+        self.0.iter().any(|e| e.uid == uid)
+    }
+    fn uids(&self) -> Vec<String> {
+        self.0.iter().map(|e| e.uid.clone()).collect()
     }
 }
 
@@ -111,7 +142,14 @@ type ClaimKey = (&'static str, String, String);
 pub struct Owners {
     sources: Mutex<HashMap<&'static str, Vec<Arc<dyn Source>>>>,
     /// (kind, account, cloudRef) -> the resource that claimed it in this process.
-    claims: Mutex<HashMap<ClaimKey, Entry>>,
+    claims: Mutex<Claims>,
+}
+
+/// Claims, and the size past which the claims of resources that are gone are purged.
+#[derive(Default)]
+struct Claims {
+    by_key: HashMap<ClaimKey, Entry>,
+    purge_at: usize,
 }
 
 impl Owners {
@@ -142,42 +180,26 @@ impl Owners {
         me: &Entry,
         take: bool,
     ) -> Result<(), String> {
-        let sources: Vec<Arc<dyn Source>> = self
-            .sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(kind)
-            .cloned()
-            .unwrap_or_default();
+        let sources = self.sources_of(kind);
         for s in &sources {
             s.ready().await;
         }
-        let entries: Vec<Entry> = sources.iter().flat_map(|s| s.entries()).collect();
+        let recorded: Vec<Entry> = sources.iter().flat_map(|s| s.recorded(cloud_ref)).collect();
         let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
-        if !sources.is_empty() {
-            // Claims of this kind's resources that are gone hold nothing: forget them.
-            // (A set of uids: with thousands of resources, a scan of the entries per
-            // claim made every reconcile quadratic.)
-            let alive: std::collections::HashSet<&str> =
-                entries.iter().map(|e| e.uid.as_str()).collect();
-            claims.retain(|(k, _, _), c| *k != kind || alive.contains(c.uid.as_str()));
-        }
-        let mut candidates: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| {
-                e.uid != me.uid
-                    && e.cloud_ref.as_deref() == Some(cloud_ref)
-                    && e.account.as_deref().is_none_or(|a| a == account)
-            })
-            .collect();
         let key = (kind, account.to_string(), cloud_ref.to_string());
-        if let Some(c) = claims.get(&key)
+        if !sources.is_empty() {
+            claims.forget_gone(&key, &sources);
+        }
+        let mut candidates: Vec<&Entry> = recorded
+            .iter()
+            .filter(|e| e.uid != me.uid && e.account.as_deref().is_none_or(|a| a == account))
+            .collect();
+        if let Some(c) = claims.by_key.get(&key)
             && c.uid != me.uid
         {
             candidates.push(c);
         }
-        let i_recorded = me.cloud_ref.as_deref() == Some(cloud_ref);
-        if i_recorded {
+        if me.cloud_ref.as_deref() == Some(cloud_ref) {
             candidates.push(me);
         }
         let owner = candidates
@@ -187,11 +209,20 @@ impl Owners {
             Some(o) if o.uid != me.uid => Err(o.id.clone()),
             _ => {
                 if take {
-                    claims.insert(key, me.clone());
+                    claims.by_key.insert(key, me.clone());
                 }
                 Ok(())
             }
         }
+    }
+
+    fn sources_of(&self, kind: &'static str) -> Vec<Arc<dyn Source>> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kind)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Forget what `uid` claimed (it is being deleted).
@@ -199,7 +230,30 @@ impl Owners {
         self.claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_key
             .retain(|_, e| e.uid != uid);
+    }
+}
+
+impl Claims {
+    /// A claim whose resource is gone holds nothing: the one at `key` is checked on every
+    /// use; all of them are purged whenever the claims have doubled since the last purge
+    /// (resources deleted without a cleanup leave theirs behind).
+    fn forget_gone(&mut self, key: &ClaimKey, sources: &[Arc<dyn Source>]) {
+        if let Some(c) = self.by_key.get(key)
+            && !sources.iter().any(|s| s.holds(&c.uid, &c.id))
+        {
+            self.by_key.remove(key);
+        }
+        if self.by_key.len() < self.purge_at {
+            return;
+        }
+        let kind = key.0;
+        let alive: std::collections::HashSet<String> =
+            sources.iter().flat_map(|s| s.uids()).collect();
+        self.by_key
+            .retain(|(k, _, _), c| *k != kind || alive.contains(&c.uid));
+        self.purge_at = self.by_key.len().saturating_mul(2).max(64);
     }
 }
 
