@@ -452,16 +452,16 @@ async fn execute<K: Rollout>(
             }
             Intent::Stuck { accepted_at } => {
                 run.stuck = Some(format!(
-                    "the cloud accepted {name} ({request}) at {accepted_at}, twice, and still does \
-                     not show it; nothing more is sent until the cloud shows it or spec.retry changes \
+                    "{name} ({request}) was sent twice, first at {accepted_at} (each time \
+                     accepted, or its answer lost on the way), and the cloud still does not show it; nothing more is sent until the cloud shows it or spec.retry changes \
                      (kubectl alicloud-rollouts retry)"
                 ));
                 continue;
             }
             Intent::Resend { accepted_at } => {
                 let note = format!(
-                    "the cloud accepted {name} ({request}) at {accepted_at} but does not show it \
-                     after {:?}: sending it once more",
+                    "{name} ({request}) was sent at {accepted_at} (accepted, or its answer lost on \
+                     the way) and the cloud does not show it after {:?}: sending it once more",
                     cx.timing.grace
                 );
                 cx.event(obj, EventType::Warning, "MutationNotVisible", name, note)
