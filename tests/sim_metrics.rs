@@ -142,7 +142,7 @@ async fn cloud_monitor_answers_per_service_from_the_traffic_model() {
         .expect_err("unknown namespace");
     assert!(err.to_string().contains("acs_pai_eas"), "{err}");
     let calls = sim.sim().calls();
-    assert_eq!(calls.get("DescribeMetricLast"), Some(&7), "{calls:?}");
+    assert_eq!(calls.get("DescribeMetricLast"), Some(&6), "{calls:?}");
     assert_eq!(calls.get("DescribeMetricList"), Some(&1), "{calls:?}");
 }
 
