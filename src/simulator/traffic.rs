@@ -445,7 +445,7 @@ mod tests {
         assert!((bad.errors / bad.requests - BAD_ERROR_RATIO).abs() < 1e-9);
         assert!((good.errors / good.requests - GOOD_ERROR_RATIO).abs() < 1e-9);
         let (g99, b99) = (good.quantile(0.99).unwrap(), bad.quantile(0.99).unwrap());
-        assert!(g99 <= 0.25 && b99 > 1.0, "{g99} {b99}");
+        assert!(g99 < 0.26 && b99 > 1.0, "{g99} {b99}");
         let text = tr.render();
         assert!(text.contains(
             "sim_requests_total{kind=\"routine\",target=\"edge-auth\",env=\"production\",version=\"v2-bad\",code=\"500\"} 120\n"
