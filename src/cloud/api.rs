@@ -12,7 +12,7 @@ use super::credentials::Credentials;
 use super::error::CloudResult;
 use super::model::*;
 
-/// Every EAS and ESA call the operator makes, and nothing else.
+/// Every EAS, ESA and CloudMonitor call the operator makes, and nothing else.
 ///
 /// EAS calls take the region (it is both the endpoint's region and the `ClusterId` in the
 /// path). ESA calls take the ESA endpoint region (`cn-hangzhou` or `ap-southeast-1`).
@@ -79,4 +79,19 @@ pub trait CloudApi: Send + Sync {
         region: &str,
         request: &RollbackEdgeContainerAppVersionRequest,
     ) -> CloudResult<Ack>;
+
+    // ------------------------------------------------------------ CloudMonitor
+    /// DescribeMetricLast: the latest datapoint of a metric per resource (analysis with
+    /// the `cloudMonitor` provider). `region` picks `metrics.{region}.aliyuncs.com`.
+    async fn describe_metric_last(
+        &self,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse>;
+    /// DescribeMetricList: the datapoints of a metric over a time range.
+    async fn describe_metric_list(
+        &self,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse>;
 }

@@ -29,6 +29,7 @@ struct Shared {
     eas_override: Option<Endpoint>,
     esa_override: Option<Endpoint>,
     sts_override: Option<Endpoint>,
+    cms_override: Option<Endpoint>,
     /// Access key id -> account, from GetCallerIdentity (bounded: see `caller_account`).
     accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Held while an account is looked up, so that the reconciles that all start at once
@@ -131,6 +132,7 @@ impl CloudClient {
         let eas_override = parse(&config.eas_endpoint)?;
         let esa_override = parse(&config.esa_endpoint)?;
         let sts_override = parse(&config.sts_endpoint)?;
+        let cms_override = parse(&config.cms_endpoint)?;
         Ok(CloudClient {
             shared: Arc::new(Shared {
                 http: http_client()?,
@@ -139,6 +141,7 @@ impl CloudClient {
                 eas_override,
                 esa_override,
                 sts_override,
+                cms_override,
                 accounts: Default::default(),
                 account_lookup: Default::default(),
                 metrics,
@@ -171,6 +174,7 @@ impl CloudClient {
             Product::Eas => &self.shared.eas_override,
             Product::Esa => &self.shared.esa_override,
             Product::Sts => &self.shared.sts_override,
+            Product::Cms => &self.shared.cms_override,
         };
         match o {
             Some(e) => Ok(e.clone()),
@@ -505,6 +509,30 @@ impl CloudApi for CloudClient {
         self.call(
             region,
             requests::rollback_edge_container_app_version(request)?,
+        )
+        .await
+    }
+
+    async fn describe_metric_last(
+        &self,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse> {
+        self.call(
+            region,
+            requests::describe_metric("DescribeMetricLast", request)?,
+        )
+        .await
+    }
+
+    async fn describe_metric_list(
+        &self,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse> {
+        self.call(
+            region,
+            requests::describe_metric("DescribeMetricList", request)?,
         )
         .await
     }

@@ -17,6 +17,11 @@ pub struct ClientConfig {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_ESA_ENDPOINT")]
     pub esa_endpoint: Option<String>,
 
+    /// Send every CloudMonitor call (analysis with the `cloudMonitor` provider) here
+    /// instead of `metrics.{region}.aliyuncs.com`.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_CMS_ENDPOINT")]
+    pub cms_endpoint: Option<String>,
+
     /// STS endpoint: RRSA token exchange (wins over ALIBABA_CLOUD_STS_ENDPOINT) and
     /// GetCallerIdentity (default `sts.aliyuncs.com`).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_STS_ENDPOINT")]
@@ -88,6 +93,7 @@ impl Default for ClientConfig {
         ClientConfig {
             eas_endpoint: None,
             esa_endpoint: None,
+            cms_endpoint: None,
             sts_endpoint: None,
             vpc_endpoints: false,
             call_timeout: Duration::from_secs(10),

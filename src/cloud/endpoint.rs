@@ -9,6 +9,8 @@ pub enum Product {
     Eas,
     Esa,
     Sts,
+    /// CloudMonitor (metrics of the EAS services, for analysis).
+    Cms,
 }
 
 impl Product {
@@ -17,6 +19,7 @@ impl Product {
             Product::Eas => "eas",
             Product::Esa => "esa",
             Product::Sts => "sts",
+            Product::Cms => "cms",
         }
     }
 
@@ -26,6 +29,7 @@ impl Product {
             Product::Eas => "2021-07-01",
             Product::Esa => "2024-09-10",
             Product::Sts => "2015-04-01",
+            Product::Cms => "2019-01-01",
         }
     }
 }
@@ -137,6 +141,8 @@ pub fn default_endpoint(product: Product, region: &str, vpc: bool) -> Result<End
             }))
         }
         Product::Sts => default_sts_endpoint(None, vpc),
+        // CloudMonitor has one host per region, reachable from a VPC too.
+        Product::Cms => Ok(Endpoint::https(format!("metrics.{region}.aliyuncs.com"))),
     }
 }
 
@@ -176,6 +182,12 @@ mod tests {
             "https://esa.ap-southeast-1.aliyuncs.com"
         );
         assert!(default_endpoint(Product::Esa, "cn-shanghai", false).is_err());
+        assert_eq!(
+            default_endpoint(Product::Cms, "cn-shanghai", true)
+                .unwrap()
+                .base_url(),
+            "https://metrics.cn-shanghai.aliyuncs.com"
+        );
         assert!(default_endpoint(Product::Eas, "cn-shanghai.evil.com/x", false).is_err());
         assert!(default_endpoint(Product::Eas, "", false).is_err());
         assert_eq!(

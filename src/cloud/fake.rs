@@ -108,7 +108,7 @@ pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
 pub const DEFAULT_REPLICAS: i64 = 4;
 
 /// Every API of [`CloudApi`], and whether it changes the cloud.
-pub const APIS: [(&str, bool); 11] = [
+pub const APIS: [(&str, bool); 13] = [
     ("CreateServiceRollout", true),
     ("UpdateServiceRollout", true),
     ("DescribeServiceRollout", false),
@@ -120,6 +120,8 @@ pub const APIS: [(&str, bool); 11] = [
     ("PublishEdgeContainerAppVersion", true),
     ("GetEdgeContainerAppStatus", false),
     ("RollbackEdgeContainerAppVersion", true),
+    ("DescribeMetricLast", false),
+    ("DescribeMetricList", false),
 ];
 
 /// One call that reached the fake cloud.
@@ -166,6 +168,8 @@ struct State {
     /// Access key id -> account, for GetCallerIdentity ([`FakeCloud::set_account`]).
     accounts: BTreeMap<String, String>,
     identity_lookups: u64,
+    /// (region, namespace, metric) -> the datapoints CloudMonitor answers.
+    metrics: BTreeMap<(String, String, String), Vec<Value>>,
 }
 
 /// The in-memory cloud. See the [module documentation](self) for what each call does.
@@ -377,6 +381,20 @@ impl FakeCloud {
             .cloned()
     }
 
+    /// What DescribeMetricLast and DescribeMetricList answer for `metric` of `namespace`
+    /// in `region`: these datapoints (objects such as
+    /// `{"serviceName":"llm-chat","Average":1.5}`), whatever the dimensions and times asked.
+    pub fn set_metric(&self, region: &str, namespace: &str, metric: &str, points: Vec<Value>) {
+        self.lock().metrics.insert(
+            (
+                region.to_string(),
+                namespace.to_string(),
+                metric.to_string(),
+            ),
+            points,
+        );
+    }
+
     // ------------------------------------------------------------ log and failures
 
     /// Every call that reached the fake cloud, in order, from every handle.
@@ -485,6 +503,39 @@ impl FakeCloud {
             applied,
         });
         result
+    }
+}
+
+impl FakeCloud {
+    fn describe_metric(
+        &self,
+        api: &'static str,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse> {
+        requests::describe_metric(api, request)?;
+        let t = Target {
+            api,
+            region,
+            target: &request.metric_name,
+            env: None,
+        };
+        self.call(t, |state, request_id| {
+            let key = (
+                region.to_string(),
+                request.namespace.clone(),
+                request.metric_name.clone(),
+            );
+            let points = state.metrics.get(&key).cloned().unwrap_or_default();
+            Ok(DescribeMetricResponse {
+                request_id: request_id.to_string(),
+                code: Some("200".into()),
+                success: Some(true),
+                period: Some(request.period.clone().unwrap_or_else(|| "60".into())),
+                datapoints: Some(Value::Array(points).to_string()),
+                ..DescribeMetricResponse::default()
+            })
+        })
     }
 }
 
@@ -994,6 +1045,22 @@ impl CloudApi for FakeCloud {
                 app_status: Some(status),
             })
         })
+    }
+
+    async fn describe_metric_last(
+        &self,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse> {
+        self.describe_metric("DescribeMetricLast", region, request)
+    }
+
+    async fn describe_metric_list(
+        &self,
+        region: &str,
+        request: &DescribeMetricRequest,
+    ) -> CloudResult<DescribeMetricResponse> {
+        self.describe_metric("DescribeMetricList", region, request)
     }
 
     async fn rollback_edge_container_app_version(

@@ -487,3 +487,74 @@ pub mod wire {
     pub const PUBLISH_STATUS_ROLLBACKING: &str = "rollbacking";
     pub const PUBLISH_STATUS_ROLLBACKED: &str = "rollbacked";
 }
+
+// ---------------------------------------------------------------- CloudMonitor
+
+/// DescribeMetricLast / DescribeMetricList (CloudMonitor `cms` 2019-01-01): one metric of a
+/// namespace (`acs_pai_eas` for the EAS service metrics), for the resources `Dimensions`
+/// names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DescribeMetricRequest {
+    pub namespace: String,
+    pub metric_name: String,
+    /// Seconds (`60`); the metric's reporting period when absent.
+    pub period: Option<String>,
+    /// Milliseconds since the epoch, or `yyyy-MM-dd HH:mm:ss`.
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    /// A JSON string: `[{"serviceName":"llm-chat"}]`.
+    pub dimensions: Option<String>,
+    pub express: Option<String>,
+    pub length: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+/// The answer of DescribeMetricLast and DescribeMetricList. CloudMonitor can answer HTTP
+/// 200 with `Success: false`: see [`DescribeMetricResponse::points`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeMetricResponse {
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// A JSON string holding an array of datapoints (objects with `timestamp`, the
+    /// dimensions, and statistics such as `Average`, `Maximum`, `Minimum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapoints: Option<String>,
+}
+
+impl DescribeMetricResponse {
+    /// The datapoints, or why there are none to trust: `Success: false` (with its code and
+    /// message) or a `Datapoints` that is not a JSON array of objects.
+    pub fn points(&self) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+        if self.success == Some(false) {
+            return Err(format!(
+                "CloudMonitor answered {}: {}",
+                self.code.as_deref().unwrap_or("an error"),
+                self.message.as_deref().unwrap_or_default()
+            ));
+        }
+        let raw = match self.datapoints.as_deref().map(str::trim) {
+            None | Some("") => return Ok(Vec::new()),
+            Some(raw) => raw,
+        };
+        let items: Vec<serde_json::Value> = serde_json::from_str(raw)
+            .map_err(|e| format!("Datapoints is not a JSON array: {e}"))?;
+        items
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::Object(m) => Ok(m),
+                other => Err(format!("a datapoint is not an object: {other}")),
+            })
+            .collect()
+    }
+}

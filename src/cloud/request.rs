@@ -458,6 +458,37 @@ pub mod requests {
         p.build("RollbackEdgeContainerAppVersion", Method::POST)
     }
 
+    /// CloudMonitor DescribeMetricLast / DescribeMetricList: RPC, every parameter in the
+    /// query (as the official SDK sends them), POST.
+    pub fn describe_metric(
+        action: &'static str,
+        r: &DescribeMetricRequest,
+    ) -> CloudResult<ApiRequest> {
+        required("Namespace", &r.namespace)?;
+        required("MetricName", &r.metric_name)?;
+        let mut p = Rpc::default();
+        p.q("Namespace", &r.namespace)
+            .q("MetricName", &r.metric_name);
+        for (k, v) in [
+            ("Period", &r.period),
+            ("StartTime", &r.start_time),
+            ("EndTime", &r.end_time),
+            ("Dimensions", &r.dimensions),
+            ("Express", &r.express),
+            ("NextToken", &r.next_token),
+        ] {
+            if let Some(v) = v {
+                p.q(k, v);
+            }
+        }
+        if let Some(n) = r.length {
+            p.q("Length", n);
+        }
+        let mut req = p.build(action, Method::POST)?;
+        req.product = Product::Cms;
+        Ok(req)
+    }
+
     /// STS GetCallerIdentity: no parameters; signed like every other call.
     pub fn get_caller_identity() -> CloudResult<ApiRequest> {
         let mut req = Rpc::default().build("GetCallerIdentity", Method::POST)?;

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::esa::{self, App, Publish, Routine};
 use super::lag::{self, History, Lag};
 use super::seed::Seed;
+use super::traffic::{self, Share, Traffic};
 use crate::cloud::model::{Ack, GetEdgeContainerAppStatusResponse};
 
 pub const EAS_VERSION: &str = "2021-07-01";
@@ -30,6 +31,9 @@ pub struct World {
     /// What the lagging read replica can still show (see [`lag`]).
     #[serde(skip)]
     pub history: Histories,
+    /// The simulated users' requests to every version (`GET /metrics`, CloudMonitor).
+    #[serde(skip)]
+    pub traffic: Traffic,
 }
 
 /// Per object, its states right after its recent mutations (same keys as [`World`]).
@@ -96,7 +100,37 @@ fn record<T: Clone>(
 }
 
 impl World {
+    /// Bring every object to `now`, counting the traffic each version served on the way
+    /// (in sub-steps, so a share that changed in between is counted as it was).
     pub fn advance(&mut self, now: Timestamp, scale: f64) {
+        for (end, seconds) in self.traffic.steps(now) {
+            let shares = self.shares();
+            self.traffic.accrue(&shares, seconds, end);
+            self.advance_objects(end, scale);
+        }
+        self.advance_objects(now, scale);
+        if self.traffic.last.is_none() {
+            self.traffic.last = Some(now);
+        }
+    }
+
+    /// Every version's current share of its object's traffic.
+    pub fn shares(&self) -> Vec<Share> {
+        let mut out = Vec::new();
+        let marked = &self.traffic.marked_bad;
+        for s in self.services.values() {
+            out.extend(traffic::eas_shares(s, marked));
+        }
+        for r in self.routines.values() {
+            out.extend(traffic::routine_shares(r, marked));
+        }
+        for a in self.apps.values() {
+            out.extend(traffic::app_shares(a, marked));
+        }
+        out
+    }
+
+    fn advance_objects(&mut self, now: Timestamp, scale: f64) {
         for s in self.services.values_mut() {
             s.advance(now, scale);
         }

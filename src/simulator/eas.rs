@@ -140,7 +140,7 @@ fn config_enables_rollout(config: &Value) -> bool {
         || matches!(label, Some(Value::Bool(true)))
 }
 
-fn image_of(config: &Value) -> Option<String> {
+pub(crate) fn image_of(config: &Value) -> Option<String> {
     config
         .pointer("/containers/0/image")
         .or_else(|| config.get("processor_entry"))

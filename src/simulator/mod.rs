@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod cms;
 pub mod eas;
 pub mod error;
 pub mod esa;
@@ -16,6 +17,7 @@ pub mod faults;
 pub mod lag;
 pub mod seed;
 pub mod server;
+pub mod traffic;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

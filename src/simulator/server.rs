@@ -17,6 +17,7 @@ use super::api::{
 };
 use super::auth::{self, AuthState, SignedRequest, StsCredential};
 use super::clock::{Clock, add, iso_time, lock};
+use super::cms::{self, CMS_VERSION, cms_action};
 use super::error::{ApiError, ApiResult};
 use super::faults;
 use super::lag::{Lag, lag_from_secs};
@@ -400,6 +401,8 @@ pub struct Sim {
     call_log: Mutex<Vec<CallRecord>>,
     limiter: Mutex<HashMap<String, (u64, u32)>>,
     origin: Instant,
+    /// Versions marked bad by name (`POST /_sim/bad`), for every account.
+    marked_bad: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A request as received.
@@ -444,7 +447,7 @@ impl Route {
     fn action(&self) -> &str {
         match self {
             Route::Eas { action, .. } => action,
-            Route::Rpc(a) if sts_action(a) || esa_action(a) => a,
+            Route::Rpc(a) if sts_action(a) || esa_action(a) || cms_action(a) => a,
             Route::Rpc(_) | Route::Unknown => "Unknown",
         }
     }
@@ -603,6 +606,7 @@ impl Sim {
             call_log: Mutex::new(Vec::new()),
             limiter: Mutex::new(HashMap::new()),
             origin: Instant::now(),
+            marked_bad: Mutex::new(Default::default()),
         }
     }
 
@@ -619,6 +623,21 @@ impl Sim {
         }
         lock(&self.seeds).push(seed.clone());
         Ok(())
+    }
+
+    /// Mark versions bad by name in every account (`None`: unmark all), from now on: the
+    /// traffic so far is counted first as it was.
+    pub fn mark_bad(&self, versions: Option<&[String]>) {
+        let now = self.now();
+        let mut marked = lock(&self.marked_bad);
+        match versions {
+            Some(v) => marked.extend(v.iter().cloned()),
+            None => marked.clear(),
+        }
+        for w in lock(&self.worlds).values_mut() {
+            w.advance(now, self.settings.time_scale);
+            w.traffic.marked_bad = marked.clone();
+        }
     }
 
     /// The account of an access key the simulator accepts (see docs/simulator.md).
@@ -678,6 +697,7 @@ impl Sim {
             for seed in lock(&self.seeds).iter() {
                 w.apply_seed(seed, now)?;
             }
+            w.traffic.marked_bad = lock(&self.marked_bad).clone();
             worlds.insert(account.to_string(), w);
         }
         let w = worlds
@@ -931,6 +951,9 @@ impl Sim {
             body: &body,
         };
 
+        if raw_path == "/metrics" && parts.method == Method::GET {
+            return Some(self.metrics_response(&incoming));
+        }
         if raw_path == "/_sim" || raw_path.starts_with("/_sim/") {
             let (status, value) = self.admin(&incoming);
             return Some(json_response(status, &request_id, &value, None));
@@ -980,6 +1003,32 @@ impl Sim {
                 .map(|c| c.0.clone()),
         });
         response
+    }
+
+    /// `GET /metrics`: the simulated traffic of an account (`?account=`, default the
+    /// default account's) in the Prometheus text format. Unsigned, like `/_sim/`, and not
+    /// in the call log (a scraper polls it every second).
+    fn metrics_response(&self, req: &Incoming<'_>) -> Response<Body> {
+        let account = req
+            .query
+            .iter()
+            .find(|(k, _)| k == "account")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| self.default_account());
+        // Only an account that exists: an unsigned scrape creates nothing.
+        let known = lock(&self.worlds).contains_key(&account);
+        let text = if known {
+            self.with_world(&account, |w| w.traffic.render())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut resp = Response::new(Body::from(text));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        resp
     }
 
     /// The answer to one call (`None`: close the connection without one), and whether
@@ -1126,6 +1175,7 @@ impl Sim {
             Route::Eas { action, .. } => (EAS_VERSION, *action),
             Route::Rpc(a) if sts_action(a) => (STS_VERSION, a.as_str()),
             Route::Rpc(a) if esa_action(a) => (ESA_VERSION, a.as_str()),
+            Route::Rpc(a) if cms_action(a) => (CMS_VERSION, a.as_str()),
             Route::Rpc(a) => {
                 return Err(ApiError::not_found(
                     "InvalidAction.NotFound",
@@ -1197,6 +1247,10 @@ impl Sim {
                 scale,
                 &mut cx,
             ),
+            Route::Rpc(a) if cms_action(a) => {
+                let params = rpc_params(&req.operation())?;
+                cms::dispatch(world, a, &params, now, &account)
+            }
             Route::Rpc(a) => {
                 let params = rpc_params(&req.operation())?;
                 api::esa_dispatch(world, a, &params, now, scale, &mut cx)
@@ -1309,6 +1363,7 @@ impl Sim {
                     *w = World::default();
                 }
                 lock(&self.seeds).clear();
+                lock(&self.marked_bad).clear();
                 lock(&self.calls).clear();
                 lock(&self.call_log).clear();
                 self.clear_faults();
@@ -1331,6 +1386,24 @@ impl Sim {
             ("DELETE", "/_sim/calls") => {
                 lock(&self.calls).clear();
                 lock(&self.call_log).clear();
+                Ok(json!({"ok": true}))
+            }
+            ("GET", "/_sim/bad") => to_json(&*lock(&self.marked_bad)),
+            ("POST", "/_sim/bad") => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Bad {
+                    versions: Vec<String>,
+                }
+                serde_json::from_slice::<Bad>(req.body)
+                    .map_err(|e| ApiError::invalid(format!("bad body: {e}")))
+                    .map(|b| {
+                        self.mark_bad(Some(&b.versions));
+                        json!({"ok": true})
+                    })
+            }
+            ("DELETE", "/_sim/bad") => {
+                self.mark_bad(None);
                 Ok(json!({"ok": true}))
             }
             ("GET", "/_sim/faults") => self.list_faults(),

@@ -357,6 +357,8 @@ impl Operator {
             sim.url(),
             "--sts-endpoint".into(),
             sim.url(),
+            "--cms-endpoint".into(),
+            sim.url(),
             "--active-poll".into(),
             "1s".into(),
             "--settled-poll".into(),

@@ -3,3 +3,4 @@
 
 pub mod apiserver;
 pub mod e2e;
+pub mod prometheus;
