@@ -8,7 +8,16 @@
 //!
 //! [`AnalysisTemplate`]: crate::crd::analysis::AnalysisTemplate
 
+pub mod args;
+pub mod cel;
 pub mod cloudmonitor;
+mod engine;
+mod http;
+mod load;
+pub mod prometheus;
+pub mod web;
+
+pub use engine::{MakeProvider, run};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +25,8 @@ use std::time::Duration;
 
 use crate::cloud::api::CloudApi;
 use crate::crd::analysis::{AnalysisPhase, AnalysisRef, AnalysisStatus};
+
+use load::RealProviders;
 
 /// What the engine needs from the operator; cheap to clone.
 #[derive(Clone)]
@@ -61,34 +72,59 @@ pub trait Provider: Send + Sync {
 }
 
 /// Take the measurements that are due at `now` and return the new status. Pure in its
-/// inputs except for the provider calls; never panics; an unreachable provider counts an
-/// Error measurement (consecutiveErrorLimit reached -> phase Inconclusive, never Successful).
+/// inputs except for the reads (template, Secrets) and the provider calls; never panics; an
+/// unreachable provider counts an Error measurement (consecutiveErrorLimit reached -> phase
+/// Inconclusive, never Successful).
+///
+/// A finished verdict (Successful, Failed, Inconclusive) in `prior` for the same template is
+/// returned as it is. Phase Error (the template, an argument or a Secret is missing, a
+/// condition does not compile) is tried again on each call, keeping the measurements taken.
 pub async fn advance(
-    _cx: &AnalysisCx,
-    _namespace: &str,
+    cx: &AnalysisCx,
+    namespace: &str,
     aref: &AnalysisRef,
-    _builtins: &Builtins,
-    _cloud: &Arc<dyn CloudApi>,
+    builtins: &Builtins,
+    cloud: &Arc<dyn CloudApi>,
     prior: Option<&AnalysisStatus>,
     now: jiff::Timestamp,
 ) -> AnalysisStatus {
+    let template = template_name(aref);
+    let prior = prior.filter(|p| p.template == template);
+    if let Some(p) = prior.filter(|p| p.phase.is_finished() && p.phase != AnalysisPhase::Error) {
+        return p.clone();
+    }
+    let loaded = match load::load(cx, namespace, aref, builtins).await {
+        Ok(loaded) => loaded,
+        Err(message) => return engine::error_status(&template, prior, now, message),
+    };
+    let providers = RealProviders {
+        http: &cx.http,
+        cloud,
+        secrets: &loaded.secrets,
+    };
+    run(
+        &template,
+        &loaded.spec,
+        &loaded.args,
+        &providers,
+        prior,
+        now,
+    )
+    .await
+}
+
+/// `AnalysisTemplate/name` or `ClusterAnalysisTemplate/name`.
+pub fn template_name(aref: &AnalysisRef) -> String {
     let kind = if aref.template_ref.cluster_scope {
         "ClusterAnalysisTemplate"
     } else {
         "AnalysisTemplate"
     };
-    AnalysisStatus {
-        template: format!("{kind}/{}", aref.template_ref.name),
-        phase: AnalysisPhase::Error,
-        message: Some("analysis is not implemented yet".to_string()),
-        started_at: prior.map_or_else(|| now.to_string(), |p| p.started_at.clone()),
-        step: prior.and_then(|p| p.step),
-        version: prior.and_then(|p| p.version.clone()),
-        metrics: Vec::new(),
-    }
+    format!("{kind}/{}", aref.template_ref.name)
 }
 
-/// When the caller should look again (the earliest `next_at`), None when finished.
+/// When the caller should look again (the earliest `next_at`), None when finished. An
+/// analysis in phase Error has none either: the caller retries it on its own schedule.
 pub fn next_due(status: &AnalysisStatus) -> Option<jiff::Timestamp> {
     if status.phase.is_finished() {
         return None;
@@ -99,4 +135,18 @@ pub fn next_due(status: &AnalysisStatus) -> Option<jiff::Timestamp> {
         .filter_map(|m| m.next_at.as_deref())
         .filter_map(|t| t.parse::<jiff::Timestamp>().ok())
         .min()
+}
+
+/// At most `max` characters of `text`, with "..." when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}...", &text[..end]),
+    }
+}
+
+/// A metric's timeout: its own (at most [`MAX_TIMEOUT`]) or [`DEFAULT_TIMEOUT`].
+pub fn timeout_of(text: Option<&str>) -> Duration {
+    text.and_then(|t| crate::crd::validation::parse_duration(t).ok())
+        .map_or(DEFAULT_TIMEOUT, |d| d.min(MAX_TIMEOUT))
 }

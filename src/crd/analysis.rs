@@ -301,7 +301,7 @@ pub struct WebHeader {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     rule_at(
-        "!has(self.body) || self.method == 'POST'",
+        "!has(self.body) || (has(self.method) && self.method == 'POST')",
         "body needs method: POST",
         ".body",
     ),

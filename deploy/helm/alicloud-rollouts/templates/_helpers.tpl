@@ -49,7 +49,12 @@ they are granted per namespace (a Role each), else cluster-wide.
 - apiGroups: ["rollouts.alicloud.dev"]
   resources: ["easservicerollouts/status", "esaroutinerollouts/status", "esacontainerapprollouts/status"]
   verbs: ["patch"]
-# Per-resource credentials (spec.credentialsSecretRef): read by name, never listed.
+# Analysis templates: read by name when an analysis runs.
+- apiGroups: ["rollouts.alicloud.dev"]
+  resources: ["analysistemplates", "clusteranalysistemplates"]
+  verbs: ["get"]
+# Per-resource credentials (spec.credentialsSecretRef) and
+# analysis template Secrets: read by name, never listed.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
