@@ -170,6 +170,11 @@ impl MakeProvider for RealProviders<'_> {
             for v in m.dimensions.values_mut() {
                 *v = sub(v)?;
             }
+            // Without a region of its own, the metric is read where the rollout runs.
+            m.region = match m.region.as_deref() {
+                Some(r) => Some(sub(r)?),
+                None => args.get("region").map(str::to_string),
+            };
             let timeout = timeout_of(m.timeout.as_deref());
             return Ok(Box::new(CloudMonitorProvider::new(
                 m,
