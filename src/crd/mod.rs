@@ -3,6 +3,7 @@
 //! One module per kind. The YAML in `crds/` is generated from these types
 //! (`alicloud-rollouts crds`) and never edited by hand.
 
+pub mod account;
 pub mod common;
 pub mod container_app;
 pub mod eas;
@@ -10,6 +11,7 @@ pub mod eas_config;
 pub mod routine;
 pub mod validation;
 
+pub use account::*;
 pub use common::*;
 pub use container_app::*;
 pub use eas::*;
@@ -31,6 +33,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         EasServiceRollout::crd(),
         EsaRoutineRollout::crd(),
         EsaContainerAppRollout::crd(),
+        CloudAccount::crd(),
     ]
 }
 
