@@ -435,7 +435,7 @@ fn printed_stream_holds_every_generated_file() {
         let document = body.split_once("---\n").unwrap().1;
         assert!(stream.contains(document));
     }
-    assert_eq!(stream.matches("kind: CustomResourceDefinition").count(), 3);
+    assert_eq!(stream.matches("kind: CustomResourceDefinition").count(), 4);
 }
 
 /// The examples are what users copy: each must read into its Rust type, which is what the
