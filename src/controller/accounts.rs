@@ -288,3 +288,65 @@ where
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{ClientConfig, CloudClient, StaticProvider};
+
+    /// A CloudAccount with `assumeRole`, against the simulator over HTTP: the role is
+    /// assumed with the operator's own key, the credentials act in the role's account, and
+    /// they are cached (one AssumeRole for several uses).
+    #[tokio::test]
+    async fn an_assumed_role_acts_in_its_account_and_is_cached() {
+        let sim = crate::simulator::start(crate::simulator::SimConfig::default())
+            .await
+            .expect("simulator");
+        let url = format!("http://{}", sim.addr());
+        let operator: Arc<dyn CloudApi> = Arc::new(
+            CloudClient::new(
+                ClientConfig {
+                    sts_endpoint: Some(url.clone()),
+                    eas_endpoint: Some(url.clone()),
+                    ..ClientConfig::default()
+                },
+                Arc::new(StaticProvider(Credentials::new("testid", "testsecret"))),
+            )
+            .expect("client"),
+        );
+        let account: CloudAccount = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "CloudAccount",
+            "metadata": {"name": "team"},
+            "spec": {"assumeRole": {"roleArn": "acs:ram::1000000000000042:role/r"},
+                     "namespaces": {"names": ["ns"]}},
+        }))
+        .expect("account");
+        let accounts = Accounts::default();
+        let secrets = super::super::testing::NoSecrets;
+        for _ in 0..3 {
+            let cloud = accounts
+                .cloud_of(&account, &operator, &secrets, "home")
+                .await
+                .expect("a client");
+            assert_eq!(
+                cloud.caller_account().await.expect("identity"),
+                "1000000000000042"
+            );
+        }
+        let log: Vec<serde_json::Value> = reqwest::get(format!("{url}/_sim/calllog"))
+            .await
+            .expect("call log")
+            .json()
+            .await
+            .expect("json");
+        let assumed: Vec<_> = log.iter().filter(|c| c["action"] == "AssumeRole").collect();
+        assert_eq!(assumed.len(), 1, "{log:?}");
+        assert_eq!(assumed[0]["accessKeyId"], "testid");
+        assert!(
+            log.iter()
+                .any(|c| c["action"] == "GetCallerIdentity" && c["account"] == "1000000000000042"),
+            "{log:?}"
+        );
+    }
+}

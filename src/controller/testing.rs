@@ -100,7 +100,7 @@ fn poisoned() -> kube::Error {
 }
 
 /// No Secrets at all.
-struct NoSecrets;
+pub struct NoSecrets;
 
 #[async_trait]
 impl SecretSource for NoSecrets {
