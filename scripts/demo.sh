@@ -87,10 +87,24 @@ up() {
   kubectl wait --for=condition=Established --timeout=60s \
     crd/easservicerollouts.rollouts.alicloud.dev \
     crd/esaroutinerollouts.rollouts.alicloud.dev \
-    crd/esacontainerapprollouts.rollouts.alicloud.dev >/dev/null
+    crd/esacontainerapprollouts.rollouts.alicloud.dev \
+    crd/cloudaccounts.rollouts.alicloud.dev >/dev/null
 
   say "Applying three rollouts in namespace $NS"
   kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS" >/dev/null
+  # The operator's own identity is used only through a CloudAccount: grant it to the
+  # demo namespace (README, "Tenancy: cloud accounts").
+  kubectl apply --validate=false -f - >/dev/null <<ACCOUNT
+apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: CloudAccount
+metadata:
+  name: demo
+spec:
+  operatorIdentity: {}
+  namespaces:
+    names: [$NS]
+  default: true
+ACCOUNT
   kubectl -n "$NS" delete easservicerollout,esaroutinerollout,esacontainerapprollout --all \
     --ignore-not-found --wait=false >/dev/null 2>&1 || true
   kubectl -n "$NS" apply --validate=false -f - <<'EOF'

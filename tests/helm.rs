@@ -243,16 +243,30 @@ fn the_chart_grants_the_same_rules_as_deploy() {
 /// With watchNamespaces the same rules are granted in those namespaces only.
 #[test]
 fn watched_namespaces_confine_the_rules_to_them() {
-    let cluster_wide = grants(&of_kind(&template(&[]).expect("renders"), "ClusterRole"));
+    let all = template(&[]).expect("renders");
+    let cluster_wide = grants(&of_kind(&all, "ClusterRole"));
     let docs = template(&["--set", "watchNamespaces={team-a,team-b}"]).expect("renders");
-    assert!(of_kind(&docs, "ClusterRole").is_empty());
-    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    // Only the cluster-scoped reads of tenancy stay cluster-wide: the CloudAccounts and
+    // the namespaces' labels.
+    let tenancy = grants(&of_kind(&docs, "ClusterRole"));
+    let reads: BTreeSet<(String, String, String)> = [
+        ("rollouts.alicloud.dev", "cloudaccounts", "list"),
+        ("rollouts.alicloud.dev", "cloudaccounts", "watch"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+    ]
+    .iter()
+    .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(tenancy, reads);
+    assert_eq!(of_kind(&docs, "ClusterRoleBinding").len(), 1);
+    let namespaced: BTreeSet<_> = cluster_wide.difference(&reads).cloned().collect();
     for ns in ["team-a", "team-b"] {
         let roles: Vec<&Value> = of_kind(&docs, "Role")
             .into_iter()
             .filter(|r| r["metadata"]["namespace"] == ns)
             .collect();
-        assert_eq!(grants(&roles), cluster_wide, "the rules in {ns}");
+        assert_eq!(grants(&roles), namespaced, "the rules in {ns}");
         assert!(
             of_kind(&docs, "RoleBinding")
                 .iter()

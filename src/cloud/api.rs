@@ -28,6 +28,14 @@ pub trait CloudApi: Send + Sync {
     /// and credentials that come to belong to another account stop every change.
     async fn caller_account(&self) -> CloudResult<String>;
 
+    /// STS AssumeRole with these credentials: temporary credentials of `role_arn`.
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration_seconds: u32,
+    ) -> CloudResult<AssumeRoleResponse>;
+
     // ------------------------------------------------------------ EAS
     async fn create_service_rollout(
         &self,

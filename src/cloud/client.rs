@@ -404,6 +404,19 @@ impl CloudApi for CloudClient {
         Ok(account)
     }
 
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration_seconds: u32,
+    ) -> CloudResult<AssumeRoleResponse> {
+        self.call(
+            "",
+            requests::assume_role(role_arn, session_name, duration_seconds)?,
+        )
+        .await
+    }
+
     async fn create_service_rollout(
         &self,
         region: &str,

@@ -170,6 +170,8 @@ struct State {
     identity_lookups: u64,
     /// (region, namespace, metric) -> the datapoints CloudMonitor answers.
     metrics: BTreeMap<(String, String, String), Vec<Value>>,
+    /// AssumeRole calls answered.
+    assumed: u64,
 }
 
 /// The in-memory cloud. See the [module documentation](self) for what each call does.
@@ -273,6 +275,11 @@ impl FakeCloud {
 
     /// How many times GetCallerIdentity was asked (it is not in [`FakeCloud::calls`]: it
     /// reads nothing of the cloud's objects).
+    /// How many AssumeRole calls were answered.
+    pub fn assumed_roles(&self) -> u64 {
+        self.lock().assumed
+    }
+
     pub fn identity_lookups(&self) -> u64 {
         self.lock().identity_lookups
     }
@@ -671,6 +678,38 @@ impl CloudApi for FakeCloud {
             .get(&self.access_key_id)
             .cloned()
             .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string()))
+    }
+
+    /// Credentials `STS.<n>` of the role's account (from its ARN, as the simulator does),
+    /// valid for `duration_seconds`.
+    async fn assume_role(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration_seconds: u32,
+    ) -> CloudResult<AssumeRoleResponse> {
+        requests::assume_role(role_arn, session_name, duration_seconds)?;
+        let mut state = self.lock();
+        state.assumed += 1;
+        let id = format!("STS.{}", state.assumed);
+        if let Some(account) = role_arn
+            .strip_prefix("acs:ram::")
+            .and_then(|r| r.split(':').next())
+        {
+            state.accounts.insert(id.clone(), account.to_string());
+        }
+        let expires = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(i64::from(duration_seconds)))
+            .unwrap_or(jiff::Timestamp::MAX);
+        Ok(AssumeRoleResponse {
+            request_id: format!("fake-assume-{}", state.assumed),
+            credentials: Some(AssumedCredentials {
+                access_key_id: id,
+                access_key_secret: "fake-secret".into(),
+                security_token: "fake-token".into(),
+                expiration: expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            }),
+        })
     }
 
     async fn create_service_rollout(

@@ -55,6 +55,43 @@ pub struct CallerIdentity {
     pub role_id: Option<String>,
 }
 
+/// STS `AssumeRole`: temporary credentials of a RAM role. `Debug` prints no secret.
+#[derive(Serialize, Deserialize, Clone, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AssumeRoleResponse {
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default)]
+    pub credentials: Option<AssumedCredentials>,
+}
+
+/// The `Credentials` of an AssumeRole answer.
+#[derive(Serialize, Deserialize, Clone, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AssumedCredentials {
+    #[serde(default)]
+    pub access_key_id: String,
+    #[serde(default)]
+    pub access_key_secret: String,
+    #[serde(default)]
+    pub security_token: String,
+    /// `2026-05-08T17:00:00Z`.
+    #[serde(default)]
+    pub expiration: String,
+}
+
+impl std::fmt::Debug for AssumeRoleResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRoleResponse")
+            .field("request_id", &self.request_id)
+            .field(
+                "access_key_id",
+                &self.credentials.as_ref().map(|c| c.access_key_id.as_str()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 // ---------------------------------------------------------------- EAS (ROA)
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -174,42 +174,46 @@ impl CredentialsEnv {
     }
 }
 
+/// Credentials with the instant they expire.
 #[derive(Clone)]
-struct Cached {
-    credentials: Credentials,
-    expiration: Timestamp,
+pub struct Expiring {
+    pub credentials: Credentials,
+    pub expiration: Timestamp,
 }
 
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
-/// RRSA: exchanges the pod's OIDC token for STS credentials, caches them, and refreshes
-/// them [`REFRESH_MARGIN`] before they expire, reading the token file again each time
-/// (the kubelet rotates it).
+/// One exchange for fresh temporary credentials (an STS call), started anew each time.
+pub type Exchange =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, CloudResult<Expiring>> + Send + Sync>;
+
+/// Temporary credentials from an [`Exchange`], cached and refreshed [`REFRESH_MARGIN`]
+/// before they expire: RRSA ([`RrsaProvider`]) and the roles CloudAccounts assume.
 ///
 /// A refresh is single flight: one exchange at a time, whatever the number of callers,
 /// and bounded by the timeout as a whole. While the cached credentials are still valid
 /// (inside the margin), callers keep using them and never wait on the exchange; only
 /// without valid credentials (the first call, or after they expired) do callers wait for
 /// it, at most the timeout. A failed refresh is tried again after [`REFRESH_RETRY`].
-pub struct RrsaProvider {
-    inner: Arc<RrsaInner>,
+#[derive(Clone)]
+pub struct RefreshingProvider {
+    inner: Arc<RefreshInner>,
 }
 
-struct RrsaInner {
-    config: RrsaConfig,
-    endpoint: Endpoint,
-    http: reqwest::Client,
+struct RefreshInner {
+    /// What the credentials are for (a role ARN), for logs.
+    label: String,
+    exchange: Exchange,
     timeout: Duration,
-    max_body: usize,
     clock: Clock,
     state: std::sync::Mutex<RefreshState>,
 }
 
-type Refresh = futures::future::Shared<futures::future::BoxFuture<'static, CloudResult<Cached>>>;
+type Refresh = futures::future::Shared<futures::future::BoxFuture<'static, CloudResult<Expiring>>>;
 
 #[derive(Default)]
 struct RefreshState {
-    cached: Option<Cached>,
+    cached: Option<Expiring>,
     /// The exchange in flight, shared by every caller.
     running: Option<Refresh>,
     /// After a failed refresh, no new one before this instant (the cached credentials
@@ -221,11 +225,57 @@ struct RefreshState {
 /// before the next attempt (rather than one exchange per call).
 pub const REFRESH_RETRY: Duration = Duration::from_secs(10);
 
+impl fmt::Debug for RefreshingProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshingProvider")
+            .field("for", &self.inner.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshingProvider {
+    /// Credentials from `exchange`, each exchange bounded by `timeout`.
+    pub fn new(label: impl Into<String>, exchange: Exchange, timeout: Duration) -> Self {
+        RefreshingProvider {
+            inner: Arc::new(RefreshInner {
+                label: label.into(),
+                exchange,
+                timeout,
+                clock: Arc::new(Timestamp::now),
+                state: Default::default(),
+            }),
+        }
+    }
+
+    /// Use another clock (tests). Call before the provider is used or cloned.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.clock = clock;
+                RefreshingProvider {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(shared) => RefreshingProvider { inner: shared },
+        }
+    }
+}
+
+/// RRSA: exchanges the pod's OIDC token for STS credentials (a [`RefreshingProvider`]),
+/// reading the token file again each time (the kubelet rotates it).
+pub struct RrsaProvider {
+    config: RrsaConfig,
+    endpoint: Endpoint,
+    http: reqwest::Client,
+    timeout: Duration,
+    cache: RefreshingProvider,
+}
+
 impl fmt::Debug for RrsaProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RrsaProvider")
-            .field("role_arn", &self.inner.config.role_arn)
-            .field("endpoint", &self.inner.endpoint)
+            .field("role_arn", &self.config.role_arn)
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -245,6 +295,15 @@ struct StsCredentials {
     expiration: Option<String>,
 }
 
+/// What RRSA's exchange needs.
+struct RrsaExchange {
+    config: RrsaConfig,
+    endpoint: Endpoint,
+    http: reqwest::Client,
+    max_body: usize,
+    clock: Clock,
+}
+
 impl RrsaProvider {
     pub fn new(
         config: RrsaConfig,
@@ -252,42 +311,57 @@ impl RrsaProvider {
         http: reqwest::Client,
         timeout: Duration,
     ) -> Self {
+        Self::build(config, endpoint, http, timeout, Arc::new(Timestamp::now))
+    }
+
+    fn build(
+        config: RrsaConfig,
+        endpoint: Endpoint,
+        http: reqwest::Client,
+        timeout: Duration,
+        clock: Clock,
+    ) -> Self {
+        let exchange = Arc::new(RrsaExchange {
+            config: config.clone(),
+            endpoint: endpoint.clone(),
+            http: http.clone(),
+            max_body: DEFAULT_MAX_RESPONSE_BYTES,
+            clock: clock.clone(),
+        });
+        let run: Exchange = Arc::new(move || {
+            let exchange = exchange.clone();
+            Box::pin(async move { exchange.exchange_unbounded().await })
+        });
         RrsaProvider {
-            inner: Arc::new(RrsaInner {
-                config,
-                endpoint,
-                http,
-                timeout,
-                max_body: DEFAULT_MAX_RESPONSE_BYTES,
-                clock: Arc::new(Timestamp::now),
-                state: Default::default(),
-            }),
+            cache: RefreshingProvider::new(config.role_arn.clone(), run, timeout).with_clock(clock),
+            config,
+            endpoint,
+            http,
+            timeout,
         }
     }
 
-    /// Use another clock (tests). Call before the provider is used or cloned.
+    /// Use another clock (tests). Call before the provider is used.
     pub fn with_clock(self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => return RrsaProvider { inner: shared },
-        };
-        inner.clock = Arc::new(clock);
-        RrsaProvider {
-            inner: Arc::new(inner),
-        }
+        Self::build(
+            self.config,
+            self.endpoint,
+            self.http,
+            self.timeout,
+            Arc::new(clock),
+        )
     }
 }
 
-impl RrsaInner {
-    /// One exchange, bounded by the timeout as a whole (token file, request, answer).
-    async fn exchange(&self) -> CloudResult<Cached> {
-        match tokio::time::timeout(self.timeout, self.exchange_unbounded()).await {
-            Ok(result) => result,
-            Err(_) => Err(CloudError::Timeout(self.timeout)),
-        }
+#[async_trait]
+impl CredentialsProvider for RrsaProvider {
+    async fn credentials(&self) -> CloudResult<Credentials> {
+        self.cache.credentials().await
     }
+}
 
-    async fn exchange_unbounded(&self) -> CloudResult<Cached> {
+impl RrsaExchange {
+    async fn exchange_unbounded(&self) -> CloudResult<Expiring> {
         let path = &self.config.oidc_token_file;
         let token = tokio::fs::read_to_string(path).await.map_err(|e| {
             CloudError::Credentials(format!(
@@ -349,7 +423,7 @@ impl RrsaInner {
             .parse()
             .map_err(|e| CloudError::Decode(format!("STS Expiration {expiration:?}: {e}")))?;
         tracing::debug!(role_arn = %self.config.role_arn, %expiration, "RRSA credentials refreshed");
-        Ok(Cached {
+        Ok(Expiring {
             credentials: Credentials::new(id, secret).with_security_token(token),
             expiration,
         })
@@ -362,7 +436,7 @@ fn stale_at(expiration: Timestamp) -> Timestamp {
 }
 
 #[async_trait]
-impl CredentialsProvider for RrsaProvider {
+impl CredentialsProvider for RefreshingProvider {
     async fn credentials(&self) -> CloudResult<Credentials> {
         let inner = &self.inner;
         let now = (inner.clock)();
@@ -386,7 +460,7 @@ impl CredentialsProvider for RrsaProvider {
                 (None, Some(creds)) if resting => return Ok(creds),
                 (Some(running), usable) => (running.clone(), usable),
                 (None, usable) => {
-                    let refresh = RrsaInner::start_refresh(inner.clone());
+                    let refresh = RefreshInner::start_refresh(inner.clone());
                     state.running = Some(refresh.clone());
                     (refresh, usable)
                 }
@@ -403,13 +477,16 @@ impl CredentialsProvider for RrsaProvider {
     }
 }
 
-impl RrsaInner {
+impl RefreshInner {
     /// Start the one exchange every caller shares: it runs on its own task (so a caller
     /// that stops waiting does not stop it) and stores its result.
-    fn start_refresh(inner: Arc<RrsaInner>) -> Refresh {
+    fn start_refresh(inner: Arc<RefreshInner>) -> Refresh {
         use futures::FutureExt;
         let task = async move {
-            let result = inner.exchange().await;
+            let result = match tokio::time::timeout(inner.timeout, (inner.exchange)()).await {
+                Ok(result) => result,
+                Err(_) => Err(CloudError::Timeout(inner.timeout)),
+            };
             let now = (inner.clock)();
             let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
             state.running = None;
@@ -422,7 +499,7 @@ impl RrsaInner {
                     let retry = jiff::SignedDuration::from_secs(REFRESH_RETRY.as_secs() as i64);
                     state.not_before = now.checked_add(retry).ok();
                     if state.cached.as_ref().is_some_and(|c| now < c.expiration) {
-                        tracing::warn!(error = %e, "RRSA refresh failed; using the current credentials until they expire");
+                        tracing::warn!(error = %e, role = %inner.label, "STS refresh failed; using the current credentials until they expire");
                     }
                 }
             }

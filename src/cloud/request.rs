@@ -55,7 +55,8 @@ impl ApiRequest {
     /// again after any failure; a mutation whose outcome is unknown cannot (see
     /// [`crate::cloud::error::CloudError::OutcomeUnknown`]).
     pub fn is_mutation(&self) -> bool {
-        !["Describe", "Get", "List"]
+        // AssumeRole changes nothing in the cloud: asking again is harmless.
+        !["Describe", "Get", "List", "AssumeRole"]
             .iter()
             .any(|p| self.action.starts_with(p))
     }
@@ -492,6 +493,23 @@ pub mod requests {
     /// STS GetCallerIdentity: no parameters; signed like every other call.
     pub fn get_caller_identity() -> CloudResult<ApiRequest> {
         let mut req = Rpc::default().build("GetCallerIdentity", Method::POST)?;
+        req.product = Product::Sts;
+        Ok(req)
+    }
+
+    /// STS AssumeRole: the operator's own credentials sign it.
+    pub fn assume_role(
+        role_arn: &str,
+        session_name: &str,
+        duration_seconds: u32,
+    ) -> CloudResult<ApiRequest> {
+        required("RoleArn", role_arn)?;
+        required("RoleSessionName", session_name)?;
+        let mut p = Rpc::default();
+        p.q("RoleArn", role_arn)
+            .q("RoleSessionName", session_name)
+            .q("DurationSeconds", duration_seconds);
+        let mut req = p.build("AssumeRole", Method::POST)?;
         req.product = Product::Sts;
         Ok(req)
     }

@@ -146,6 +146,33 @@ impl ClusterWrites for KubeWrites {
     }
 }
 
+/// What a resource asks of [`Context::cloud_for`].
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub namespace: &'a str,
+    /// `spec.credentialsSecretRef`.
+    pub secret_ref: Option<&'a SecretRef>,
+    /// `spec.accountRef.name`.
+    pub account: Option<&'a str>,
+    /// The cloud object it drives.
+    pub target: super::tenancy::Target,
+}
+
+impl<'a> Claim<'a> {
+    /// What `obj` asks for its cloud object `cloud_ref` (`region/name[/env]`).
+    pub fn of<K>(obj: &'a K, namespace: &'a str, label: &str, cloud_ref: &str) -> Self
+    where
+        K: super::status::RolloutObject,
+    {
+        Claim {
+            namespace,
+            secret_ref: obj.credentials(),
+            account: obj.account(),
+            target: super::tenancy::Target::from_cloud_ref(label, cloud_ref),
+        }
+    }
+}
+
 /// Retry timing for failed reconciles.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -175,6 +202,9 @@ pub struct Context {
     pub home: Home,
     /// Reconcile concurrency, settled-poll slots and the start-up spread.
     pub schedule: super::schedule::Schedule,
+    /// The CloudAccounts and the clients they give (none by default: every rollout
+    /// without its own credentials Secret is refused).
+    pub accounts: Arc<super::accounts::Accounts>,
     failures: Mutex<HashMap<String, u32>>,
     /// The in-flight mutation records of each object as of this operator's last pass (see
     /// [`super::intent::merge`]): kept even when the status write after it failed.
@@ -227,6 +257,7 @@ impl Context {
             health: Default::default(),
             home: Home::default(),
             schedule: Default::default(),
+            accounts: Default::default(),
             failures: Mutex::new(HashMap::new()),
             failing_since: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
@@ -298,21 +329,38 @@ impl Context {
         }
     }
 
-    /// The cloud client to use for a resource: the operator's own, or the same client
-    /// with the credentials of the resource's Secret.
-    pub async fn cloud_for(
-        &self,
-        namespace: &str,
-        secret_ref: Option<&SecretRef>,
-    ) -> Result<Arc<dyn CloudApi>, Error> {
-        let Some(secret_ref) = secret_ref else {
-            return Ok(self.cloud.clone());
-        };
-        let credentials = credentials_from_secret(
-            &secret_ref.name,
-            self.secrets.read(namespace, &secret_ref.name).await,
+    /// The cloud client to use for a resource: the operator's client with the
+    /// credentials of the resource's own Secret (`credentialsSecretRef`: the namespace's
+    /// own keys, no account needed); otherwise with those of the CloudAccount the rollout
+    /// resolves to, which must grant its namespace and its cloud object (see
+    /// [`super::tenancy`]). Refused: no client, so no cloud call.
+    pub async fn cloud_for(&self, claim: &Claim<'_>) -> Result<Arc<dyn CloudApi>, Error> {
+        if let Some(secret_ref) = claim.secret_ref {
+            let credentials = credentials_from_secret(
+                &secret_ref.name,
+                self.secrets.read(claim.namespace, &secret_ref.name).await,
+            )?;
+            return Ok(self.cloud.with_credentials(credentials));
+        }
+        let view = self.accounts.view();
+        let labels = view.labels(claim.namespace);
+        let account = super::tenancy::resolve(
+            &view.accounts(),
+            labels.as_ref(),
+            &super::tenancy::Request {
+                namespace: claim.namespace,
+                account: claim.account,
+                target: &claim.target,
+            },
         )?;
-        Ok(self.cloud.with_credentials(credentials))
+        self.accounts
+            .cloud_of(
+                &account,
+                &self.cloud,
+                self.secrets.as_ref(),
+                &self.home.namespace,
+            )
+            .await
     }
 
     /// Delay before retrying `key` after a failure; grows with each consecutive failure.
@@ -428,22 +476,23 @@ pub fn credentials_from_secret(
     name: &str,
     read: Result<Option<BTreeMap<String, Vec<u8>>>, String>,
 ) -> Result<Credentials, Error> {
+    credentials_from_data(
+        &format!("Secret {name:?} (spec.credentialsSecretRef)"),
+        read,
+    )
+}
+
+/// Same, for the Secret `what` names (e.g. a CloudAccount's).
+pub fn credentials_from_data(
+    what: &str,
+    read: Result<Option<BTreeMap<String, Vec<u8>>>, String>,
+) -> Result<Credentials, Error> {
     let data = match read {
         Ok(Some(data)) => data,
-        Ok(None) => {
-            return Err(Error::Credentials(format!(
-                "Secret {name:?} (spec.credentialsSecretRef) does not exist"
-            )));
-        }
-        Err(e) => {
-            return Err(Error::Credentials(format!(
-                "Secret {name:?} (spec.credentialsSecretRef) cannot be read: {e}"
-            )));
-        }
+        Ok(None) => return Err(Error::Credentials(format!("{what} does not exist"))),
+        Err(e) => return Err(Error::Credentials(format!("{what} cannot be read: {e}"))),
     };
-    Credentials::from_secret_data(&data).map_err(|e| {
-        Error::Credentials(format!("Secret {name:?} (spec.credentialsSecretRef): {e}"))
-    })
+    Credentials::from_secret_data(&data).map_err(|e| Error::Credentials(format!("{what}: {e}")))
 }
 
 fn truncate(s: &str, max: usize) -> String {

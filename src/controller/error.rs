@@ -65,6 +65,14 @@ pub enum Error {
     /// The finalizer machinery failed around the apply/cleanup branches.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The cloud account the rollout resolves to refuses it (see [`super::tenancy`]): no
+    /// cloud call is made; an administrator's change (or the rollout's) is awaited.
+    #[error("{message}")]
+    AccountRefused {
+        /// `NoCloudAccount`, `AccountNotFound`, `NamespaceNotGranted`, ...
+        reason: &'static str,
+        message: String,
+    },
     /// This replica does not hold the leader-election Lease (any more): it sends nothing
     /// to the cloud; the leader does.
     #[error("not the leader: no cloud mutation is sent from this replica")]
@@ -100,7 +108,7 @@ impl Error {
                 ErrorKind::Transient => Reaction::Retry,
                 ErrorKind::Throttled => Reaction::RetryThrottled,
             },
-            Error::InvalidSpec(_) => Reaction::WaitForChange,
+            Error::InvalidSpec(_) | Error::AccountRefused { .. } => Reaction::WaitForChange,
             Error::Credentials(_)
             | Error::AccountChanged { .. }
             | Error::AlreadyManaged { .. }
@@ -117,6 +125,7 @@ impl Error {
         match self {
             Error::Cloud { source, .. } => source.code().to_string(),
             Error::InvalidSpec(_) => "InvalidSpec".into(),
+            Error::AccountRefused { reason, .. } => (*reason).into(),
             Error::Credentials(_) => "CredentialsUnavailable".into(),
             Error::AccountChanged { .. } => "AccountChanged".into(),
             Error::AlreadyManaged { .. } => "AlreadyManaged".into(),

@@ -3,6 +3,7 @@
 //! One kube-rs controller per kind, all sharing one cloud client (one rate limiter, one
 //! credential chain), one event recorder and one metrics registry.
 
+pub mod accounts;
 pub mod conditions;
 pub mod container_app;
 pub mod context;
@@ -25,6 +26,7 @@ mod safety_props;
 pub mod schedule;
 pub mod status;
 pub mod steps;
+pub mod tenancy;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod watch;
@@ -177,6 +179,12 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_OPERATOR_NAMESPACE")]
     pub operator_namespace: Option<String>,
 
+    /// Only CloudAccounts with these labels are considered (a label selector such as
+    /// `operator=team-platform`): lets two installs of the operator in one cluster keep
+    /// their accounts apart. Default: every CloudAccount.
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_ACCOUNT_SELECTOR")]
+    pub account_selector: Option<String>,
+
     /// The cloud client: endpoints, timeouts, retries, rate limits.
     #[command(flatten)]
     pub client: ClientConfig,
@@ -283,6 +291,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "alicloud-rollouts".to_string()),
     };
     context.schedule = schedule::Schedule::new(args.max_concurrent_reconciles);
+    context.accounts = accounts::watch(client.clone(), args.account_selector.as_deref());
     let cx = Arc::new(context);
 
     let exposition = metrics::Exposition {

@@ -198,7 +198,8 @@ async fn converge<K: Rollout>(
         )));
     }
     let namespace = obj.namespace().unwrap_or_default();
-    let cloud = cx.cloud_for(&namespace, obj.credentials()).await?;
+    let claim = super::context::Claim::of(obj, &namespace, K::LABEL, &cloud_ref);
+    let cloud = cx.cloud_for(&claim).await?;
     let account = check_owner(obj, cx, stored.as_ref(), &cloud_ref, cloud.as_ref()).await?;
     // These credentials work: kept for the cleanup, should their Secret go first.
     if K::NEEDS_FINALIZER
@@ -759,8 +760,18 @@ pub async fn run_controller<K: Rollout>(cx: Arc<Context>, namespace: Option<Stri
             }
         }
     };
+    // No rollout is judged before the accounts are known (it would be refused for want
+    // of an account that simply was not listed yet).
+    cx.accounts.ready().await;
+    let trigger = {
+        let reader = reader.clone();
+        cx.accounts.subscribe().flat_map(move |change| {
+            futures::stream::iter(super::accounts::affected(&reader.state(), &change))
+        })
+    };
     let results = Controller::for_stream(stream, reader)
         .with_config(controller_config(cx.schedule.concurrency))
+        .reconcile_on(trigger)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, cx)
         .for_each(|result| async move {

@@ -63,6 +63,8 @@ pub trait RolloutObject {
     fn credentials(&self) -> Option<&SecretRef>;
     /// `spec.retry`: a person's "look again now".
     fn retry_token(&self) -> Option<i64>;
+    /// `spec.accountRef.name`: the CloudAccount it names, if any.
+    fn account(&self) -> Option<&str>;
 }
 
 macro_rules! rollout_status {
@@ -77,6 +79,9 @@ macro_rules! rollout_status {
             }
             fn retry_token(&self) -> Option<i64> {
                 self.spec.retry
+            }
+            fn account(&self) -> Option<&str> {
+                self.spec.account_ref.as_ref().map(|a| a.name.as_str())
             }
         }
 

@@ -100,7 +100,7 @@ fn poisoned() -> kube::Error {
 }
 
 /// No Secrets at all.
-struct NoSecrets;
+pub struct NoSecrets;
 
 #[async_trait]
 impl SecretSource for NoSecrets {
@@ -139,7 +139,7 @@ impl Harness {
         );
         let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("client: {e}"));
         let mut registry = prometheus_client::registry::Registry::default();
-        let cx = Context::new(
+        let mut cx = Context::new(
             client,
             cloud.clone() as Arc<dyn CloudApi>,
             Arc::new(NoSecrets),
@@ -157,6 +157,9 @@ impl Harness {
                 cap: Duration::from_secs(60),
             },
         );
+        cx.accounts = Arc::new(super::accounts::Accounts::with_view(Arc::new(
+            open_default_account(),
+        )));
         Harness { cx, cloud, writes }
     }
 
@@ -248,4 +251,20 @@ pub fn mutation_request_id(cloud: &FakeCloud, n: usize) -> String {
         .get(n)
         .map(|c| c.request_id.clone())
         .unwrap_or_default()
+}
+
+/// One default account with the operator's own identity, granting every namespace (what
+/// the shells' tests assume, as a migrated install would).
+pub fn open_default_account() -> super::accounts::StaticView {
+    let account: crate::crd::CloudAccount = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "CloudAccount",
+        "metadata": {"name": "everyone"},
+        "spec": {"operatorIdentity": {}, "namespaces": {"selector": {}}, "default": true},
+    }))
+    .unwrap_or_else(|e| panic!("account: {e}"));
+    super::accounts::StaticView {
+        accounts: vec![Arc::new(account)],
+        labels: BTreeMap::new(),
+    }
 }

@@ -5,6 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::account::AccountRef;
 use super::common::{
     DeletionPolicy, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef, conditions_schema,
 };
@@ -93,6 +94,10 @@ use super::validation::{
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
+    rule(
+        "!has(self.accountRef) || !has(self.credentialsSecretRef)",
+        "set at most one of accountRef (a CloudAccount an administrator grants) and credentialsSecretRef (this namespace's own keys)",
+    ),
     rule_at(
         "!has(self.serviceConfig) || !has(self.strategy.partition) || !self.strategy.partition.matches('^0%?$')",
         "with serviceConfig, strategy.partition is where every new version starts and must keep replicas on the old version: to complete one version set promotion: {version: <status.configVersion>, partition: \"0\"}; to replace every replica at once use the batch strategy",
@@ -142,6 +147,11 @@ pub struct EasServiceRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// The CloudAccount (cluster-scoped) whose credentials this rollout uses; without it,
+    /// and without `credentialsSecretRef`, the account marked default. The account must
+    /// grant this namespace and this cloud object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountRef>,
     /// How long the rollout may go without progress while progress is expected ("30s",
     /// "10m", "1h"; default 30m): then it turns Stalled with reason
     /// ProgressDeadlineExceeded and a Warning Event. Manual gates, pauses, timed steps and

@@ -3,6 +3,7 @@
 //! One module per kind. The YAML in `crds/` is generated from these types
 //! (`alicloud-rollouts crds`) and never edited by hand.
 
+pub mod account;
 pub mod analysis;
 pub mod common;
 pub mod container_app;
@@ -11,6 +12,7 @@ pub mod eas_config;
 pub mod routine;
 pub mod validation;
 
+pub use account::*;
 pub use common::*;
 pub use container_app::*;
 pub use eas::*;
@@ -34,6 +36,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         EsaContainerAppRollout::crd(),
         analysis::AnalysisTemplate::crd(),
         analysis::ClusterAnalysisTemplate::crd(),
+        CloudAccount::crd(),
     ]
 }
 

@@ -5,6 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::account::AccountRef;
 use super::common::{
     CanaryStep, EsaEnv, EsaRegion, MAX_STATUS_MESSAGE, MAX_STATUS_TEXT, SecretRef,
     conditions_schema, esa_region_schema,
@@ -72,6 +73,10 @@ use super::validation::{DURATION_PATTERN, MAX_STEPS, immutable, rule, rule_at, s
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     rule(
+        "!has(self.accountRef) || !has(self.credentialsSecretRef)",
+        "set at most one of accountRef (a CloudAccount an administrator grants) and credentialsSecretRef (this namespace's own keys)",
+    ),
+    rule(
         "has(self.codeVersions) != has(self.canary)",
         "set exactly one of codeVersions (a fixed split) or canary (a stepped rollout from stableVersion to canaryVersion)",
     ),
@@ -126,6 +131,11 @@ pub struct EsaRoutineRolloutSpec {
     /// Secret with credentials for this resource; otherwise the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
+    /// The CloudAccount (cluster-scoped) whose credentials this rollout uses; without it,
+    /// and without `credentialsSecretRef`, the account marked default. The account must
+    /// grant this namespace and this cloud object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountRef>,
     /// How long the rollout may go without progress while progress is expected ("30s",
     /// "10m", "1h"; default 10m): then it turns Stalled with reason
     /// ProgressDeadlineExceeded and a Warning Event. Manual gates, pauses, timed steps and

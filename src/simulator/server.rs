@@ -292,6 +292,10 @@ pub struct CallRecord {
     /// The access key id of the Authorization header (as claimed; `status` says whether
     /// it was accepted).
     pub access_key_id: Option<String>,
+    /// The account that access key acts in (for STS credentials, the account of the role
+    /// assumed), so that a test sees which account each call ran as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The HTTP status the simulator decided (a fault that answers in its place included;
     /// the caller may have seen nothing of it: a truncated answer); 0 when the connection
     /// was closed without an answer.
@@ -328,7 +332,7 @@ fn is_mutation(action: &str) -> bool {
     !(["Describe", "Get", "List"]
         .iter()
         .any(|p| action.starts_with(p))
-        || action == "AssumeRoleWithOIDC"
+        || action.starts_with("AssumeRole")
         || action == "Unknown")
 }
 
@@ -455,7 +459,7 @@ impl Route {
 
 /// STS actions the simulator serves.
 fn sts_action(a: &str) -> bool {
-    a == "AssumeRoleWithOIDC" || a == "GetCallerIdentity"
+    a == "AssumeRoleWithOIDC" || a == "AssumeRole" || a == "GetCallerIdentity"
 }
 
 fn decode(s: &str) -> String {
@@ -986,7 +990,14 @@ impl Sim {
         let (response, applied) = self
             .answer(&incoming, &route, &action, &request_id, &host, &mut fired)
             .await;
+        let account = access_key_id
+            .as_deref()
+            .map(|key| match self.settings.accounts.get(key) {
+                Some(account) => account.clone(),
+                None => auth::account_of(&lock(&self.auth), key),
+            });
         lock(&self.call_log).push(CallRecord {
+            account,
             target: target(&route, &incoming),
             mutation: is_mutation(&action),
             applied,
@@ -1221,6 +1232,10 @@ impl Sim {
                 None => auth::account_of(&a, &key),
             }
         };
+        if action == "AssumeRole" {
+            let params = rpc_params(&req.operation())?;
+            return self.assume_role(&params, now);
+        }
         if action == "GetCallerIdentity" {
             return Ok(json!({
                 "IdentityType": "RAMUser",
@@ -1259,6 +1274,65 @@ impl Sim {
         })?;
         self.count_lag(&cx, &reads, &pauses);
         answer
+    }
+
+    /// STS AssumeRole, signed by the caller's own key: credentials of the role's account
+    /// (from its ARN), which the simulator then accepts and attributes to that account.
+    /// Every caller may assume every role (no trust policies are modelled).
+    fn assume_role(&self, p: &Params, now: Timestamp) -> ApiResult<Value> {
+        let role_arn = p.req("RoleArn")?;
+        let account = role_arn
+            .strip_prefix("acs:ram::")
+            .and_then(|r| r.split_once(":role/"))
+            .filter(|(a, role)| {
+                !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) && !role.is_empty()
+            })
+            .map(|(a, _)| a.to_string())
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "InvalidParameter.RoleArn",
+                    "RoleArn must look like acs:ram::<account id>:role/<name>.",
+                )
+            })?;
+        let session = p.req("RoleSessionName")?.to_string();
+        if !(2..=64).contains(&session.len()) {
+            return Err(ApiError::bad(
+                "InvalidParameter.RoleSessionName",
+                "RoleSessionName must be 2-64 characters.",
+            ));
+        }
+        let duration = p
+            .int("DurationSeconds", "InvalidParameter.DurationSeconds")?
+            .unwrap_or(3600);
+        if !(900..=43_200).contains(&duration) {
+            return Err(ApiError::bad(
+                "InvalidParameter.DurationSeconds",
+                "DurationSeconds must be within 900..=43200.",
+            ));
+        }
+        let expires = add(now, Duration::from_secs(duration.unsigned_abs()));
+        let access_key_id = format!("STS.{}", auth::random_hex(12));
+        let cred = StsCredential {
+            account: account.clone(),
+            secret: auth::random_hex(16),
+            token: format!("CAIS{}", auth::random_hex(48)),
+            expires,
+        };
+        let body = json!({
+            "AssumedRoleUser": {
+                "AssumedRoleId": format!("300000000000000000:{session}"),
+                "Arn": format!("acs:ram::{account}:assumed-role/{}/{session}",
+                    role_arn.rsplit('/').next().unwrap_or_default()),
+            },
+            "Credentials": {
+                "AccessKeyId": access_key_id,
+                "AccessKeySecret": cred.secret,
+                "SecurityToken": cred.token,
+                "Expiration": iso_time(expires),
+            },
+        });
+        lock(&self.auth).sts.insert(access_key_id, cred);
+        Ok(body)
     }
 
     fn assume_role_with_oidc(&self, p: &Params, now: Timestamp) -> ApiResult<Value> {

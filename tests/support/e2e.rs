@@ -57,6 +57,7 @@ pub fn cluster() -> ApiServer {
                     "crd/easservicerollouts.rollouts.alicloud.dev",
                     "crd/esaroutinerollouts.rollouts.alicloud.dev",
                     "crd/esacontainerapprollouts.rollouts.alicloud.dev",
+                    "crd/cloudaccounts.rollouts.alicloud.dev",
                 ])
                 .output()
                 .expect("kubectl runs");
@@ -244,6 +245,56 @@ impl Sim {
     }
 }
 
+/// The label that ties a test's CloudAccounts to its operator (`--account-selector`):
+/// CloudAccounts are cluster-wide, and tests run side by side on one API server.
+pub const ACCOUNT_LABEL: &str = "e2e.alicloud-rollouts.dev/operator";
+
+/// Create (or replace) the cluster-scoped CloudAccount `name` with `spec`, seen only by the
+/// operator of test namespace `owner`.
+pub fn apply_account(api: &ApiServer, owner: &str, name: &str, spec: Value) {
+    let account = serde_json::json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "CloudAccount",
+        "metadata": {"name": name, "labels": {ACCOUNT_LABEL: owner}},
+        "spec": spec,
+    });
+    let mut child = api
+        .kubectl()
+        .args(["--request-timeout=30s", "apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(account.to_string().as_bytes())
+        .expect("account written");
+    let out = child.wait_with_output().expect("kubectl finishes");
+    assert!(
+        out.status.success(),
+        "applying CloudAccount {name}: {}",
+        text(&out)
+    );
+}
+
+/// Delete CloudAccount `name` (not waiting).
+pub fn delete_account(api: &ApiServer, name: &str) {
+    let _ = api
+        .kubectl()
+        .args([
+            "--request-timeout=30s",
+            "delete",
+            "cloudaccount",
+            name,
+            "--ignore-not-found",
+            "--wait=false",
+        ])
+        .output();
+}
+
 /// The operator binary, watching one namespace, pointed at a simulator.
 pub struct Operator {
     child: Option<Child>,
@@ -335,7 +386,42 @@ impl Operator {
         op
     }
 
+    /// Same as [`Operator::configure`], and a default CloudAccount with the operator's own
+    /// identity for every namespace (what an install before CloudAccounts did), seen by
+    /// this operator only.
     fn configure(
+        api: &ApiServer,
+        sim: &Sim,
+        namespace: &str,
+        kinds: &str,
+        static_keys: bool,
+    ) -> Operator {
+        let op = Operator::configure_bare(api, sim, namespace, kinds, static_keys);
+        // Left behind with the test's namespace (replicas of one test share it); only
+        // this test's operator sees it.
+        let name = format!("e2e-{namespace}");
+        apply_account(
+            api,
+            namespace,
+            &name,
+            serde_json::json!({
+                "operatorIdentity": {},
+                "namespaces": {"selector": {}},
+                "default": true,
+            }),
+        );
+        op
+    }
+
+    /// The operator with no CloudAccount: it sees only the accounts a test makes with
+    /// [`apply_account`] for `namespace`.
+    pub fn start_bare(api: &ApiServer, sim: &Sim, namespace: &str, kinds: &str) -> Operator {
+        let mut op = Operator::configure_bare(api, sim, namespace, kinds, true);
+        op.spawn();
+        op
+    }
+
+    fn configure_bare(
         api: &ApiServer,
         sim: &Sim,
         namespace: &str,
@@ -371,6 +457,8 @@ impl Operator {
             "5s".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
+            "--account-selector".into(),
+            format!("{ACCOUNT_LABEL}={namespace}"),
         ];
         Operator {
             child: None,

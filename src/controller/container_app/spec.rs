@@ -196,6 +196,7 @@ pub(crate) mod fixtures {
             rollback: false,
             rollback_percentage: None,
             credentials_secret_ref: None,
+            account_ref: None,
             progress_deadline: None,
             progress_deadline_abort: false,
         }

@@ -22,7 +22,7 @@ use kube::runtime::events::EventType;
 
 use self::plan::{EasAction, EasInput, Observed, needs_service_config};
 use self::spec::{EasSpec, split_cloud_ref};
-use super::context::Context;
+use super::context::{Claim, Context};
 use super::error::Error;
 use super::plan::Plan;
 use super::progress::Deadline;
@@ -161,11 +161,20 @@ async fn delete_rollout(
     service: &str,
 ) -> Result<(), Error> {
     let namespace = obj.namespace().unwrap_or_default();
-    let cloud = match cx
-        .cloud_for(&namespace, obj.spec.credentials_secret_ref.as_ref())
-        .await
-    {
+    let cloud_ref = format!("{region}/{service}");
+    let claim = Claim::of(obj, &namespace, EasServiceRollout::LABEL, &cloud_ref);
+    let cloud = match cx.cloud_for(&claim).await {
         Ok(cloud) => cloud,
+        // The account no longer grants this rollout (or is gone): no cloud call under it,
+        // and the deletion does not wait for an administrator's change that may never
+        // come. What stays in the cloud is reported.
+        Err(e @ Error::AccountRefused { .. }) => {
+            let note = format!(
+                "did not delete the rollout of {region}/{service}: {e}; it is left in the cloud"
+            );
+            cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
+            return Ok(());
+        }
         Err(e @ Error::Credentials(_)) => {
             match obj.uid().and_then(|uid| cx.remembered_cloud(&uid)) {
                 Some(cloud) => {
@@ -203,7 +212,6 @@ async fn delete_rollout(
         cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
         return Ok(());
     }
-    let cloud_ref = format!("{region}/{service}");
     let me = super::owners::Entry::of(obj);
     if let Err(owner) = cx
         .owners

@@ -551,3 +551,46 @@ async fn ready_turns_unknown_when_the_cloud_cannot_be_read_for_long() {
     apply(&h.reread(&obj), &h.cx).await.expect("read");
     assert_eq!(ready(&h), (json!("True"), json!("Completed")));
 }
+
+/// Tenancy in the shell: with no account to use, nothing at all is called in the cloud
+/// and the status says why; an account that assumes a role runs the rollout in the role's
+/// account, and the role is assumed once for several reconciles.
+#[tokio::test]
+async fn tenancy_refuses_before_any_call_and_assumes_roles_once() {
+    use crate::controller::accounts::{Accounts, StaticView};
+    use std::sync::Arc;
+    let mut h = seeded();
+    h.cx.accounts = Arc::new(Accounts::default());
+    let obj = partition("1", json!({}));
+    let action = apply(&obj, &h.cx).await.expect("reported");
+    assert_eq!(action, Action::await_change());
+    assert!(h.cloud.calls().is_empty(), "{:?}", h.cloud.calls());
+    assert_eq!(h.cloud.identity_lookups(), 0, "not even GetCallerIdentity");
+    let status = h.writes.last_status().expect("a status");
+    let degraded = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(degraded["reason"], "NoCloudAccount", "{status}");
+
+    let account: crate::crd::CloudAccount = serde_json::from_value(json!({
+        "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+        "kind": "CloudAccount",
+        "metadata": {"name": "team"},
+        "spec": {"assumeRole": {"roleArn": "acs:ram::2222:role/r"},
+                 "namespaces": {"names": ["ns"]}},
+    }))
+    .expect("account");
+    h.cx.accounts = Arc::new(Accounts::with_view(Arc::new(StaticView {
+        accounts: vec![Arc::new(account)],
+        labels: Default::default(),
+    })));
+    let obj = partition("1", json!({"accountRef": {"name": "team"}}));
+    apply(&obj, &h.cx).await.expect("reconciled");
+    assert_eq!(h.mutations(), ["CreateServiceRollout"]);
+    let status = h.writes.last_status().expect("a status");
+    assert_eq!(status["cloudAccount"], "2222", "{status}");
+    apply(&h.reread(&obj), &h.cx).await.expect("reconciled");
+    assert_eq!(h.cloud.assumed_roles(), 1, "cached for the next reconcile");
+}

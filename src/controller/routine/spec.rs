@@ -200,6 +200,7 @@ pub(crate) mod fixtures {
             retry: None,
             rollback: false,
             credentials_secret_ref: None,
+            account_ref: None,
             progress_deadline: None,
             progress_deadline_abort: false,
         }
