@@ -175,6 +175,9 @@ pub struct Context {
     pub home: Home,
     /// Reconcile concurrency, settled-poll slots and the start-up spread.
     pub schedule: super::schedule::Schedule,
+    /// This cluster's id in ownership markers (`--cluster-id`, else the kube-system
+    /// namespace's uid; see [`super::marker`]).
+    pub cluster_id: String,
     failures: Mutex<HashMap<String, u32>>,
     /// The in-flight mutation records of each object as of this operator's last pass (see
     /// [`super::intent::merge`]): kept even when the status write after it failed.
@@ -227,6 +230,7 @@ impl Context {
             health: Default::default(),
             home: Home::default(),
             schedule: Default::default(),
+            cluster_id: "local".to_string(),
             failures: Mutex::new(HashMap::new()),
             failing_since: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),

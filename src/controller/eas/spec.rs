@@ -247,6 +247,7 @@ pub(crate) mod fixtures {
             retry: None,
             deletion_policy: DeletionPolicy::Retain,
             credentials_secret_ref: None,
+            adopt_from: None,
             progress_deadline: None,
             service_config: None,
             promotion: None,
