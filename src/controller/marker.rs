@@ -180,13 +180,14 @@ pub async fn check<K: Rollout>(
 }
 
 /// Set the marker [`check`] asked for (a mutation: after `status.cloudRef` is recorded,
-/// before the plan's actions), and record it in the status (`stored` follows the write).
+/// before the plan's actions), and record it in `status`, written with the rest of the
+/// reconcile's status (no write of its own: a lost record only costs the next reconcile
+/// a read, which finds the marker its own).
 pub async fn mark<K: Rollout>(
     obj: &K,
     cx: &Context,
     cloud: &dyn CloudApi,
     marking: Marking,
-    stored: &mut Option<K::Status>,
     status: &mut K::Status,
 ) -> Result<(), Error> {
     let (Some(marker), Marking::Set { adopted_from }) = (K::cloud_marker(), marking) else {
@@ -194,11 +195,7 @@ pub async fn mark<K: Rollout>(
     };
     let me = mine(obj, cx);
     set(obj, cx, cloud, marker, &me, adopted_from).await?;
-    marker.record(status, Some(me.clone()));
-    let mut kept = stored.clone().unwrap_or_default();
-    marker.record(&mut kept, Some(me));
-    cx.write_status(obj, &kept).await?;
-    *stored = Some(kept);
+    marker.record(status, Some(me));
     Ok(())
 }
 

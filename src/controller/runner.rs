@@ -247,7 +247,7 @@ async fn converge<K: Rollout>(
     if mutating {
         record_ownership(obj, cx, stored, cloud_ref, account).await?;
     }
-    super::marker::mark(obj, cx, cloud.as_ref(), marking, stored, &mut status).await?;
+    super::marker::mark(obj, cx, cloud.as_ref(), marking, &mut status).await?;
     let run = execute::<K>(
         obj,
         cx,
