@@ -47,7 +47,9 @@ apps:
 "#;
 
 /// The mutations the three rollouts need, each exactly once.
-const MUTATIONS: [&str; 4] = [
+const MUTATIONS: [&str; 5] = [
+    // The ownership marker, set before the service's first change (docs/ownership.md).
+    "UpdateServiceLabel",
     "CreateServiceRollout",
     "UpdateService",
     "CreateRoutineCodeDeployment",

@@ -185,7 +185,10 @@ async fn unicode_at_the_longest_in_every_string_field_rolls_out_unchanged() {
 
     let log = env.sim.call_log().await;
     let applied = log.iter().filter(|r| r["applied"] == true).count();
-    assert_eq!(applied, 4, "create, push, deployment, publish: {log:?}");
+    assert_eq!(
+        applied, 5,
+        "the ownership marker, create, push, deployment, publish: {log:?}"
+    );
     assert_operator_sound(&mut env);
 }
 

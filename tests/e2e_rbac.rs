@@ -509,10 +509,15 @@ fn granted(
         .into_iter()
         .flatten()
     {
+        // The one per-name rule: the default cluster id of the ownership markers, the uid
+        // of namespace kube-system (docs/ownership.md).
+        let cluster_id = strings(&rule["resources"]) == ["namespaces"]
+            && strings(&rule["resourceNames"]) == ["kube-system"];
         assert!(
-            rule["resourceNames"]
-                .as_array()
-                .is_none_or(|n| n.is_empty()),
+            cluster_id
+                || rule["resourceNames"]
+                    .as_array()
+                    .is_none_or(|n| n.is_empty()),
             "unexpected per-name rule {rule}"
         );
         for group in strings(&rule["apiGroups"]) {

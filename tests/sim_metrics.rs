@@ -30,6 +30,7 @@ fn seed() -> Seed {
             "metadata": {"name": name, "instance": 4},
             "containers": [{"image": image}],
         })),
+        labels: Default::default(),
     };
     Seed {
         services: vec![

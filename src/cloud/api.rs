@@ -64,6 +64,22 @@ pub trait CloudApi: Send + Sync {
         update_type: UpdateType,
     ) -> CloudResult<Ack>;
 
+    /// UpdateServiceLabel: add or overwrite labels; starts no new version (the ownership
+    /// marker, see `controller::marker`).
+    async fn update_service_label(
+        &self,
+        region: &str,
+        service: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> CloudResult<Ack>;
+    /// DeleteServiceLabel: remove the labels named.
+    async fn delete_service_label(
+        &self,
+        region: &str,
+        service: &str,
+        keys: &[String],
+    ) -> CloudResult<Ack>;
+
     // ------------------------------------------------------------ ESA
     async fn create_routine_code_deployment(
         &self,

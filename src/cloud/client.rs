@@ -476,6 +476,32 @@ impl CloudApi for CloudClient {
         .await
     }
 
+    async fn update_service_label(
+        &self,
+        region: &str,
+        service: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> CloudResult<Ack> {
+        self.call(
+            region,
+            requests::update_service_label(region, service, labels)?,
+        )
+        .await
+    }
+
+    async fn delete_service_label(
+        &self,
+        region: &str,
+        service: &str,
+        keys: &[String],
+    ) -> CloudResult<Ack> {
+        self.call(
+            region,
+            requests::delete_service_label(region, service, keys)?,
+        )
+        .await
+    }
+
     async fn create_routine_code_deployment(
         &self,
         region: &str,

@@ -108,13 +108,15 @@ pub const DEFAULT_ACCOUNT: &str = "1000000000000001";
 pub const DEFAULT_REPLICAS: i64 = 4;
 
 /// Every API of [`CloudApi`], and whether it changes the cloud.
-pub const APIS: [(&str, bool); 13] = [
+pub const APIS: [(&str, bool); 15] = [
     ("CreateServiceRollout", true),
     ("UpdateServiceRollout", true),
     ("DescribeServiceRollout", false),
     ("DeleteServiceRollout", true),
     ("DescribeService", false),
     ("UpdateService", true),
+    ("UpdateServiceLabel", true),
+    ("DeleteServiceLabel", true),
     ("CreateRoutineCodeDeployment", true),
     ("GetRoutine", false),
     ("PublishEdgeContainerAppVersion", true),
@@ -153,6 +155,8 @@ struct ServiceState {
     config: Value,
     version: i64,
     rollout: Option<Rollout>,
+    /// Service labels (UpdateServiceLabel); no version changes with them.
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -229,6 +233,7 @@ impl ServiceState {
             config,
             version: 1,
             rollout: None,
+            labels: BTreeMap::new(),
         }
     }
 
@@ -303,6 +308,28 @@ impl FakeCloud {
                     .insert(key(region, service), ServiceState::new(config));
             }
         }
+    }
+
+    /// Put label `key` = `value` on the service (created with the config `{}` if it does
+    /// not exist), as another owner or a person would.
+    pub fn set_service_label(&self, region: &str, service: &str, key_: &str, value: &str) {
+        let mut state = self.lock();
+        state
+            .services
+            .entry(key(region, service))
+            .or_insert_with(|| ServiceState::new(Value::Object(Default::default())))
+            .labels
+            .insert(key_.to_string(), value.to_string());
+    }
+
+    /// The service's labels (empty if the service does not exist).
+    pub fn service_labels(&self, region: &str, service: &str) -> BTreeMap<String, String> {
+        let state = self.lock();
+        state
+            .services
+            .get(&key(region, service))
+            .map(|s| s.labels.clone())
+            .unwrap_or_default()
     }
 
     /// The service's config, if the service exists.
@@ -544,6 +571,19 @@ impl FakeCloud {
             })
         })
     }
+}
+
+/// Labels as DescribeService lists them (absent when there are none).
+fn labels_of(labels: &BTreeMap<String, String>) -> Option<Vec<ServiceLabel>> {
+    (!labels.is_empty()).then(|| {
+        labels
+            .iter()
+            .map(|(k, v)| ServiceLabel {
+                label_key: Some(k.clone()),
+                label_value: Some(v.clone()),
+            })
+            .collect()
+    })
 }
 
 fn service_mut<'a>(
@@ -865,7 +905,57 @@ impl CloudApi for FakeCloud {
                 latest_version: Some(s.version),
                 total_instance: Some(s.replicas()),
                 service_config: Some(s.config.to_string()),
+                labels: labels_of(&s.labels),
                 ..Default::default()
+            })
+        })
+    }
+
+    async fn update_service_label(
+        &self,
+        region: &str,
+        service: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> CloudResult<Ack> {
+        requests::update_service_label(region, service, labels)?;
+        let t = Target {
+            api: "UpdateServiceLabel",
+            region,
+            target: service,
+            env: None,
+        };
+        self.call(t, |state, request_id| {
+            let s = service_mut(state, region, service)?;
+            s.labels
+                .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(Ack {
+                request_id: request_id.to_string(),
+                message: Some(format!("Succeed to update service [{service}] labels.")),
+            })
+        })
+    }
+
+    async fn delete_service_label(
+        &self,
+        region: &str,
+        service: &str,
+        keys: &[String],
+    ) -> CloudResult<Ack> {
+        requests::delete_service_label(region, service, keys)?;
+        let t = Target {
+            api: "DeleteServiceLabel",
+            region,
+            target: service,
+            env: None,
+        };
+        self.call(t, |state, request_id| {
+            let s = service_mut(state, region, service)?;
+            for k in keys {
+                s.labels.remove(k);
+            }
+            Ok(Ack {
+                request_id: request_id.to_string(),
+                message: Some(format!("Succeed to delete service [{service}] labels.")),
             })
         })
     }

@@ -202,6 +202,38 @@ pub struct Service {
     pub update_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
+    /// The service's labels (UpdateServiceLabel / DeleteServiceLabel), as a list of
+    /// `{LabelKey, LabelValue}`; absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<ServiceLabel>>,
+}
+
+impl Service {
+    /// The value of label `key`, if the service carries it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .as_deref()?
+            .iter()
+            .find(|l| l.label_key.as_deref() == Some(key))
+            .and_then(|l| l.label_value.as_deref())
+    }
+}
+
+/// One service label as DescribeService lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceLabel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_value: Option<String>,
+}
+
+/// UpdateServiceLabel's body: the labels to add or overwrite (the others stay).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateServiceLabelRequest {
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// `UpdateType` query parameter of UpdateService.

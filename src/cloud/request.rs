@@ -263,6 +263,49 @@ pub mod requests {
         Ok(req)
     }
 
+    /// UpdateServiceLabel: add or overwrite `labels` on the service (no new version).
+    pub fn update_service_label(
+        region: &str,
+        service: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> CloudResult<ApiRequest> {
+        if labels.is_empty() || labels.keys().any(String::is_empty) {
+            return Err(CloudError::InvalidRequest(
+                "UpdateServiceLabel needs at least one label, each with a key".into(),
+            ));
+        }
+        let mut req = eas("UpdateServiceLabel", Method::PUT, region, service, "/label")?;
+        req.body = json(&UpdateServiceLabelRequest {
+            labels: labels.clone(),
+        })?;
+        Ok(req)
+    }
+
+    /// DeleteServiceLabel: remove the labels `keys` (query `LabelKeys`, a JSON array, as the
+    /// official SDK sends it; the older `Keys` is deprecated).
+    pub fn delete_service_label(
+        region: &str,
+        service: &str,
+        keys: &[String],
+    ) -> CloudResult<ApiRequest> {
+        if keys.is_empty() || keys.iter().any(String::is_empty) {
+            return Err(CloudError::InvalidRequest(
+                "DeleteServiceLabel needs at least one label key".into(),
+            ));
+        }
+        let mut req = eas(
+            "DeleteServiceLabel",
+            Method::DELETE,
+            region,
+            service,
+            "/label",
+        )?;
+        let keys = serde_json::to_string(keys)
+            .map_err(|e| CloudError::InvalidRequest(format!("cannot encode LabelKeys: {e}")))?;
+        req.query.push(("LabelKeys".into(), keys));
+        Ok(req)
+    }
+
     pub fn list_service_versions(
         region: &str,
         service: &str,

@@ -205,6 +205,9 @@ pub struct Context {
     /// The CloudAccounts and the clients they give (none by default: every rollout
     /// without its own credentials Secret is refused).
     pub accounts: Arc<super::accounts::Accounts>,
+    /// This cluster's id in ownership markers (`--cluster-id`, else the kube-system
+    /// namespace's uid; see [`super::marker`]).
+    pub cluster_id: String,
     failures: Mutex<HashMap<String, u32>>,
     /// The in-flight mutation records of each object as of this operator's last pass (see
     /// [`super::intent::merge`]): kept even when the status write after it failed.
@@ -258,6 +261,7 @@ impl Context {
             home: Home::default(),
             schedule: Default::default(),
             accounts: Default::default(),
+            cluster_id: "local".to_string(),
             failures: Mutex::new(HashMap::new()),
             failing_since: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),

@@ -45,6 +45,16 @@ pub enum Error {
         /// namespace/name of the owner.
         owner: String,
     },
+    /// The cloud object carries another owner's ownership marker (another cluster, or
+    /// another resource): no mutation until a person decides (see `controller::marker`).
+    #[error("{}", owned_elsewhere(object, owner, adopt.as_deref()))]
+    OwnedElsewhere {
+        object: String,
+        /// The marker found: `<cluster id>/<namespace>/<kind>/<name>`.
+        owner: String,
+        /// `spec.adoptFrom`, when it names another owner.
+        adopt: Option<String>,
+    },
     /// `deletionPolicy: Delete` while the cloud rollout is in progress: deleting it now
     /// would change what the service serves (EAS finishes whatever is in flight at once),
     /// so the deletion waits.
@@ -77,6 +87,19 @@ pub enum Error {
     /// to the cloud; the leader does.
     #[error("not the leader: no cloud mutation is sent from this replica")]
     NotLeader,
+}
+
+fn owned_elsewhere(object: &str, owner: &str, adopt: Option<&str>) -> String {
+    let adopt = match adopt {
+        Some(a) => format!(" (spec.adoptFrom names {a}, not the owner marked now)"),
+        None => String::new(),
+    };
+    format!(
+        "{object} is owned by {owner} (its ownership marker, label {}); this resource makes no \
+         change to it{adopt}. To take it over, set spec.adoptFrom: \"{owner}\"; otherwise delete \
+         this resource or point it at another object",
+        super::marker::MARKER_KEY
+    )
 }
 
 /// How to react to an error.
@@ -112,6 +135,7 @@ impl Error {
             Error::Credentials(_)
             | Error::AccountChanged { .. }
             | Error::AlreadyManaged { .. }
+            | Error::OwnedElsewhere { .. }
             | Error::DeletionWaitsForRollout { .. } => Reaction::NeedsPerson,
             Error::Kube(_)
             | Error::Finalizer(_)
@@ -129,6 +153,7 @@ impl Error {
             Error::Credentials(_) => "CredentialsUnavailable".into(),
             Error::AccountChanged { .. } => "AccountChanged".into(),
             Error::AlreadyManaged { .. } => "AlreadyManaged".into(),
+            Error::OwnedElsewhere { .. } => super::marker::REASON_OWNED_ELSEWHERE.into(),
             Error::DeletionWaitsForRollout { .. } => "DeletionWaitsForRollout".into(),
             Error::CleanupNotDone { .. } => "CleanupNotDone".into(),
             Error::Kube(_) => "KubernetesApi".into(),

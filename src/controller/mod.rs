@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod intent;
 pub mod leader;
+pub mod marker;
 pub mod metrics;
 pub mod outcome;
 pub mod owners;
@@ -146,6 +147,13 @@ pub struct RunArgs {
     #[arg(long, env = "ALICLOUD_ROLLOUTS_INSTANCE")]
     pub instance: Option<String>,
 
+    /// This cluster's id in the ownership markers kept on cloud objects (docs/ownership.md):
+    /// 1 to 40 of A-Z a-z 0-9 . _ -. Default: the uid of the kube-system namespace, read
+    /// once at start. Set it when the cluster may be rebuilt from a backup into a new
+    /// control plane (a new kube-system uid would find its own markers foreign).
+    #[arg(long, env = "ALICLOUD_ROLLOUTS_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
     /// Run the controllers only while holding the Lease `alicloud-rollouts` (for more
     /// than one replica).
     #[arg(long, env = "ALICLOUD_ROLLOUTS_LEADER_ELECT", default_value_t = false)]
@@ -226,6 +234,29 @@ fn init_logging(format: LogFormat) {
 
 /// Build the one shared cloud client: its credentials come from the environment
 /// (static keys, then RRSA), read once here.
+/// The cluster id of the ownership markers: `--cluster-id`, else the uid of namespace
+/// kube-system (stable for the life of the cluster, also across an etcd restore).
+async fn marker_cluster_id(flag: Option<&str>, client: &kube::Client) -> anyhow::Result<String> {
+    if let Some(id) = flag {
+        return marker::check_cluster_id(id).map(|()| id.to_string());
+    }
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    let uid = namespaces
+        .get("kube-system")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "reading the uid of namespace kube-system, the default cluster id of ownership \
+                 markers: {e}; grant get on namespaces/kube-system, or set --cluster-id"
+            )
+        })?
+        .metadata
+        .uid;
+    uid.filter(|u| marker::check_cluster_id(u).is_ok())
+        .ok_or_else(|| anyhow::anyhow!("namespace kube-system has no usable uid: set --cluster-id"))
+}
+
 fn build_cloud(args: &RunArgs) -> anyhow::Result<CloudClient> {
     CloudClient::from_environment(args.client.clone(), crate::cloud::Metrics::new())
         .context("setting up the cloud client and its credentials")
@@ -292,6 +323,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     context.schedule = schedule::Schedule::new(args.max_concurrent_reconciles);
     context.accounts = accounts::watch(client.clone(), args.account_selector.as_deref());
+    context.cluster_id = marker_cluster_id(args.cluster_id.as_deref(), &client).await?;
+    tracing::info!(cluster_id = %context.cluster_id, "ownership markers name this cluster");
     let cx = Arc::new(context);
 
     let exposition = metrics::Exposition {

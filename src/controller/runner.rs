@@ -88,6 +88,11 @@ pub trait Rollout:
     }
     /// What in the status changes when the rollout moves (progress, for the deadline).
     fn progress_marker(status: &Self::Status) -> String;
+    /// The ownership marker this kind keeps on its cloud object ([`super::marker`]);
+    /// `None` where its product has none.
+    fn cloud_marker() -> Option<&'static dyn super::marker::CloudMarker<Self>> {
+        None
+    }
     /// The resource is being deleted: honour its deletion policy (only called with
     /// [`Rollout::NEEDS_FINALIZER`]).
     async fn cleanup(&self, _cx: &Context) -> Result<(), Error> {
@@ -229,9 +234,21 @@ async fn converge<K: Rollout>(
         plan.requeue,
         &mut status,
     );
-    if !plan.actions.is_empty() {
+    let mutating = !plan.actions.is_empty();
+    let marking = super::marker::check(
+        obj,
+        cx,
+        &cloud_ref,
+        cloud.as_ref(),
+        mutating,
+        stored.as_ref(),
+        &mut status,
+    )
+    .await?;
+    if mutating {
         record_ownership(obj, cx, stored, cloud_ref, account).await?;
     }
+    super::marker::mark(obj, cx, cloud.as_ref(), marking, &mut status).await?;
     let run = execute::<K>(
         obj,
         cx,

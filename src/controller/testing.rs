@@ -163,8 +163,18 @@ impl Harness {
         Harness { cx, cloud, writes }
     }
 
-    /// The names of the mutations the cloud received, in order.
+    /// The names of the mutations the cloud received, in order, without the ownership
+    /// marker's label calls (their own tests are in `controller::marker`; see
+    /// [`Harness::all_mutations`]).
     pub fn mutations(&self) -> Vec<&'static str> {
+        self.all_mutations()
+            .into_iter()
+            .filter(|a| !matches!(*a, "UpdateServiceLabel" | "DeleteServiceLabel"))
+            .collect()
+    }
+
+    /// The names of every mutation the cloud received, in order.
+    pub fn all_mutations(&self) -> Vec<&'static str> {
         self.cloud.mutations().iter().map(|c| c.api).collect()
     }
 

@@ -148,7 +148,7 @@ impl World {
                 )));
             }
             let key = format!("{}/{}", s.region, s.name);
-            let svc = EasService::new(
+            let mut svc = EasService::new(
                 &s.name,
                 &s.region,
                 s.replicas,
@@ -156,6 +156,7 @@ impl World {
                 s.config.clone(),
                 now,
             );
+            svc.labels = s.labels.clone();
             // A seed is no mutation: it reads at once, also in the past.
             self.history
                 .services
@@ -351,6 +352,8 @@ pub(crate) fn mutates(action: &str) -> bool {
             | "CreateServiceRollout"
             | "UpdateServiceRollout"
             | "DeleteServiceRollout"
+            | "UpdateServiceLabel"
+            | "DeleteServiceLabel"
             | "CreateRoutineCodeDeployment"
             | "PublishRoutineCodeVersion"
             | "PublishEdgeContainerAppVersion"
@@ -481,10 +484,25 @@ fn eas_operation(
             })
         }
         "DeleteServiceRollout" => ack(Some(svc.delete_rollout(now, scale)?)),
+        "UpdateServiceLabel" => ack(Some(svc.update_labels(&parse_json_body(req.body)?)?)),
+        "DeleteServiceLabel" => ack(Some(svc.delete_labels(&label_keys(&query)?))),
         other => Err(ApiError::not_found(
             "InvalidAction.NotFound",
             format!("unknown action {other}"),
         )),
+    }
+}
+
+/// DeleteServiceLabel's keys: `LabelKeys` (a JSON array, what the SDK sends), else the
+/// deprecated `Keys` (comma-separated).
+fn label_keys(query: &Params) -> ApiResult<Vec<String>> {
+    if let Some(text) = query.opt("LabelKeys") {
+        return serde_json::from_str::<Vec<String>>(text)
+            .map_err(|_| ApiError::invalid("LabelKeys must be a JSON array of strings."));
+    }
+    match query.opt("Keys") {
+        Some(text) => Ok(text.split(',').map(str::to_string).collect()),
+        None => Err(ApiError::missing("LabelKeys")),
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`UpdateRevision`), the rest the stable one (`CurrentRevision`). Progress is computed
 //! lazily: [`EasService::advance`] replays every step due up to "now".
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -14,7 +15,7 @@ use super::clock::{add, eas_time, iso_time, since};
 use super::error::{ApiError, ApiResult};
 use crate::cloud::model::{
     BatchConfig, ListServiceVersionsResponse, PartitionConfig, Rollout, RolloutStatus,
-    RolloutStrategy, Service, ServiceRolloutRequest, ServiceVersion,
+    RolloutStrategy, Service, ServiceLabel, ServiceRolloutRequest, ServiceVersion,
 };
 
 /// Delay before the replicas are replaced when the service has no rollout.
@@ -74,7 +75,14 @@ pub struct EasService {
     pub pause_hidden_until: Option<Timestamp>,
     pub create_time: Timestamp,
     pub update_time: Timestamp,
+    /// Service labels (UpdateServiceLabel / DeleteServiceLabel): no version, no rollout.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
+
+/// The longest label key or value the simulator accepts, in bytes (see
+/// docs/simulator.md: the reading of PAI's label limits).
+pub const MAX_LABEL_BYTES: usize = 128;
 
 /// Parse "5" or "50%" into the replica count it means for `total` (percentages round up).
 pub fn resolve_int_or_percent(v: &str, total: i64) -> Option<i64> {
@@ -186,7 +194,38 @@ impl EasService {
             pause_hidden_until: None,
             create_time: now,
             update_time: now,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// UpdateServiceLabel: add or overwrite labels (body `{"Labels": {k: v}}`).
+    pub fn update_labels(&mut self, body: &Value) -> ApiResult<String> {
+        let Some(labels) = body.get("Labels").and_then(Value::as_object) else {
+            return Err(ApiError::missing("Labels"));
+        };
+        if labels.is_empty() {
+            return Err(ApiError::invalid("Labels must name at least one label."));
+        }
+        let mut parsed = Vec::new();
+        for (k, v) in labels {
+            let Some(v) = v.as_str() else {
+                return Err(ApiError::invalid(format!(
+                    "label {k:?}: the value must be a string."
+                )));
+            };
+            check_label(k, v)?;
+            parsed.push((k.clone(), v.to_string()));
+        }
+        self.labels.extend(parsed);
+        Ok(format!("Succeed to update service [{}] labels.", self.name))
+    }
+
+    /// DeleteServiceLabel: remove the labels named (keys not there are ignored).
+    pub fn delete_labels(&mut self, keys: &[String]) -> String {
+        for k in keys {
+            self.labels.remove(k);
+        }
+        format!("Succeed to delete service [{}] labels.", self.name)
     }
 
     fn version(&self, v: i64) -> Option<&VersionRec> {
@@ -339,6 +378,15 @@ impl EasService {
             service_config: cfg.map(Value::to_string),
             update_time: Some(iso_time(self.update_time)),
             create_time: Some(iso_time(self.create_time)),
+            labels: (!self.labels.is_empty()).then(|| {
+                self.labels
+                    .iter()
+                    .map(|(k, v)| ServiceLabel {
+                        label_key: Some(k.clone()),
+                        label_value: Some(v.clone()),
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -748,6 +796,23 @@ pub fn scaled(d: Duration, scale: f64) -> Duration {
     Duration::try_from_secs_f64(secs)
         .unwrap_or(d)
         .max(Duration::from_millis(1))
+}
+
+/// A label the simulator accepts: a key of 1 to [`MAX_LABEL_BYTES`] bytes, a value of at
+/// most that, neither holding `=` or `,`.
+fn check_label(key: &str, value: &str) -> ApiResult<()> {
+    let bad = |s: &str| s.contains('=') || s.contains(',');
+    if key.is_empty() || key.len() > MAX_LABEL_BYTES || bad(key) {
+        return Err(ApiError::invalid(format!(
+            "label key {key:?}: 1 to {MAX_LABEL_BYTES} bytes, without '=' or ','."
+        )));
+    }
+    if value.len() > MAX_LABEL_BYTES || bad(value) {
+        return Err(ApiError::invalid(format!(
+            "label {key:?}: the value is at most {MAX_LABEL_BYTES} bytes, without '=' or ','."
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct SeedService {
     pub rollout_enabled: bool,
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// Service labels it starts with (e.g. another cluster's ownership marker).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,6 +69,7 @@ impl Seed {
         Seed {
             services: vec![
                 SeedService {
+                    labels: Default::default(),
                     name: "llm-chat".into(),
                     region: "cn-shanghai".into(),
                     replicas: 8,
@@ -82,6 +86,7 @@ impl Seed {
                     })),
                 },
                 SeedService {
+                    labels: Default::default(),
                     name: "llm-embed".into(),
                     region: "cn-shanghai".into(),
                     replicas: 4,

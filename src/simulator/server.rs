@@ -514,6 +514,8 @@ fn route(method: &Method, raw_path: &str, action_hint: Option<&str>) -> Route {
         ([r], "DELETE") if r == "rollout" => "DeleteServiceRollout",
         ([r], "GET") if r == "versions" => "ListServiceVersions",
         ([r], "PUT") if r == "version" => "UpdateServiceVersion",
+        ([r], "PUT") if r == "label" => "UpdateServiceLabel",
+        ([r], "DELETE") if r == "label" => "DeleteServiceLabel",
         _ => return Route::Unknown,
     };
     Route::Eas {

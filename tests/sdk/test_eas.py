@@ -400,3 +400,44 @@ def test_lag_faults_hold_back_what_the_sdk_reads(faults):
     assert time.monotonic() - sent >= lag
     fired = {f["kind"]: f["fired"] for f in sim.admin("GET", "faults")}
     assert fired["pauseLag"] == 1 and fired["readLag"] >= 1, fired
+
+
+# ---------------------------------------------------------------- service labels (ownership marker)
+def labels_of(eas, name) -> dict:
+    return {l.label_key: l.label_value for l in (describe(eas, name).labels or [])}
+
+
+def test_service_labels_are_set_read_and_deleted_without_a_new_version(sim):
+    from alibabacloud_tea_openapi.exceptions import ClientException
+    import pytest
+
+    eas = sim.eas()
+    name, image = seed_service(sim, replicas=2)
+    before = describe(eas, name)
+    assert not before.labels
+    owner = f"cluster-a/team-a/eas/{name}"
+    body = eas.update_service_label(
+        R, name, m.UpdateServiceLabelRequest(labels={"alicloud-rollouts.owner": owner, "team": "a"})).body
+    assert isinstance(body.request_id, str) and body.request_id
+    assert labels_of(eas, name) == {"alicloud-rollouts.owner": owner, "team": "a"}
+    after = describe(eas, name)
+    assert after.current_version == before.current_version, "a label starts no new version"
+    assert after.latest_version == before.latest_version
+    assert after.image == image
+
+    # Overwrite one, keep the other.
+    eas.update_service_label(R, name, m.UpdateServiceLabelRequest(labels={"team": "b"}))
+    assert labels_of(eas, name)["team"] == "b"
+
+    eas.delete_service_label(R, name, m.DeleteServiceLabelRequest(label_keys=["alicloud-rollouts.owner"]))
+    assert labels_of(eas, name) == {"team": "b"}
+    # The deprecated Keys parameter works too.
+    eas.delete_service_label(R, name, m.DeleteServiceLabelRequest(keys=["team"]))
+    assert labels_of(eas, name) == {}
+
+    with pytest.raises(ClientException) as info:
+        eas.update_service_label(R, name, m.UpdateServiceLabelRequest(labels={"k": "a=b"}))
+    assert info.value.code == "InvalidParameter"
+    with pytest.raises(ClientException) as info:
+        eas.update_service_label(R, "no-such-service", m.UpdateServiceLabelRequest(labels={"k": "v"}))
+    assert info.value.code == "InvalidService.NotFound"

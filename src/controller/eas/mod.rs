@@ -50,6 +50,10 @@ impl Rollout for EasServiceRollout {
         )
     }
 
+    fn cloud_marker() -> Option<&'static dyn super::marker::CloudMarker<Self>> {
+        Some(&super::marker::EAS_MARKER)
+    }
+
     fn progress_marker(status: &EasServiceRolloutStatus) -> String {
         format!(
             "{:?}/{:?}/{:?}/{:?}/{:?}",
@@ -224,6 +228,15 @@ async fn delete_rollout(
         cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
         return Ok(());
     }
+    // Nor when another cluster (or resource) has taken the service over since.
+    if let Some(owner) = super::marker::other_owner(obj, cx, cloud.as_ref()).await? {
+        let note = format!(
+            "did not delete the rollout of {cloud_ref}: its ownership marker names {owner}; it is \
+             left in the cloud"
+        );
+        cx.left_behind(obj, EasServiceRollout::LABEL, note).await;
+        return Ok(());
+    }
     // Never while the rollout is in progress: EAS finishes whatever is in flight at once
     // when its rollout is deleted, which would put more replicas on the new version than
     // the strategy and approvals allow.
@@ -238,6 +251,7 @@ async fn delete_rollout(
         }
         Err(e) if e.is_not_found() => {
             tracing::info!(%region, %service, "the cloud rollout is already gone");
+            super::marker::release(obj, cx, cloud.as_ref()).await;
             return Ok(());
         }
         Err(e) => return Err(Error::cloud("DescribeServiceRollout", e)),
@@ -258,10 +272,12 @@ async fn delete_rollout(
                 note,
             )
             .await;
+            super::marker::release(obj, cx, cloud.as_ref()).await;
             Ok(())
         }
         Err(e) if e.is_not_found() => {
             tracing::info!(%region, %service, "the cloud rollout is already gone");
+            super::marker::release(obj, cx, cloud.as_ref()).await;
             Ok(())
         }
         Err(e) => Err(Error::cloud("DeleteServiceRollout", e)),

@@ -248,6 +248,7 @@ pub(crate) mod fixtures {
             deletion_policy: DeletionPolicy::Retain,
             credentials_secret_ref: None,
             account_ref: None,
+            adopt_from: None,
             progress_deadline: None,
             service_config: None,
             promotion: None,

@@ -63,3 +63,12 @@ they are granted per namespace (a Role each), else cluster-wide.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* The default cluster id of ownership markers (docs/ownership.md): the uid of namespace
+kube-system, read once at start; not granted when clusterId is set. */}}
+{{- define "alicloud-rollouts.clusterIdRule" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  resourceNames: ["kube-system"]
+  verbs: ["get"]
+{{- end -}}
