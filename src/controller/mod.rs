@@ -3,6 +3,7 @@
 //! One kube-rs controller per kind, all sharing one cloud client (one rate limiter, one
 //! credential chain), one event recorder and one metrics registry.
 
+pub mod analysis;
 pub mod conditions;
 pub mod container_app;
 pub mod context;
@@ -24,6 +25,7 @@ pub mod runner;
 mod safety_props;
 pub mod schedule;
 pub mod status;
+pub mod transitions;
 pub mod steps;
 #[cfg(test)]
 pub(crate) mod testing;
