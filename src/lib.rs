@@ -8,6 +8,7 @@
 //! - [`controller`]: one reconciler per custom resource kind ([`crd`]);
 //! - [`plugin`]: the kubectl plugin `kubectl alicloud-rollouts`.
 
+pub mod analysis;
 pub mod bench;
 pub mod cloud;
 pub mod controller;

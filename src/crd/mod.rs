@@ -3,6 +3,7 @@
 //! One module per kind. The YAML in `crds/` is generated from these types
 //! (`alicloud-rollouts crds`) and never edited by hand.
 
+pub mod analysis;
 pub mod common;
 pub mod container_app;
 pub mod eas;
@@ -31,6 +32,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         EasServiceRollout::crd(),
         EsaRoutineRollout::crd(),
         EsaContainerAppRollout::crd(),
+        analysis::AnalysisTemplate::crd(),
+        analysis::ClusterAnalysisTemplate::crd(),
     ]
 }
 
