@@ -25,10 +25,10 @@ pub mod runner;
 mod safety_props;
 pub mod schedule;
 pub mod status;
-pub mod transitions;
 pub mod steps;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod transitions;
 pub mod watch;
 
 use std::net::SocketAddr;

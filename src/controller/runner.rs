@@ -247,8 +247,15 @@ async fn converge<K: Rollout>(
         &mut status,
     );
     let version = K::abort_version(&spec);
-    let acted =
-        analysis::act::<K>(obj, cx, version.as_deref(), stored.as_ref(), &mut status, now).await;
+    let acted = analysis::act::<K>(
+        obj,
+        cx,
+        version.as_deref(),
+        stored.as_ref(),
+        &mut status,
+        now,
+    )
+    .await;
     // A failed analysis: nothing of the plan is sent; the rollback comes next.
     let actions: &[K::Action] = if acted == analysis::Acted::Aborting {
         &[]
@@ -288,6 +295,8 @@ async fn converge<K: Rollout>(
         Requeue::Active
     } else if stuck.is_some() {
         Requeue::Settled
+    } else if analysis::pending(obj, &spec, &status) {
+        Requeue::After(cx.timing.active)
     } else {
         analysis::requeue(plan.requeue, status.analysis(), now)
     };

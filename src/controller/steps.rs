@@ -477,8 +477,8 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
 /// Whether the current step, reached at `started`, is done: its pause has elapsed, or its
 /// gate is approved for this version. Otherwise `plan` says what it waits for.
 fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepInput<'_>) -> bool {
-    let analysed = !step.analysis
-        || input.analysis == Some((plan.current, StepVerdict::Successful));
+    let analysed =
+        !step.analysis || input.analysis == Some((plan.current, StepVerdict::Successful));
     match step.pause {
         // A pause is at most ten years, so only a start time near the end of time can
         // overflow: such a step never ends by itself.

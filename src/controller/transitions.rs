@@ -118,12 +118,9 @@ pub fn notify<K: Rollout>(
         return;
     }
     let message = status.message().unwrap_or_default().to_string();
-    let held = status.analysis().is_some_and(|a| {
-        matches!(
-            a.phase,
-            AnalysisPhase::Inconclusive | AnalysisPhase::Error
-        )
-    });
+    let held = status
+        .analysis()
+        .is_some_and(|a| matches!(a.phase, AnalysisPhase::Inconclusive | AnalysisPhase::Error));
     for (t, step) in detect(stored, status, K::current_step) {
         if t == Transition::Paused && held {
             continue;

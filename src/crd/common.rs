@@ -127,9 +127,10 @@ pub struct Notification {
     /// Which transitions to send: stepReached, paused, analysisFailed, rolledBack,
     /// completed. Empty: all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5), inner(pattern(
-        r"^(stepReached|paused|analysisFailed|rolledBack|completed)$"
-    )))]
+    #[schemars(
+        length(max = 5),
+        inner(regex(pattern = r"^(stepReached|paused|analysisFailed|rolledBack|completed)$"))
+    )]
     pub events: Vec<String>,
 }
 

@@ -83,7 +83,13 @@ pub fn json_body(m: &Message) -> serde_json::Value {
 
 /// The body of a DingTalk robot notification (a markdown message).
 pub fn dingtalk_body(m: &Message) -> serde_json::Value {
-    let title = format!("{} {}/{}: {}", m.kind, m.namespace, m.name, m.event.as_str());
+    let title = format!(
+        "{} {}/{}: {}",
+        m.kind,
+        m.namespace,
+        m.name,
+        m.event.as_str()
+    );
     let mut text = format!("### {title}\n\n{}\n\n", m.message);
     if let Some(v) = &m.version {
         text.push_str(&format!("- version: {v}\n"));
@@ -239,12 +245,7 @@ pub async fn deliver(hook: &Webhook, m: &Message) -> Result<(), String> {
 
 /// Send `m` to every notification of `list` that wants it, each from its own task: the
 /// caller never waits. Failures are logged (naming the Secret, never the URL).
-pub fn send(
-    secrets: Arc<dyn SecretSource>,
-    namespace: &str,
-    list: &[Notification],
-    m: Message,
-) {
+pub fn send(secrets: Arc<dyn SecretSource>, namespace: &str, list: &[Notification], m: Message) {
     for n in list.iter().filter(|n| wants(n, m.event)).cloned() {
         let (secrets, namespace, m) = (secrets.clone(), namespace.to_string(), m.clone());
         tokio::spawn(async move {

@@ -60,7 +60,9 @@ fn bodies_carry_the_transition() {
 fn the_list_of_events_filters() {
     let mut n = Notification {
         format: NotificationFormat::Json,
-        secret_ref: SecretRef { name: "hook".into() },
+        secret_ref: SecretRef {
+            name: "hook".into(),
+        },
         events: vec![],
     };
     assert!(wants(&n, Transition::Completed));
@@ -82,19 +84,31 @@ impl SecretSource for Secrets {
 async fn webhooks_come_from_their_secret_and_never_print() {
     let n = Notification {
         format: NotificationFormat::DingTalk,
-        secret_ref: SecretRef { name: "hook".into() },
+        secret_ref: SecretRef {
+            name: "hook".into(),
+        },
         events: vec![],
     };
     let data = BTreeMap::from([
-        (KEY_URL.to_string(), b"https://x.example/?access_token=t0ken\n".to_vec()),
+        (
+            KEY_URL.to_string(),
+            b"https://x.example/?access_token=t0ken\n".to_vec(),
+        ),
         (KEY_SECRET.to_string(), b"s3cret".to_vec()),
     ]);
-    let hook = resolve(&Secrets(Some(data)), "ns", &n).await.expect("resolved");
+    let hook = resolve(&Secrets(Some(data)), "ns", &n)
+        .await
+        .expect("resolved");
     assert_eq!(hook.url, "https://x.example/?access_token=t0ken");
     assert_eq!(hook.secret.as_deref(), Some("s3cret"));
     let shown = format!("{hook:?}");
-    assert!(!shown.contains("t0ken") && !shown.contains("s3cret"), "{shown}");
-    let missing = resolve(&Secrets(None), "ns", &n).await.expect_err("no Secret");
+    assert!(
+        !shown.contains("t0ken") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    let missing = resolve(&Secrets(None), "ns", &n)
+        .await
+        .expect_err("no Secret");
     assert!(missing.contains("ns/hook does not exist"), "{missing}");
     let no_url = resolve(&Secrets(Some(BTreeMap::new())), "ns", &n)
         .await

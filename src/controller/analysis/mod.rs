@@ -201,6 +201,13 @@ pub fn requeue(plan: Requeue, a: Option<&AnalysisStatus>, now: Timestamp) -> Req
     }
 }
 
+/// Whether `status` (about to be written) reaches an analysis not started yet: the next
+/// look starts it, at the active pace rather than the settled one.
+pub fn pending<K: Rollout>(obj: &K, spec: &K::Spec, status: &K::Status) -> bool {
+    obj.analysis_request(spec, Some(status))
+        .is_some_and(|req| !status.analysis().is_some_and(|a| pertains(a, &req)))
+}
+
 /// What the verdict did to this reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acted {
@@ -312,7 +319,7 @@ async fn fail<K: Rollout>(
     .await;
     let kept = status.last_progress_at().map(str::to_string);
     *status = super::status::degraded(
-        Some(status),
+        Some(&*status),
         obj.meta().generation,
         REASON_FAILED,
         &message,
@@ -362,10 +369,15 @@ async fn hold<K: Rollout>(
         Desired::new(CONDITION_RECONCILING, false, "AsExpected", ""),
     ];
     if a.phase == AnalysisPhase::Inconclusive {
-        wanted.push(Desired::new(CONDITION_PAUSED, true, reason, message.clone()));
+        wanted.push(Desired::new(
+            CONDITION_PAUSED,
+            true,
+            reason,
+            message.clone(),
+        ));
     }
     for d in wanted {
-        set_condition(s.conditions, d, generation, now);
+        set_condition(&mut *s.conditions, d, generation, now);
     }
     *s.message = Some(super::outcome::bounded_message(message));
 }

@@ -41,6 +41,7 @@ fn verdict(phase: AnalysisPhase, step: Option<i32>, version: &str) -> AnalysisSt
             provider: "prometheus".into(),
             query: "sum(rate(errors[1m]))".into(),
             phase,
+            message: None,
             count: 2,
             successful: 0,
             failed: 2,
@@ -112,13 +113,19 @@ fn a_running_analysis_brings_the_next_look_forward() {
         Requeue::Active
     );
     let done = verdict(AnalysisPhase::Successful, Some(0), CANARY);
-    assert_eq!(requeue(Requeue::Settled, Some(&done), now), Requeue::Settled);
+    assert_eq!(
+        requeue(Requeue::Settled, Some(&done), now),
+        Requeue::Settled
+    );
 }
 
 #[test]
 fn the_measurements_are_told() {
     let text = measurements(&verdict(AnalysisPhase::Failed, Some(0), CANARY));
-    assert!(text.contains("error-ratio (prometheus `sum(rate(errors[1m]))`)"), "{text}");
+    assert!(
+        text.contains("error-ratio (prometheus `sum(rate(errors[1m]))`)"),
+        "{text}"
+    );
     assert!(text.contains("latest values [0.5]"), "{text}");
 }
 
@@ -182,7 +189,11 @@ fn an_inconclusive_verdict_parses_as_paused() {
     assert!(matches!(spec.mode, Mode::Canary(_)));
     let mut retried = analysed_steps();
     retried.retry = Some(7);
-    assert!(!RoutineSpec::parse(&routine(retried, status)).expect("valid").paused);
+    assert!(
+        !RoutineSpec::parse(&routine(retried, status))
+            .expect("valid")
+            .paused
+    );
 }
 
 fn env(split: &[(&str, i32)]) -> RoutineEnv {
@@ -255,7 +266,11 @@ fn the_routine_planner_leaves_an_analysed_step_only_on_success() {
             "failed",
         ),
         (
-            Some(verdict(AnalysisPhase::Successful, Some(0), "1710000000000000009")),
+            Some(verdict(
+                AnalysisPhase::Successful,
+                Some(0),
+                "1710000000000000009",
+            )),
             "passed for another version",
         ),
     ] {

@@ -22,8 +22,8 @@ use kube::runtime::events::EventType;
 
 use self::plan::{EasAction, EasInput, Observed, needs_service_config};
 use self::spec::{EasSpec, split_cloud_ref};
-use super::context::Context;
 use super::analysis;
+use super::context::Context;
 use super::error::Error;
 use super::plan::Plan;
 use super::progress::Deadline;
@@ -53,7 +53,9 @@ impl Rollout for EasServiceRollout {
 
     /// The declared version of the service config (rolled back by a failed analysis).
     fn abort_version(spec: &EasSpec) -> Option<String> {
-        spec.service_config.as_ref().map(|c| c.version().to_string())
+        spec.service_config
+            .as_ref()
+            .map(|c| c.version().to_string())
     }
 
     /// `spec.analysis` in the background while the declared service config, once pushed,
@@ -70,7 +72,11 @@ impl Rollout for EasServiceRollout {
             return None;
         }
         let version = config.version().to_string();
-        if status.aborted.as_ref().is_some_and(|a| a.version == version) {
+        if status
+            .aborted
+            .as_ref()
+            .is_some_and(|a| a.version == version)
+        {
             return None;
         }
         let builtins = analysis::builtins(

@@ -225,7 +225,10 @@ impl ValidSpec<EasServiceRollout> for EasSpec {
     /// or `spec.retry` changes; one whose analysis is Inconclusive is held paused.
     fn parse(obj: &EasServiceRollout) -> Result<Self, String> {
         let mut spec = validate(&obj.spec)?;
-        let Some(version) = spec.service_config.as_ref().map(|c| c.version().to_string())
+        let Some(version) = spec
+            .service_config
+            .as_ref()
+            .map(|c| c.version().to_string())
         else {
             return Ok(spec);
         };
@@ -236,7 +239,11 @@ impl ValidSpec<EasServiceRollout> for EasSpec {
         else {
             return Ok(spec);
         };
-        if status.aborted.as_ref().is_some_and(|a| a.version == version) {
+        if status
+            .aborted
+            .as_ref()
+            .is_some_and(|a| a.version == version)
+        {
             spec.strategy = Strategy::Partition(ROLLED_BACK_PARTITION);
             spec.promotion = None;
         } else if crate::controller::analysis::holds(
