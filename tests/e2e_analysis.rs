@@ -403,3 +403,98 @@ async fn the_readme_analysis_examples_apply_as_written() {
         assert!(env.kubectl.try_get(res).is_some(), "{res} was stored");
     }
 }
+
+const EAS_SEED: &str = r#"
+services:
+  - name: bert_embeddings
+    region: cn-hangzhou
+    replicas: 4
+    config: {containers: [{image: "bert:v1"}]}
+"#;
+
+/// EAS: the background analysis of a new service config fails, and the rollout is rolled
+/// back with no one touching it: the partition is raised to every replica (all traffic on
+/// the old version), after the config push, and nothing else is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_eas_version_is_rolled_back_to_every_old_replica() {
+    let (base, state) = fake_server().await;
+    if let Ok(mut f) = state.lock() {
+        f.ratio.insert("bad".into(), 0.5);
+    }
+    let env = Env::start("analysis-eas", EAS_SEED, 1.0, "eas").await;
+    env.kubectl.apply(&format!(
+        r#"
+apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: service-errors
+spec:
+  args:
+    - name: which
+  metrics:
+    - name: error-ratio
+      provider:
+        web:
+          url: "{base}/ratio/{{{{args.which}}}}"
+          jsonPath: $.data.errorRatio
+      interval: 1s
+      count: 2
+      successCondition: result < 0.05
+"#
+    ));
+    env.kubectl.apply(
+        r#"
+apiVersion: rollouts.alicloud.dev/v1alpha1
+kind: EasServiceRollout
+metadata:
+  name: bert
+spec:
+  region: cn-hangzhou
+  serviceName: bert_embeddings
+  strategy:
+    partition: "2"
+  serviceConfig:
+    containers:
+      - image: bert:v2
+  analysis:
+    templateRef:
+      name: service-errors
+    args:
+      - name: which
+        value: bad
+"#,
+    );
+    let res = "easservicerollout/bert";
+    let obj = env
+        .wait_obj("rolled back", res, Duration::from_secs(120), |o| {
+            (o["status"]["aborted"]["reason"] == "AnalysisFailed"
+                && o["status"]["cloudStrategy"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("100%")))
+            .then_some(())
+            .ok_or_else(|| "not rolled back".to_string())
+        })
+        .await;
+    assert_eq!(obj["status"]["analysis"]["phase"], "Failed", "{obj}");
+    let sent: Vec<String> = mutations(&env)
+        .await
+        .iter()
+        .map(|c| c["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let push = sent
+        .iter()
+        .position(|a| a == "UpdateService")
+        .expect("the config was pushed");
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("UpdateServiceRollout"),
+        "the rollback is the last mutation: {sent:?}"
+    );
+    assert!(push < sent.len() - 1, "{sent:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        mutations(&env).await.len(),
+        sent.len(),
+        "nothing more is sent"
+    );
+}

@@ -2,11 +2,11 @@
 //! by comparing the status as stored with the one about to be written, or told by the
 //! analysis code at the moment it acts. Sending never blocks the reconcile.
 
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::context::Context;
 use super::runner::Rollout;
-use super::status::{RolloutObject, RolloutStatus};
+use super::status::RolloutStatus;
 
 use crate::crd::analysis::AnalysisPhase;
 use crate::crd::common::{CONDITION_PAUSED, CONDITION_READY};
@@ -126,5 +126,66 @@ pub fn notify<K: Rollout>(
             continue;
         }
         send(obj, cx, t, version, step, &message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::outcome::{Outcome, PHASE_COMPLETED, PHASE_PROGRESSING};
+    use crate::controller::status::settle;
+    use crate::crd::EsaRoutineRolloutStatus;
+    use crate::crd::common::Aborted;
+
+    fn ts(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + s).expect("valid")
+    }
+
+    fn status(step: i32, outcome: &Outcome) -> EsaRoutineRolloutStatus {
+        let mut s = EsaRoutineRolloutStatus {
+            current_step: Some(step),
+            ..Default::default()
+        };
+        settle(&mut s, None, outcome, Some(1), ts(0));
+        s
+    }
+
+    fn found(a: Option<&EsaRoutineRolloutStatus>, b: &EsaRoutineRolloutStatus) -> Vec<Transition> {
+        detect(a, b, |s| s.current_step)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
+    }
+
+    #[test]
+    fn transitions_are_told_once() {
+        let moving = Outcome::moving(PHASE_PROGRESSING, "Step2", "step 2/2");
+        let at0 = status(0, &moving);
+        let at1 = status(1, &moving);
+        assert_eq!(found(None, &at0), [Transition::StepReached]);
+        assert_eq!(found(Some(&at0), &at1), [Transition::StepReached]);
+        assert!(found(Some(&at1), &at1).is_empty(), "nothing new");
+        let done = status(2, &Outcome::done(PHASE_COMPLETED, "Completed", "v2 100%"));
+        assert_eq!(
+            found(Some(&at1), &done),
+            [Transition::StepReached, Transition::Completed]
+        );
+        assert!(found(Some(&done), &done).is_empty());
+        let mut paused = at1.clone();
+        let mut o = moving.clone();
+        o.paused = true;
+        settle(&mut paused, Some(&at1), &o, Some(1), ts(1));
+        assert_eq!(found(Some(&at1), &paused), [Transition::Paused]);
+        // The automatic rollback once it is done (keep_aborted's message).
+        let mut rolled = done.clone();
+        rolled.aborted = Some(Aborted {
+            version: "v2".into(),
+            reason: "AnalysisFailed".into(),
+            at: ts(5).to_string(),
+        });
+        rolled.message = Some("v2 rolled back automatically (AnalysisFailed at ...)".into());
+        rolled.phase = Some("Degraded".into());
+        assert_eq!(found(Some(&done), &rolled), [Transition::RolledBack]);
+        assert!(found(Some(&rolled), &rolled).is_empty());
     }
 }
