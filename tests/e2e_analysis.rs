@@ -112,10 +112,12 @@ spec:
     canaryVersion: "{CANARY}"
     steps:
       - percentage: 10
+        pause: 1s
         analysis:
           templateRef:
             name: error-ratio
       - percentage: 50
+        pause: 1s
         analysis:
           templateRef:
             name: error-ratio

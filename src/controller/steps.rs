@@ -744,11 +744,12 @@ mod tests {
             },
             Case {
                 analysis: Some((0, StepVerdict::Successful)),
+                approved: Some(0),
                 want_current: 1,
                 want_state: StepState::Advanced { from: 0 },
                 want_started: None,
                 ..Case {
-                    name: "passed: advances",
+                    name: "passed (and its gate approved): advances",
                     ..at(0, 10)
                 }
             },

@@ -129,7 +129,10 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 5),
-        inner(regex(pattern = r"^(stepReached|paused|analysisFailed|rolledBack|completed)$"))
+        inner(
+            length(max = 32),
+            regex(pattern = r"^(stepReached|paused|analysisFailed|rolledBack|completed)$")
+        )
     )]
     pub events: Vec<String>,
 }

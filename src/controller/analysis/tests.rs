@@ -139,7 +139,7 @@ fn analysed_steps() -> EsaRoutineRolloutSpec {
     spec_canary(vec![
         CanaryStep {
             percentage: 10,
-            pause: None,
+            pause: Some("1m".into()),
             analysis: Some(aref()),
         },
         CanaryStep {
