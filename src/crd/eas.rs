@@ -174,8 +174,8 @@ pub struct EasServiceRolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<EasPromotion>,
     /// A background analysis run while each new version of `serviceConfig` rolls out:
-    /// when it fails, the version is rolled back (every replica back on the old version
-    /// and the previous config pushed again); when it is inconclusive, the rollout pauses.
+    /// when it fails, the version is rolled back (the partition raised to every replica, so
+    /// all of them serve the old version); when it is inconclusive, the rollout pauses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<super::analysis::AnalysisRef>,
     /// Webhooks told about this rollout's transitions (step reached, paused, analysis
