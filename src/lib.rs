@@ -13,5 +13,6 @@ pub mod bench;
 pub mod cloud;
 pub mod controller;
 pub mod crd;
+pub mod notify;
 pub mod plugin;
 pub mod simulator;

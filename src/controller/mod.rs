@@ -4,6 +4,7 @@
 //! credential chain), one event recorder and one metrics registry.
 
 pub mod accounts;
+pub mod analysis;
 pub mod conditions;
 pub mod container_app;
 pub mod context;
@@ -30,6 +31,7 @@ pub mod steps;
 pub mod tenancy;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod transitions;
 pub mod watch;
 
 use std::net::SocketAddr;

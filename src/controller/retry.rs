@@ -11,7 +11,9 @@
 //!   `status.mutationsInFlight`, so it is sent once more: the person asked for exactly that.
 //!   A mutation still inside its grace period stays held (one mutation per intent);
 //! - a version the operator rolled back on its own (`status.aborted`, a passed progress
-//!   deadline) may be pushed again, and the progress deadline's clock starts again.
+//!   deadline or a failed analysis) may be pushed again, an analysis verdict (an
+//!   Inconclusive hold) is forgotten so the analysis runs again, and the progress
+//!   deadline's clock starts again.
 
 use std::time::Duration;
 
@@ -41,6 +43,8 @@ pub fn look_again<S: RolloutStatus>(
         .retain(|m| !matches!(intent::decide(Some(m), now, grace), Intent::Stuck { .. }));
     *s.next_check_at = None;
     *s.aborted = None;
+    // A verdict is measured afresh: an Inconclusive hold is released.
+    *s.analysis = None;
     *s.last_progress_at = None;
     *s.observed_retry = token;
 }

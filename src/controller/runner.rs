@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use super::analysis;
 use super::context::{Context, FINALIZER};
 use super::error::{Error, Reaction};
 use super::intent::{self, Intent};
@@ -91,6 +92,19 @@ pub trait Rollout:
     /// The ownership marker this kind keeps on its cloud object ([`super::marker`]);
     /// `None` where its product has none.
     fn cloud_marker() -> Option<&'static dyn super::marker::CloudMarker<Self>> {
+        None
+    }
+    /// The metric analysis this rollout wants run now, from its spec and the status as
+    /// last written (see [`super::analysis`]); None by default.
+    fn analysis_request(
+        &self,
+        _spec: &Self::Spec,
+        _status: Option<&Self::Status>,
+    ) -> Option<super::analysis::Request> {
+        None
+    }
+    /// The step a status records, for kinds with steps (notifications name it).
+    fn current_step(_status: &Self::Status) -> Option<i32> {
         None
     }
     /// The resource is being deleted: honour its deletion policy (only called with
@@ -214,12 +228,15 @@ async fn converge<K: Rollout>(
         cx.remember_cloud(&uid, cloud.clone());
     }
     let observed = K::read(&spec, stored.as_ref(), cloud.as_ref()).await?;
+    let now = jiff::Timestamp::now();
+    let analysis = analysis::evaluate::<K>(obj, cx, &spec, stored.as_ref(), &cloud, now).await;
+    let seen = analysis::seen(stored.as_ref(), analysis.as_ref());
     let plan = K::plan(&Input {
         spec: &spec,
         generation: obj.meta().generation,
-        status: stored.as_ref(),
+        status: seen.as_ref(),
         observed: &observed,
-        now: jiff::Timestamp::now(),
+        now,
     });
     let mut status = plan.status;
     *status.shared().observed_retry = obj.retry_token();
@@ -227,6 +244,7 @@ async fn converge<K: Rollout>(
     *status.shared().cloud_account = Some(account.clone());
     // Planners build their status afresh; an automatic rollback is the loop's record.
     *status.shared().aborted = stored.as_ref().and_then(|s| s.aborted().cloned());
+    *status.shared().analysis = analysis;
     let verdict = judge_progress::<K>(
         obj,
         stored.as_ref(),
@@ -234,7 +252,23 @@ async fn converge<K: Rollout>(
         plan.requeue,
         &mut status,
     );
-    let mutating = !plan.actions.is_empty();
+    let version = K::abort_version(&spec);
+    let acted = analysis::act::<K>(
+        obj,
+        cx,
+        version.as_deref(),
+        stored.as_ref(),
+        &mut status,
+        now,
+    )
+    .await;
+    // A failed analysis: nothing of the plan is sent; the rollback comes next.
+    let actions: &[K::Action] = if acted == analysis::Acted::Aborting {
+        &[]
+    } else {
+        &plan.actions
+    };
+    let mutating = !actions.is_empty();
     let marking = super::marker::check(
         obj,
         cx,
@@ -249,16 +283,7 @@ async fn converge<K: Rollout>(
         record_ownership(obj, cx, stored, cloud_ref, account).await?;
     }
     super::marker::mark(obj, cx, cloud.as_ref(), marking, &mut status).await?;
-    let run = execute::<K>(
-        obj,
-        cx,
-        &spec,
-        cloud.as_ref(),
-        &plan.actions,
-        stored,
-        &mut status,
-    )
-    .await?;
+    let run = execute::<K>(obj, cx, &spec, cloud.as_ref(), actions, stored, &mut status).await?;
     let (sent, held, stuck) = (run.sent, run.held, run.stuck);
     if let Some(message) = &stuck {
         cx.event(
@@ -282,13 +307,16 @@ async fn converge<K: Rollout>(
         && overdue::<K>(obj, cx, &spec, stored.as_ref(), verdict, &mut status).await;
     if stored.as_ref() != Some(&status) {
         cx.write_status(obj, &status).await?;
+        super::transitions::notify(obj, cx, stored.as_ref(), &status, version.as_deref());
     }
-    let requeue = if aborting {
+    let requeue = if aborting || acted == analysis::Acted::Aborting {
         Requeue::Active
     } else if stuck.is_some() {
         Requeue::Settled
+    } else if analysis::pending(obj, &spec, &status) {
+        Requeue::After(cx.timing.active)
     } else {
-        plan.requeue
+        analysis::requeue(plan.requeue, status.analysis(), now)
     };
     let delay = cx.timing.delay(requeue, sent || held);
     Ok(Action::requeue(jitter(delay)))

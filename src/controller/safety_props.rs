@@ -165,6 +165,7 @@ fn steps_of(raw: &[(usize, bool)]) -> Vec<CanaryStep> {
         .map(|(percentage, timed)| CanaryStep {
             percentage,
             pause: timed.then(|| format!("{PAUSE_SECS}s")),
+            analysis: None,
         })
         .collect()
 }

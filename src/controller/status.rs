@@ -38,6 +38,8 @@ pub struct Shared<'a> {
     pub aborted: &'a mut Option<crate::crd::common::Aborted>,
     /// The `spec.retry` token last acted on.
     pub observed_retry: &'a mut Option<i64>,
+    /// The metric analysis of the current step or version (the loop's record).
+    pub analysis: &'a mut Option<crate::crd::analysis::AnalysisStatus>,
 }
 
 /// A kind's status.
@@ -53,6 +55,9 @@ pub trait RolloutStatus:
     fn last_progress_at(&self) -> Option<&str>;
     fn aborted(&self) -> Option<&crate::crd::common::Aborted>;
     fn observed_retry(&self) -> Option<i64>;
+    fn analysis(&self) -> Option<&crate::crd::analysis::AnalysisStatus>;
+    fn message(&self) -> Option<&str>;
+    fn phase(&self) -> Option<&str>;
 }
 
 /// The parts of a kind's object the shared loop reads.
@@ -65,6 +70,8 @@ pub trait RolloutObject {
     fn retry_token(&self) -> Option<i64>;
     /// `spec.accountRef.name`: the CloudAccount it names, if any.
     fn account(&self) -> Option<&str>;
+    /// `spec.notifications`: where its transitions are sent.
+    fn notifications(&self) -> &[crate::crd::common::Notification];
 }
 
 macro_rules! rollout_status {
@@ -83,6 +90,9 @@ macro_rules! rollout_status {
             fn account(&self) -> Option<&str> {
                 self.spec.account_ref.as_ref().map(|a| a.name.as_str())
             }
+            fn notifications(&self) -> &[crate::crd::common::Notification] {
+                &self.spec.notifications
+            }
         }
 
         impl RolloutStatus for $t {
@@ -100,6 +110,7 @@ macro_rules! rollout_status {
                     last_progress_at: &mut self.last_progress_at,
                     aborted: &mut self.aborted,
                     observed_retry: &mut self.observed_retry,
+                    analysis: &mut self.analysis,
                 }
             }
             fn conditions(&self) -> &[Condition] {
@@ -125,6 +136,15 @@ macro_rules! rollout_status {
             }
             fn observed_retry(&self) -> Option<i64> {
                 self.observed_retry
+            }
+            fn analysis(&self) -> Option<&crate::crd::analysis::AnalysisStatus> {
+                self.analysis.as_ref()
+            }
+            fn message(&self) -> Option<&str> {
+                self.message.as_deref()
+            }
+            fn phase(&self) -> Option<&str> {
+                self.phase.as_deref()
             }
         }
     )*};

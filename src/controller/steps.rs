@@ -16,6 +16,12 @@
 //!   passes None when the spec's approval names another version, so a new version starts
 //!   with every gate closed). No step is left while any manual gate up to it is closed, so
 //!   withdrawing an approval holds the progression where it is.
+//! - A step with `analysis` is left only once the analysis of THIS step for THIS version
+//!   is Successful ([`StepInput::analysis`]); while it runs, or after any other verdict,
+//!   the step holds (WaitingForAnalysis) and the kind's shell acts on the verdict (a
+//!   Failed analysis rolls back, an Inconclusive one pauses). With a `pause` too, both must
+//!   hold: the pause has elapsed (the analysis runs during it) and the analysis passed. A
+//!   manual gate with an analysis waits for the analysis first, then for the approval.
 //! - `paused` holds: nothing is sent, neither the next step nor a re-send of the current one.
 //!   It does not stop the clock: once unpaused, a step whose pause already elapsed advances.
 //! - One step at a time: after advancing, the next step's percentage must be seen in the
@@ -80,6 +86,8 @@ pub struct Step {
     pub percentage: i32,
     /// None: a manual gate.
     pub pause: Option<SignedDuration>,
+    /// The step carries an analysis that must pass before it is left.
+    pub analysis: bool,
 }
 
 /// A step list that can be followed: percentages 1-100, strictly increasing, pauses
@@ -125,6 +133,7 @@ impl Steps {
             out.push(Step {
                 percentage: step.percentage,
                 pause,
+                analysis: step.analysis.is_some(),
             });
         }
         Ok(Steps(out))
@@ -136,6 +145,11 @@ impl Steps {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether step `i` carries an analysis.
+    pub fn has_analysis(&self, i: usize) -> bool {
+        self.0.get(i).is_some_and(|s| s.analysis)
     }
 
     /// The new version's percentage at step `i` (100 past the last step).
@@ -170,6 +184,16 @@ impl Approval {
     }
 }
 
+/// What the analysis of a step concluded, as the step engine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepVerdict {
+    /// Not finished (or not started).
+    Running,
+    Successful,
+    /// Failed, Inconclusive or Error: the step holds; the shell acts on it.
+    Stopped,
+}
+
 /// Everything the progression depends on.
 #[derive(Debug, Clone)]
 pub struct StepInput<'a> {
@@ -200,6 +224,8 @@ pub struct StepInput<'a> {
     /// `cloud_percentage` (for routines: the rest is on the stable version; for apps:
     /// published, by percentage, nothing in flight).
     pub cloud_settled: bool,
+    /// The analysis recorded in the status for this version: (step index, verdict).
+    pub analysis: Option<(usize, StepVerdict)>,
     pub now: Timestamp,
 }
 
@@ -214,6 +240,8 @@ pub enum StepState {
     WaitingForPause { due: Timestamp },
     /// At a step without `pause`, holding until an approval for this version reaches it.
     WaitingForPromotion,
+    /// At a step with `analysis`, holding until its analysis is Successful.
+    WaitingForAnalysis,
     /// `paused` holds; nothing is sent.
     Paused,
     /// The new version has 100%.
@@ -332,6 +360,12 @@ impl StepPlan {
                 ),
                 Requeue::Settled,
             ),
+            StepState::WaitingForAnalysis => Outcome::waiting(
+                PHASE_PROGRESSING,
+                "WaitingForAnalysis",
+                format!("{label}: {} holds until its analysis passes", w.at),
+                Requeue::Settled,
+            ),
             StepState::Paused => {
                 let where_ = if self.at_target {
                     format!("at {label} ({})", w.at)
@@ -443,6 +477,8 @@ pub fn plan_steps(input: &StepInput<'_>) -> StepPlan {
 /// Whether the current step, reached at `started`, is done: its pause has elapsed, or its
 /// gate is approved for this version. Otherwise `plan` says what it waits for.
 fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepInput<'_>) -> bool {
+    let analysed =
+        !step.analysis || input.analysis == Some((plan.current, StepVerdict::Successful));
     match step.pause {
         // A pause is at most ten years, so only a start time near the end of time can
         // overflow: such a step never ends by itself.
@@ -451,8 +487,12 @@ fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepI
                 plan.next_step_at = Some(due);
                 if input.now < due {
                     plan.state = StepState::WaitingForPause { due };
+                    return false;
                 }
-                input.now >= due
+                if !analysed {
+                    plan.state = StepState::WaitingForAnalysis;
+                }
+                analysed
             }
             Err(_) => {
                 plan.state = StepState::WaitingForPromotion;
@@ -460,6 +500,10 @@ fn step_done(plan: &mut StepPlan, step: &Step, started: Timestamp, input: &StepI
             }
         },
         None => {
+            if !analysed {
+                plan.state = StepState::WaitingForAnalysis;
+                return false;
+            }
             if !gate_open(input, plan.current) {
                 plan.state = StepState::WaitingForPromotion;
                 return false;
@@ -558,6 +602,7 @@ mod tests {
         CanaryStep {
             percentage,
             pause: pause.map(str::to_string),
+            analysis: None,
         }
     }
 
@@ -580,6 +625,8 @@ mod tests {
         prev_pct: Option<i32>,
         cloud: Option<i32>,
         settled: bool,
+        /// The analysis verdict recorded for this version.
+        analysis: Option<(usize, StepVerdict)>,
         now: i64,
         want_current: usize,
         want_state: StepState,
@@ -598,6 +645,7 @@ mod tests {
             prev_percentage: c.prev_pct.or(c.cloud),
             cloud_percentage: c.cloud,
             cloud_settled: c.settled,
+            analysis: c.analysis,
             now: ts(c.now),
         })
     }
@@ -614,10 +662,148 @@ mod tests {
             prev_pct: None,
             cloud: None,
             settled: false,
+            analysis: None,
             now: 0,
             want_current: 0,
             want_state: StepState::Apply,
             want_started: None,
+        }
+    }
+
+    fn analysed(percentage: i32, pause: Option<&str>) -> CanaryStep {
+        CanaryStep {
+            analysis: Some(crate::crd::analysis::AnalysisRef {
+                template_ref: crate::crd::analysis::TemplateRef {
+                    name: "error-ratio".into(),
+                    cluster_scope: false,
+                },
+                args: vec![],
+            }),
+            ..step(percentage, pause)
+        }
+    }
+
+    /// A step with an analysis is left only once the analysis of that step passed; with a
+    /// pause both must hold; on a manual gate the analysis comes first, then the approval.
+    #[test]
+    fn analysis_gates_its_step() {
+        // 10% analysed, 25% for 5m and analysed, 50% manual gate analysed.
+        let steps = vec![
+            analysed(10, None),
+            analysed(25, Some("5m")),
+            analysed(50, None),
+        ];
+        let s = |secs: i64| Some(ts(secs).to_string());
+        let at = |step: i32, pct: i32| Case {
+            prev_step: Some(step),
+            prev_started: s(0),
+            cloud: Some(pct),
+            settled: true,
+            now: 600,
+            ..base("")
+        };
+        let cases = vec![
+            Case {
+                want_current: 0,
+                want_state: StepState::WaitingForAnalysis,
+                want_started: Some(0),
+                ..Case {
+                    name: "no verdict yet: holds",
+                    ..at(0, 10)
+                }
+            },
+            Case {
+                analysis: Some((0, StepVerdict::Running)),
+                want_current: 0,
+                want_state: StepState::WaitingForAnalysis,
+                want_started: Some(0),
+                ..Case {
+                    name: "running: holds",
+                    ..at(0, 10)
+                }
+            },
+            Case {
+                analysis: Some((0, StepVerdict::Stopped)),
+                want_current: 0,
+                want_state: StepState::WaitingForAnalysis,
+                want_started: Some(0),
+                ..Case {
+                    name: "failed or inconclusive: never advances",
+                    ..at(0, 10)
+                }
+            },
+            Case {
+                analysis: Some((1, StepVerdict::Successful)),
+                want_current: 0,
+                want_state: StepState::WaitingForAnalysis,
+                want_started: Some(0),
+                ..Case {
+                    name: "a pass of another step opens nothing",
+                    ..at(0, 10)
+                }
+            },
+            Case {
+                analysis: Some((0, StepVerdict::Successful)),
+                approved: Some(0),
+                want_current: 1,
+                want_state: StepState::Advanced { from: 0 },
+                want_started: None,
+                ..Case {
+                    name: "passed (and its gate approved): advances",
+                    ..at(0, 10)
+                }
+            },
+            Case {
+                analysis: Some((1, StepVerdict::Successful)),
+                now: 200,
+                want_current: 1,
+                want_state: StepState::WaitingForPause { due: ts(300) },
+                want_started: Some(0),
+                ..Case {
+                    name: "passed before the pause ends: the pause still holds",
+                    ..at(1, 25)
+                }
+            },
+            Case {
+                analysis: Some((1, StepVerdict::Running)),
+                want_current: 1,
+                want_state: StepState::WaitingForAnalysis,
+                want_started: Some(0),
+                ..Case {
+                    name: "pause over, analysis running: holds",
+                    ..at(1, 25)
+                }
+            },
+            Case {
+                analysis: Some((2, StepVerdict::Running)),
+                approved: Some(2),
+                want_current: 2,
+                want_state: StepState::WaitingForAnalysis,
+                want_started: Some(0),
+                ..Case {
+                    name: "an approved gate waits for its analysis first",
+                    ..at(2, 50)
+                }
+            },
+            Case {
+                analysis: Some((2, StepVerdict::Successful)),
+                want_current: 2,
+                want_state: StepState::WaitingForPromotion,
+                want_started: Some(0),
+                ..Case {
+                    name: "then for its approval",
+                    ..at(2, 50)
+                }
+            },
+        ];
+        for c in cases {
+            let p = run(&steps, &c);
+            assert_eq!(
+                (p.current, p.state, p.started_at),
+                (c.want_current, c.want_state, c.want_started.map(ts)),
+                "{}",
+                c.name
+            );
         }
     }
 

@@ -106,6 +106,44 @@ pub struct CanaryStep {
         ),
     ]))]
     pub pause: Option<String>,
+    /// A metric analysis run while at this step: the step is left only once it is
+    /// Successful (with `pause`, once the pause has elapsed too; on a manual gate, before
+    /// the approval counts). Failed rolls the version back; Inconclusive pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<super::analysis::AnalysisRef>,
+}
+
+/// Where a rollout sends its transitions (`spec.notifications[]`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// `dingTalk` (a DingTalk custom robot, signed when the Secret has a `secret`) or
+    /// `json` (a generic JSON document).
+    pub format: NotificationFormat,
+    /// Secret in the resource's namespace holding the webhook: key `url` (the webhook URL,
+    /// for DingTalk with its access token) and, for DingTalk, optional key `secret` (the
+    /// robot's signing secret). Neither is ever written to status, Events or logs.
+    pub secret_ref: SecretRef,
+    /// Which transitions to send: stepReached, paused, analysisFailed, rolledBack,
+    /// completed. Empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 5),
+        inner(
+            length(max = 32),
+            regex(pattern = r"^(stepReached|paused|analysisFailed|rolledBack|completed)$")
+        )
+    )]
+    pub events: Vec<String>,
+}
+
+/// Format of a notification.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum NotificationFormat {
+    #[serde(rename = "dingTalk")]
+    DingTalk,
+    #[serde(rename = "json")]
+    Json,
 }
 
 /// A mutation the cloud accepted and has not shown yet in its reads: the same call is not

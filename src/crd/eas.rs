@@ -191,6 +191,16 @@ pub struct EasServiceRolloutSpec {
     /// in Git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<EasPromotion>,
+    /// A background analysis run while each new version of `serviceConfig` rolls out:
+    /// when it fails, the version is rolled back (the partition raised to every replica, so
+    /// all of them serve the old version); when it is inconclusive, the rollout pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<super::analysis::AnalysisRef>,
+    /// Webhooks told about this rollout's transitions (step reached, paused, analysis
+    /// failed, rolled back, completed); at most 8.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub notifications: Vec<super::common::Notification>,
 }
 
 /// An approval of a partition for one version of the service config.
@@ -344,6 +354,10 @@ pub struct EasServiceRolloutStatus {
     /// A version the operator rolled back on its own, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<super::common::Aborted>,
+    /// The metric analysis of the current step or version: its verdict, the queries and
+    /// the recent measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<super::analysis::AnalysisStatus>,
     /// The `spec.retry` token the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_retry: Option<i64>,

@@ -156,6 +156,11 @@ pub struct EsaRoutineRolloutSpec {
     /// not push that version again until the spec names another one.
     #[serde(default)]
     pub progress_deadline_abort: bool,
+    /// Webhooks told about this rollout's transitions (step reached, paused, analysis
+    /// failed, rolled back, completed); at most 8.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub notifications: Vec<super::common::Notification>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -277,6 +282,10 @@ pub struct EsaRoutineRolloutStatus {
     /// A version the operator rolled back on its own, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<super::common::Aborted>,
+    /// The metric analysis of the current step or version: its verdict, the queries and
+    /// the recent measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<super::analysis::AnalysisStatus>,
     /// The `spec.retry` token the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_retry: Option<i64>,

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use self::plan::other_env;
 use self::plan::{AppAction, AppInput, Observed};
 use self::spec::{AppSpec, Mode};
+use super::analysis;
 use super::error::Error;
 use super::plan::{CloudAction, Plan};
 use super::progress::Deadline;
@@ -43,6 +44,47 @@ impl Rollout for EsaContainerAppRollout {
 
     fn abort_version(spec: &AppSpec) -> Option<String> {
         Some(spec.version_id.clone())
+    }
+
+    /// The analysis of the step the cloud is at (recorded by the last reconcile).
+    fn analysis_request(
+        &self,
+        spec: &AppSpec,
+        status: Option<&EsaContainerAppRolloutStatus>,
+    ) -> Option<analysis::Request> {
+        let Mode::Steps { .. } = &spec.mode else {
+            return None;
+        };
+        let status = status?;
+        status.step_started_at.as_ref()?;
+        let step = status.current_step?;
+        let aref = self
+            .spec
+            .steps
+            .as_ref()?
+            .get(usize::try_from(step).ok()?)?
+            .analysis
+            .clone()?;
+        let builtins = analysis::builtins(
+            self,
+            &[
+                ("app", spec.app_id.as_str()),
+                ("env", spec.env.app_wire()),
+                ("region", spec.region),
+                ("version", spec.version_id.as_str()),
+                ("canaryVersion", spec.version_id.as_str()),
+            ],
+        );
+        Some(analysis::Request {
+            aref,
+            step: Some(step),
+            version: spec.version_id.clone(),
+            builtins,
+        })
+    }
+
+    fn current_step(status: &EsaContainerAppRolloutStatus) -> Option<i32> {
+        status.current_step
     }
 
     fn progress_marker(status: &EsaContainerAppRolloutStatus) -> String {

@@ -600,6 +600,10 @@ fn progression(
         }),
         cloud_percentage: if moving { view.percentage() } else { None },
         cloud_settled: moving && view.state == PUBLISH_STATUS_PUBLISHED,
+        analysis: crate::controller::analysis::step_verdict(
+            prev.and_then(|s| s.analysis.as_ref()),
+            v,
+        ),
         now: input.now,
     });
     let wording = Wording {
@@ -1269,10 +1273,12 @@ mod tests {
                 CanaryStep {
                     percentage: 50,
                     pause: None,
+                    analysis: None,
                 },
                 CanaryStep {
                     percentage: 100,
                     pause: None,
+                    analysis: None,
                 },
             ]),
             promotion: Some(AppPromotion {
@@ -1305,6 +1311,7 @@ mod tests {
         let gate = |percentage| CanaryStep {
             percentage,
             pause: None,
+            analysis: None,
         };
         let mut s = EsaContainerAppRolloutSpec {
             steps: Some(vec![gate(10), gate(50)]),

@@ -160,6 +160,17 @@ impl ValidSpec<EsaContainerAppRollout> for AppSpec {
         if aborted.is_some_and(|a| a.version == spec.version_id) {
             spec.mode = Mode::Rollback { percentage: None };
         }
+        // An Inconclusive analysis of this version holds it as if paused.
+        if let (Mode::Steps { .. }, Some(s)) = (&spec.mode, obj.status.as_ref())
+            && crate::controller::analysis::holds(
+                s.analysis.as_ref(),
+                &spec.version_id,
+                s.observed_retry,
+                obj.spec.retry,
+            )
+        {
+            spec.paused = true;
+        }
         Ok(spec)
     }
 
@@ -199,6 +210,7 @@ pub(crate) mod fixtures {
             account_ref: None,
             progress_deadline: None,
             progress_deadline_abort: false,
+            notifications: vec![],
         }
     }
 
@@ -208,10 +220,12 @@ pub(crate) mod fixtures {
                 CanaryStep {
                     percentage: 10,
                     pause: Some("5m".into()),
+                    analysis: None,
                 },
                 CanaryStep {
                     percentage: 50,
                     pause: None,
+                    analysis: None,
                 },
             ]),
             ..spec()
@@ -269,6 +283,7 @@ mod tests {
                     steps: Some(vec![CanaryStep {
                         percentage: 10,
                         pause: Some("5 min".into()),
+                        analysis: None,
                     }]),
                     ..spec()
                 },

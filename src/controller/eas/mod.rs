@@ -22,6 +22,7 @@ use kube::runtime::events::EventType;
 
 use self::plan::{EasAction, EasInput, Observed, needs_service_config};
 use self::spec::{EasSpec, split_cloud_ref};
+use super::analysis;
 use super::context::{Claim, Context};
 use super::error::Error;
 use super::plan::Plan;
@@ -52,6 +53,59 @@ impl Rollout for EasServiceRollout {
 
     fn cloud_marker() -> Option<&'static dyn super::marker::CloudMarker<Self>> {
         Some(&super::marker::EAS_MARKER)
+    }
+
+    /// The declared version of the service config (rolled back by a failed analysis).
+    fn abort_version(spec: &EasSpec) -> Option<String> {
+        spec.service_config
+            .as_ref()
+            .map(|c| c.version().to_string())
+    }
+
+    /// `spec.analysis` in the background while the declared service config, once pushed,
+    /// rolls out (not after it was rolled back).
+    fn analysis_request(
+        &self,
+        spec: &EasSpec,
+        status: Option<&EasServiceRolloutStatus>,
+    ) -> Option<analysis::Request> {
+        let aref = self.spec.analysis.clone()?;
+        let config = spec.service_config.as_ref()?;
+        let status = status?;
+        if status.applied_service_config_hash.as_deref() != Some(config.hash.as_str()) {
+            return None;
+        }
+        let version = config.version().to_string();
+        if status
+            .aborted
+            .as_ref()
+            .is_some_and(|a| a.version == version)
+        {
+            return None;
+        }
+        let builtins = analysis::builtins(
+            self,
+            &[
+                ("service", spec.service.as_str()),
+                ("region", spec.region.as_str()),
+                ("version", version.as_str()),
+                ("canaryVersion", version.as_str()),
+                (
+                    "canaryRevision",
+                    status.update_revision.as_deref().unwrap_or_default(),
+                ),
+                (
+                    "stableRevision",
+                    status.current_revision.as_deref().unwrap_or_default(),
+                ),
+            ],
+        );
+        Some(analysis::Request {
+            aref,
+            step: None,
+            version,
+            builtins,
+        })
     }
 
     fn progress_marker(status: &EasServiceRolloutStatus) -> String {

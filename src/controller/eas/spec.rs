@@ -214,9 +214,47 @@ pub fn config_hash(config: &Value) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// Every replica kept on the old version: where a rolled-back version of the service
+/// config is held.
+pub const ROLLED_BACK_PARTITION: IntOrPercent = IntOrPercent::Percent(100);
+
 impl ValidSpec<EasServiceRollout> for EasSpec {
+    /// A version of the service config the operator rolled back on its own
+    /// (`status.aborted`, e.g. a failed analysis) is held with every replica on the old
+    /// version (partition 100%, approvals ignored) until the spec names another version
+    /// or `spec.retry` changes; one whose analysis is Inconclusive is held paused.
     fn parse(obj: &EasServiceRollout) -> Result<Self, String> {
-        validate(&obj.spec)
+        let mut spec = validate(&obj.spec)?;
+        let Some(version) = spec
+            .service_config
+            .as_ref()
+            .map(|c| c.version().to_string())
+        else {
+            return Ok(spec);
+        };
+        let Some(status) = obj
+            .status
+            .as_ref()
+            .filter(|s| s.observed_retry == obj.spec.retry)
+        else {
+            return Ok(spec);
+        };
+        if status
+            .aborted
+            .as_ref()
+            .is_some_and(|a| a.version == version)
+        {
+            spec.strategy = Strategy::Partition(ROLLED_BACK_PARTITION);
+            spec.promotion = None;
+        } else if crate::controller::analysis::holds(
+            status.analysis.as_ref(),
+            &version,
+            status.observed_retry,
+            obj.spec.retry,
+        ) {
+            spec.paused = true;
+        }
+        Ok(spec)
     }
 
     /// "region/serviceName": the cloud identity of the rollout.
@@ -252,6 +290,8 @@ pub(crate) mod fixtures {
             progress_deadline: None,
             service_config: None,
             promotion: None,
+            analysis: None,
+            notifications: vec![],
         }
     }
 

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use self::plan::{Observed, RoutineAction, RoutineInput, observed_env, record_deployment};
 use self::spec::Mode;
 use self::spec::RoutineSpec;
+use super::analysis;
 use super::error::Error;
 use super::plan::Plan;
 use super::progress::Deadline;
@@ -48,6 +49,47 @@ impl Rollout for EsaRoutineRollout {
             Mode::Rollback { canary, .. } => Some(canary.clone()),
             Mode::Fixed(_) => None,
         }
+    }
+
+    /// The analysis of the canary step the cloud is at (recorded by the last reconcile).
+    fn analysis_request(
+        &self,
+        spec: &RoutineSpec,
+        status: Option<&EsaRoutineRolloutStatus>,
+    ) -> Option<analysis::Request> {
+        let Mode::Canary(c) = &spec.mode else {
+            return None;
+        };
+        let status = status?;
+        status.step_started_at.as_ref()?;
+        let step = status.current_step?;
+        let declared = self.spec.canary.as_ref()?;
+        let aref = declared
+            .steps
+            .get(usize::try_from(step).ok()?)?
+            .analysis
+            .clone()?;
+        let builtins = analysis::builtins(
+            self,
+            &[
+                ("routine", spec.routine.as_str()),
+                ("env", spec.env.routine_wire()),
+                ("region", spec.region),
+                ("stableVersion", c.stable.as_str()),
+                ("canaryVersion", c.canary.as_str()),
+                ("version", c.canary.as_str()),
+            ],
+        );
+        Some(analysis::Request {
+            aref,
+            step: Some(step),
+            version: c.canary.clone(),
+            builtins,
+        })
+    }
+
+    fn current_step(status: &EsaRoutineRolloutStatus) -> Option<i32> {
+        status.current_step
     }
 
     fn progress_marker(status: &EsaRoutineRolloutStatus) -> String {

@@ -198,6 +198,10 @@ fn canary(input: &RoutineInput<'_>, c: &Canary, cloud: &[CodeVersionSplit]) -> R
         }),
         cloud_percentage: share,
         cloud_settled: share.is_some_and(|p| same(&canary_split(c, p), cloud)),
+        analysis: crate::controller::analysis::step_verdict(
+            prev.and_then(|s| s.analysis.as_ref()),
+            &c.canary,
+        ),
         now: input.now,
     });
     let want = canary_split(c, sp.target);
@@ -621,6 +625,7 @@ mod tests {
         let gate = |percentage| CanaryStep {
             percentage,
             pause: None,
+            analysis: None,
         };
         let mut spec = spec_canary(vec![gate(10), gate(50)]);
         let approve = |spec: &mut EsaRoutineRolloutSpec, version: &str, step| {

@@ -144,7 +144,8 @@ fn versions(c: &RoutineCanary) -> Result<(), String> {
 
 impl ValidSpec<EsaRoutineRollout> for RoutineSpec {
     /// A canary version the operator rolled back on its own (`status.aborted`) stays
-    /// rolled back until the spec names another canary version.
+    /// rolled back until the spec names another canary version; one whose analysis is
+    /// Inconclusive is held as if paused.
     fn parse(obj: &EsaRoutineRollout) -> Result<Self, String> {
         let mut spec = validate(&obj.spec)?;
         // A changed spec.retry releases it (the loop clears the record in this reconcile).
@@ -160,6 +161,17 @@ impl ValidSpec<EsaRoutineRollout> for RoutineSpec {
                 stable: c.stable.clone(),
                 canary: c.canary.clone(),
             };
+        }
+        // An Inconclusive analysis of this canary holds it as if paused.
+        if let (Mode::Canary(c), Some(s)) = (&spec.mode, obj.status.as_ref())
+            && crate::controller::analysis::holds(
+                s.analysis.as_ref(),
+                &c.canary,
+                s.observed_retry,
+                obj.spec.retry,
+            )
+        {
+            spec.paused = true;
         }
         Ok(spec)
     }
@@ -203,6 +215,7 @@ pub(crate) mod fixtures {
             account_ref: None,
             progress_deadline: None,
             progress_deadline_abort: false,
+            notifications: vec![],
         }
     }
 
@@ -212,14 +225,17 @@ pub(crate) mod fixtures {
             CanaryStep {
                 percentage: 10,
                 pause: Some("5m".into()),
+                analysis: None,
             },
             CanaryStep {
                 percentage: 25,
                 pause: None,
+                analysis: None,
             },
             CanaryStep {
                 percentage: 50,
                 pause: Some("1h".into()),
+                analysis: None,
             },
         ])
     }
