@@ -33,7 +33,10 @@ pub const ARG_NAME_PATTERN: &str = "^[a-zA-Z][a-zA-Z0-9_]*$";
 /// A metric name (a DNS label, as it appears in Events and status).
 pub const METRIC_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// An absolute http(s) URL (it may hold `{{args.x}}` placeholders after the host part).
-pub const HTTP_URL_PATTERN: &str = "^https?://[^ ]+$";
+/// An http(s) URL, or one that starts with an argument (`{{args.prometheus}}/...`), so that a
+/// template shared by teams can take its address from the rollout.
+pub const HTTP_URL_OR_ARG_PATTERN: &str =
+    "^(https?://[^ ]+|[{][{] *args[.][A-Za-z0-9_-]+ *[}][}][^ ]*)$";
 /// An HTTP header name (RFC 9110 token).
 pub const HEADER_NAME_PATTERN: &str = "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$";
 
@@ -257,9 +260,10 @@ pub struct MetricProvider {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusMetric {
-    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`; may
+    /// start with `{{args.NAME}}`.
     #[schemars(length(min = 1, max = 2048), extend("x-kubernetes-validations" = [
-        rule(&format!("self.matches('{HTTP_URL_PATTERN}')"), "address must be an http:// or https:// URL"),
+        rule(&format!("self.matches('{HTTP_URL_OR_ARG_PATTERN}')"), "address must be an http:// or https:// URL, or start with {{args.NAME}}"),
     ]))]
     pub address: String,
     /// PromQL; may use `{{args.NAME}}`. One sample gives a number, several a list.
@@ -309,7 +313,7 @@ pub struct WebHeader {
 pub struct WebMetric {
     /// URL; may use `{{args.NAME}}`.
     #[schemars(length(min = 1, max = MAX_QUERY), extend("x-kubernetes-validations" = [
-        rule(&format!("self.matches('{HTTP_URL_PATTERN}')"), "url must be an http:// or https:// URL"),
+        rule(&format!("self.matches('{HTTP_URL_OR_ARG_PATTERN}')"), "url must be an http:// or https:// URL, or start with {{args.NAME}}"),
     ]))]
     pub url: String,
     /// GET (default) or POST.
