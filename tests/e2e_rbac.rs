@@ -253,6 +253,8 @@ async fn the_service_account_of_deploy_may_do_what_the_operator_does_and_nothing
     };
 
     let creds = json!({"name": "tenant"});
+    let web_url = format!("{}/metrics", env.sim.url());
+    let cluster_template = format!("rbac-smoke-{}", std::process::id());
     for manifest in [
         json!({
             "apiVersion": "rollouts.alicloud.dev/v1alpha1",
@@ -293,6 +295,40 @@ async fn the_service_account_of_deploy_may_do_what_the_operator_does_and_nothing
                 "credentialsSecretRef": creds
             }
         }),
+        // Analysed steps: the operator reads a namespaced and a cluster-wide template
+        // (web metrics: a 2xx from the simulator passes).
+        json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "smoke"},
+            "spec": {"metrics": [{"name": "up", "provider": {"web": {"url": web_url}}}]}
+        }),
+        json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "ClusterAnalysisTemplate",
+            "metadata": {"name": cluster_template},
+            "spec": {"metrics": [{"name": "up", "provider": {"web": {"url": web_url}}}]}
+        }),
+        json!({
+            "apiVersion": "rollouts.alicloud.dev/v1alpha1",
+            "kind": "EsaRoutineRollout",
+            "metadata": {"name": "analysed"},
+            "spec": {
+                "routine": "image-resizer",
+                "env": "staging",
+                "canary": {
+                    "stableVersion": "1723599747213377175",
+                    "canaryVersion": "1723688023417750321",
+                    "steps": [
+                        {"percentage": 10, "pause": "1s",
+                         "analysis": {"templateRef": {"name": "smoke"}}},
+                        {"percentage": 50, "pause": "1s",
+                         "analysis": {"templateRef": {"name": cluster_template, "clusterScope": true}}}
+                    ]
+                },
+                "credentialsSecretRef": creds
+            }
+        }),
         // Its Secret does not exist: the same Warning again at every look, which the
         // Event recorder folds into one series (a patch of the first Event).
         json!({
@@ -313,6 +349,7 @@ async fn the_service_account_of_deploy_may_do_what_the_operator_does_and_nothing
         "easservicerollout/eas",
         "esaroutinerollout/routine",
         "esacontainerapprollout/app",
+        "esaroutinerollout/analysed",
     ] {
         env.wait_obj("Ready", resource, Duration::from_secs(120), ready)
             .await;
