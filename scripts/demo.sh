@@ -158,6 +158,7 @@ EOF
   ALIBABA_CLOUD_ACCESS_KEY_ID=testid ALIBABA_CLOUD_ACCESS_KEY_SECRET=testsecret \
     "$BIN" run --namespaces "$NS" \
     --eas-endpoint "http://127.0.0.1:$SIM_PORT" --esa-endpoint "http://127.0.0.1:$SIM_PORT" \
+    --sts-endpoint "http://127.0.0.1:$SIM_PORT" --cms-endpoint "http://127.0.0.1:$SIM_PORT" \
     --active-poll 1s --listen "127.0.0.1:$METRICS_PORT" \
     >"$STATE/operator.log" 2>&1 &
   echo $! >"$STATE/operator.pid"
