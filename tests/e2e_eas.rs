@@ -387,13 +387,41 @@ async fn deletion_policy_delete_removes_the_cloud_rollout_and_retain_keeps_it() 
     );
     assert_eq!(env.sim.count("DeleteServiceRollout").await, 1);
 
-    // A cloud rollout already gone never blocks deletion.
+    // A cloud rollout already gone never blocks deletion. The retained service still
+    // carries the ownership marker of `kept`: a new resource takes it over only by naming
+    // that marker in spec.adoptFrom, which the refusal shows.
     env.kubectl.apply(&manifest(
         "gone-twice",
         "qwen_chat_prod",
         "cn-shanghai",
         "Delete",
     ));
+    let marker_of = |o: &serde_json::Value| {
+        let message = o["status"]["message"].as_str().unwrap_or_default();
+        message
+            .split_once("spec.adoptFrom: \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(marker, _)| marker.to_string())
+            .filter(|m| m.ends_with("/eas/kept"))
+            .ok_or_else(|| format!("not refused yet: {message}"))
+    };
+    let refused = env
+        .wait_obj(
+            "OwnedElsewhere",
+            "easservicerollout/gone-twice",
+            Duration::from_secs(30),
+            |o| marker_of(o).map(|_| ()),
+        )
+        .await;
+    let marker = marker_of(&refused).expect("the refusal names the marker");
+    env.kubectl.must(&[
+        "patch",
+        "easservicerollout/gone-twice",
+        "--type",
+        "merge",
+        "-p",
+        &serde_json::json!({"spec": {"adoptFrom": marker}}).to_string(),
+    ]);
     env.wait_obj(
         "Ready",
         "easservicerollout/gone-twice",

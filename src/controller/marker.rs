@@ -157,7 +157,11 @@ pub async fn check<K: Rollout>(
         return Ok(Marking::Nothing);
     };
     let me = mine(obj, cx);
-    let recorded = stored.and_then(|s| marker.recorded(s).map(str::to_string));
+    // A marker sent whose answer was lost counts as set (rule 4): the cloud is read, the
+    // label is not sent again.
+    let recorded = stored
+        .and_then(|s| marker.recorded(s).map(str::to_string))
+        .or_else(|| sent_unanswered(obj, cx, &me));
     marker.record(status, recorded.clone());
     if !mutating && recorded.as_deref() == Some(me.as_str()) {
         return Ok(Marking::Nothing);
@@ -194,9 +198,37 @@ pub async fn mark<K: Rollout>(
         return Ok(());
     };
     let me = mine(obj, cx);
-    set(obj, cx, cloud, marker, &me, adopted_from).await?;
+    if let Err(e) = set(obj, cx, cloud, marker, &me, adopted_from).await {
+        if e.outcome_unknown() {
+            remember_unanswered(obj, cx, &me);
+        }
+        return Err(e);
+    }
     marker.record(status, Some(me));
     Ok(())
+}
+
+fn unanswered_key<K: Rollout>(obj: &K) -> String {
+    format!("marker/{}", obj.uid().unwrap_or_default())
+}
+
+/// Remember (in memory) that the marker `me` was sent and its answer lost.
+fn remember_unanswered<K: Rollout>(obj: &K, cx: &Context, me: &str) {
+    let record = crate::crd::common::MutationInFlight {
+        action: "UpdateServiceLabel".into(),
+        request: me.to_string(),
+        accepted_at: jiff::Timestamp::now().to_string(),
+        resent: false,
+    };
+    cx.remember_in_flight(&unanswered_key(obj), vec![record]);
+}
+
+/// The marker this process sent for `obj` without an answer, if it is `me`.
+fn sent_unanswered<K: Rollout>(obj: &K, cx: &Context, me: &str) -> Option<String> {
+    cx.remembered_in_flight(&unanswered_key(obj))
+        .into_iter()
+        .find(|r| r.request == me)
+        .map(|r| r.request)
 }
 
 /// Whose marker the object carries when it is not this resource's (`None`: ours, none,
