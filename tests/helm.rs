@@ -116,15 +116,24 @@ fn grants(roles: &[&Value]) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for role in roles {
         for rule in role["rules"].as_sequence().into_iter().flatten() {
+            // A rule limited to named objects grants on those only: `resource[name]`.
+            let names = strings(&rule["resourceNames"]);
             for g in strings(&rule["apiGroups"]) {
                 for r in strings(&rule["resources"]) {
-                    for v in strings(&rule["verbs"]) {
-                        out.insert((g.clone(), r.clone(), v));
+                    let targets: Vec<String> = if names.is_empty() {
+                        vec![r.clone()]
+                    } else {
+                        names.iter().map(|n| format!("{r}[{n}]")).collect()
+                    };
+                    for t in targets {
+                        for v in strings(&rule["verbs"]) {
+                            out.insert((g.clone(), t.clone(), v));
+                        }
                     }
                 }
             }
             assert!(
-                rule["resourceNames"].is_null() && rule["nonResourceURLs"].is_null(),
+                rule["nonResourceURLs"].is_null(),
                 "unexpected rule shape: {rule:?}"
             );
         }
@@ -260,7 +269,24 @@ fn watched_namespaces_confine_the_rules_to_them() {
     .collect();
     assert_eq!(tenancy, reads);
     assert_eq!(of_kind(&docs, "ClusterRoleBinding").len(), 1);
-    let namespaced: BTreeSet<_> = cluster_wide.difference(&reads).cloned().collect();
+    // The default cluster id (the uid of namespace kube-system) is read through a Role in
+    // kube-system.
+    let cluster_id: BTreeSet<(String, String, String)> = [(
+        String::new(),
+        "namespaces[kube-system]".to_string(),
+        "get".to_string(),
+    )]
+    .into();
+    let in_kube_system: Vec<&Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["namespace"] == "kube-system")
+        .collect();
+    assert_eq!(grants(&in_kube_system), cluster_id);
+    let namespaced: BTreeSet<_> = cluster_wide
+        .difference(&reads)
+        .filter(|g| !cluster_id.contains(*g))
+        .cloned()
+        .collect();
     for ns in ["team-a", "team-b"] {
         let roles: Vec<&Value> = of_kind(&docs, "Role")
             .into_iter()
