@@ -229,11 +229,12 @@ async fn a_deleted_namespace_takes_its_cloud_rollouts_with_it_even_when_the_secr
     assert_eq!(deletes.len(), 1, "one deletion: {after:?}");
     assert_eq!(deletes[0]["accessKeyId"], KEY_ID, "{deletes:?}");
     // The ESA kinds take no finalizer and leave the cloud as it is: besides that one
-    // deletion, the operator only read.
+    // deletion and the removal of the service's ownership marker, the operator only read.
     for call in &after {
         let action = call["action"].as_str().unwrap_or_default();
         assert!(
             action == "DeleteServiceRollout"
+                || action == "DeleteServiceLabel"
                 || ["Get", "Describe", "List"]
                     .iter()
                     .any(|p| action.starts_with(p)),
